@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(cgroup_psi_exporter::app::main());
+}
