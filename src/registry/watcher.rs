@@ -1,0 +1,1 @@
+//! inotify watcher (being written)
