@@ -1,5 +1,248 @@
 //! Startup glue: flags, config, layout, then the exporter and the agent.
+//! `anyhow` lives here and nowhere else: below this, errors are typed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use prometheus_client::registry::Registry as PromRegistry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cgroupfs::Layout;
+use crate::cli::Args;
+use crate::collector::selfmetrics::SelfCollector;
+use crate::collector::{CgroupCollector, Families};
+use crate::config::Config;
+use crate::registry::{Filter, Registry, RescanReason};
+
+/// Exit code for bad flags, config or paths (sysexits `EX_USAGE`); clap's
+/// own usage errors exit 2; failures at run time exit 1.
+pub const EX_USAGE: i32 = 64;
+
+/// How long open HTTP connections and queued alerts get on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn main() -> i32 {
-    0
+    let args = Args::parse();
+    crate::logging::init(args.log_level, args.log_format);
+    if args.check_config {
+        return check_config(&args);
+    }
+    let config = match load_config(args.config_file.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EX_USAGE;
+        }
+    };
+    let layout = match check_paths(&args) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return EX_USAGE;
+        }
+    };
+    if args.once {
+        return match once(&args, &config, layout) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        };
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("cgpe")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(run(args, config, layout)) {
+        Ok(()) => 0,
+        Err(e) => {
+            error!(error = format!("{e:#}"), "exiting");
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
+    match file {
+        None => Ok(Config::default()),
+        Some(f) => Ok(Config::load(f)?),
+    }
+}
+
+fn check_config(args: &Args) -> i32 {
+    match load_config(args.config_file.as_deref()) {
+        Ok(c) => {
+            let mut out = std::io::stdout().lock();
+            let name = args
+                .config_file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(defaults)".to_string());
+            let _ = writeln!(out, "# {name}: valid");
+            let _ = out.write_all(c.to_yaml().as_bytes());
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EX_USAGE
+        }
+    }
+}
+
+/// Fails early, naming the path, when a root is missing or unreadable.
+fn check_paths(args: &Args) -> anyhow::Result<Arc<Layout>> {
+    std::fs::read_dir(&args.procfs)
+        .with_context(|| format!("--path.procfs {}: cannot read procfs", args.procfs.display()))?;
+    let layout = Layout::detect(&args.cgroupfs, &args.procfs)
+        .with_context(|| format!("--path.cgroupfs {}", args.cgroupfs.display()))?;
+    Ok(Arc::new(layout))
+}
+
+/// The pieces a scrape needs, built the same way for `--once` and serving.
+struct Exporter {
+    registry: Arc<Registry>,
+    prom: PromRegistry,
+}
+
+fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> Exporter {
+    let registry = Registry::new(layout, Filter::from_config(&config.cgroups));
+    let collector = CgroupCollector::new(registry.clone(), args.procfs.clone(), Families::from_config(&config.metrics));
+    let scrape_stats = collector.stats.clone();
+    let mut prom = PromRegistry::default();
+    prom.register_collector(Box::new(collector));
+    prom.register_collector(Box::new(SelfCollector::new(registry.clone(), scrape_stats)));
+    Exporter { registry, prom }
+}
+
+fn once(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<()> {
+    let ex = build_exporter(args, config, layout);
+    ex.registry.rescan(RescanReason::Initial);
+    let mut out = String::new();
+    crate::collector::with_deadline(Instant::now() + crate::collector::DEFAULT_DEADLINE, || {
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &ex.prom)
+    })
+    .context("encoding the exposition")?;
+    std::io::stdout().lock().write_all(out.as_bytes()).context("writing to stdout")?;
+    Ok(())
+}
+
+async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let ex = build_exporter(&args, &config, layout);
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let addr = crate::http::parse_listen_address(&args.listen_address).map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --web.listen-address {}", args.listen_address))?;
+    let tls = match &args.web_config_file {
+        None => None,
+        Some(f) => Some(crate::http::tls::WebConfig::load(f)?),
+    };
+    info!(
+        address = %listener.local_addr().unwrap_or(addr),
+        tls = tls.as_ref().map(|t| t.has_tls()).unwrap_or(false),
+        path = %args.telemetry_path,
+        "listening"
+    );
+
+    // Discovery: initial walk with watches, then inotify.
+    let watcher = crate::registry::watcher::spawn(ex.registry.clone(), shutdown.clone());
+    {
+        let registry = ex.registry.clone();
+        let ready = ready.clone();
+        let mut started = watcher.started();
+        tokio::spawn(async move {
+            let _ = started.wait_for(|s| *s).await;
+            info!(cgroups = registry.len(), "initial discovery done");
+            ready.store(true, Ordering::Relaxed);
+        });
+    }
+
+    let (config_tx, _config_rx) = watch::channel(Arc::new(config));
+    let reload = make_reload(args.config_file.clone(), config_tx);
+
+    let server = crate::http::Server {
+        registry: Arc::new(ex.prom),
+        telemetry_path: args.telemetry_path.clone(),
+        ready,
+        reload: reload.clone(),
+        tls,
+    };
+    let http = tokio::spawn(server.serve(listener, shutdown.clone(), SHUTDOWN_GRACE));
+
+    wait_for_signals(reload, shutdown.clone()).await?;
+    shutdown.cancel();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), http).await;
+    watcher.join().await;
+    info!("stopped");
+    Ok(())
+}
+
+type Reload = Option<crate::http::ReloadFn>;
+
+/// SIGHUP and `POST /-/reload` both re-read the config file: a valid one
+/// replaces the running config, a broken one is refused with a log line and
+/// the old one keeps running.
+fn make_reload(file: Option<PathBuf>, tx: watch::Sender<Arc<Config>>) -> Reload {
+    let file = file?;
+    let tx = Arc::new(Mutex::new(tx));
+    Some(Arc::new(move || match Config::load(&file) {
+        Ok(c) => {
+            let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
+            let old = tx.borrow().clone();
+            if old.cgroups != c.cgroups || old.metrics != c.metrics || old.namespaces != c.namespaces {
+                warn!("cgroups, metrics and namespaces sections take effect on restart only");
+            }
+            tx.send_replace(Arc::new(c));
+            info!(file = %file.display(), "config reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            error!(error = %e, "config reload refused; the running config stays");
+            Err(e.to_string())
+        }
+    }))
+}
+
+async fn wait_for_signals(reload: Reload, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // SIGTERM: Kubernetes and systemd ask us to stop.
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // SIGINT: Ctrl-C while developing.
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    // SIGHUP: an operator or config-reloader sidecar asks for a reload.
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!(signal = "SIGTERM", "shutting down"); break; }
+            _ = int.recv() => { info!(signal = "SIGINT", "shutting down"); break; }
+            _ = hup.recv() => {
+                match &reload {
+                    Some(f) => { let _ = f(); }
+                    None => warn!("SIGHUP: no --config.file to reload"),
+                }
+            }
+            () = shutdown.cancelled() => break,
+        }
+    }
+    Ok(())
 }

@@ -1,1 +1,449 @@
-//! (being written)
+//! The scrape: take the registry's snapshot, read every cgroup's files in
+//! parallel under a deadline, then encode family by family. Nothing runs
+//! between scrapes.
+//!
+//! Concurrent scrapes collapse onto one collection: a request that arrives
+//! while a collection runs waits for it and, if that collection started
+//! before the request arrived (and so could miss a cgroup made just before
+//! the request), takes the next one instead.
+
+pub mod names;
+pub mod selfmetrics;
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use tracing::{debug, warn};
+
+use crate::cgroupfs::parse::{self, DevNum};
+use crate::cgroupfs::reader::{discover_hugetlb_sizes, CgroupStats, ReadError, Reader, Skip};
+use crate::labels::CgroupLabels;
+use crate::registry::{CgroupEntry, Registry};
+
+use names::{Labeled, SCALARS};
+
+/// Default time budget of one collection when the scraper states none.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+
+thread_local! {
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `f` (an encode of the registry) with a collection deadline, e.g.
+/// from Prometheus's `X-Prometheus-Scrape-Timeout-Seconds`.
+pub fn with_deadline<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
+    DEADLINE.with(|d| d.set(Some(deadline)));
+    let r = f();
+    DEADLINE.with(|d| d.set(None));
+    r
+}
+
+/// One collection's result.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub rows: Vec<(Arc<CgroupEntry>, CgroupStats)>,
+    pub duration: Duration,
+    pub deadline_hit: bool,
+}
+
+/// Self-observation shared with the self-metrics collector.
+#[derive(Debug, Default)]
+pub struct ScrapeStats {
+    pub last_duration_ns: AtomicU64,
+    pub collections: AtomicU64,
+    pub deadline_exceeded: AtomicU64,
+    pub vanished: AtomicU64,
+    pub read_errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+#[derive(Debug, Default)]
+struct Flight {
+    running: bool,
+    last: Option<(Instant, Weak<Collected>)>,
+}
+
+/// Which families are on (`metrics.disable` / `metrics.enable`).
+#[derive(Debug, Clone, Default)]
+pub struct Families {
+    disabled: Vec<String>,
+}
+
+impl Families {
+    pub fn from_config(m: &crate::config::MetricsConfig) -> Families {
+        let mut disabled: Vec<String> = m.disable.iter().map(|s| s.trim_end_matches("_total").to_string()).collect();
+        for off in names::OFF_BY_DEFAULT {
+            if !m.enable.iter().any(|e| e == off) {
+                disabled.push(off.to_string());
+            }
+        }
+        Families { disabled }
+    }
+
+    pub fn all_on() -> Families {
+        Families::default()
+    }
+
+    pub fn enabled(&self, name: &str, unit: &Option<prometheus_client::registry::Unit>, ty: &MetricType) -> bool {
+        let full = names::exported(name, unit, ty);
+        let full = full.trim_end_matches("_total");
+        !self.disabled.iter().any(|d| d == full)
+    }
+
+    fn labeled(&self, l: &Labeled) -> bool {
+        self.enabled(l.name, &l.unit, &l.ty)
+    }
+
+    fn scalar_on(&self, name: &str) -> bool {
+        SCALARS.iter().filter(|s| s.name == name).any(|s| self.enabled(s.name, &s.unit, &s.ty))
+    }
+
+    /// File groups no enabled family needs.
+    pub fn skip(&self) -> Skip {
+        Skip {
+            memory_stat: !self.labeled(&names::MEMORY_STAT),
+            memory_numa: !self.labeled(&names::MEMORY_NUMA),
+            memory_events: !self.labeled(&names::MEMORY_EVENTS),
+            io: ![&names::IO_READ_BYTES, &names::IO_WRITE_BYTES, &names::IO_READS, &names::IO_WRITES]
+                .iter()
+                .any(|l| self.labeled(l)),
+            io_limits: !self.scalar_on("cgroup_io_weight")
+                && ![
+                    &names::IO_LIMIT_READ_BPS,
+                    &names::IO_LIMIT_WRITE_BPS,
+                    &names::IO_LIMIT_READ_IOPS,
+                    &names::IO_LIMIT_WRITE_IOPS,
+                ]
+                .iter()
+                .any(|l| self.labeled(l)),
+            hugetlb: !self.labeled(&names::HUGETLB_USAGE) && !self.labeled(&names::HUGETLB_LIMIT),
+            pressure: SCALARS
+                .iter()
+                .filter(|s| s.name.starts_with("cgroup_pressure_"))
+                .all(|s| !self.enabled(s.name, &s.unit, &s.ty)),
+            cpuset: !self.scalar_on("cgroup_cpuset_cpus"),
+            pids: !self.scalar_on("cgroup_pids_current") && !self.scalar_on("cgroup_pids_limit"),
+            cgroup_events: !self.scalar_on("cgroup_populated") && !self.scalar_on("cgroup_frozen"),
+        }
+    }
+}
+
+/// The per-cgroup collector registered in the exporter's registry.
+pub struct CgroupCollector {
+    registry: Arc<Registry>,
+    procfs: PathBuf,
+    families: Families,
+    hugetlb_sizes: Arc<[Arc<str>]>,
+    threads: usize,
+    flight: Mutex<Flight>,
+    done: Condvar,
+    devices: Mutex<HashMap<DevNum, Arc<str>>>,
+    pub stats: Arc<ScrapeStats>,
+}
+
+impl fmt::Debug for CgroupCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CgroupCollector").field("threads", &self.threads).finish()
+    }
+}
+
+impl CgroupCollector {
+    pub fn new(registry: Arc<Registry>, procfs: PathBuf, families: Families) -> CgroupCollector {
+        let hugetlb_sizes: Arc<[Arc<str>]> = discover_hugetlb_sizes(registry.layout()).into();
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+        CgroupCollector {
+            registry,
+            procfs,
+            families,
+            hugetlb_sizes,
+            threads,
+            flight: Mutex::new(Flight::default()),
+            done: Condvar::new(),
+            devices: Mutex::new(HashMap::new()),
+            stats: Arc::new(ScrapeStats::default()),
+        }
+    }
+
+    /// A collection that started no earlier than now, shared with
+    /// concurrent callers.
+    pub fn collect_shared(&self, deadline: Instant) -> Arc<Collected> {
+        let arrived = Instant::now();
+        let mut g = self.flight.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some((started, weak)) = &g.last {
+                if *started >= arrived {
+                    if let Some(c) = weak.upgrade() {
+                        return c;
+                    }
+                }
+            }
+            if !g.running {
+                g.running = true;
+                break;
+            }
+            g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(g);
+        let started = Instant::now();
+        let c = Arc::new(self.collect(deadline));
+        let mut g = self.flight.lock().unwrap_or_else(|e| e.into_inner());
+        g.running = false;
+        g.last = Some((started, Arc::downgrade(&c)));
+        drop(g);
+        self.done.notify_all();
+        c
+    }
+
+    /// Reads every tracked cgroup once, in parallel, until `deadline`.
+    pub fn collect(&self, deadline: Instant) -> Collected {
+        let start = Instant::now();
+        let snapshot = self.registry.snapshot();
+        let next = AtomicUsize::new(0);
+        let deadline_hit = std::sync::atomic::AtomicBool::new(false);
+        const CHUNK: usize = 32;
+        let threads = self.threads.min(snapshot.len().div_ceil(CHUNK)).max(1);
+        let skip = self.families.skip();
+        let work = |_: usize| {
+            let mut reader = Reader::new(self.registry.layout().clone(), self.procfs.clone(), self.hugetlb_sizes.clone(), skip);
+            let mut out: Vec<(usize, CgroupStats)> = Vec::new();
+            let mut soft = Vec::new();
+            let mut vanished = 0u64;
+            loop {
+                let i0 = next.fetch_add(CHUNK, Ordering::Relaxed);
+                if i0 >= snapshot.len() {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    deadline_hit.store(true, Ordering::Relaxed);
+                    break;
+                }
+                for i in i0..(i0 + CHUNK).min(snapshot.len()) {
+                    let e = &snapshot[i];
+                    match reader.read_cgroup(&e.path, e.hierarchies, &mut soft) {
+                        Ok(s) => out.push((i, s)),
+                        Err(ReadError::Vanished { .. }) => {
+                            vanished += 1;
+                            debug!(cgroup = %e.path, "cgroup vanished during scrape");
+                        }
+                        Err(err) => debug!(cgroup = %e.path, error = %err, "cgroup skipped"),
+                    }
+                }
+            }
+            (out, soft, vanished)
+        };
+        let results: Vec<_> = if threads <= 1 {
+            vec![work(0)]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || work(t))).collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            })
+        };
+        let mut rows: Vec<(usize, CgroupStats)> = Vec::with_capacity(snapshot.len());
+        let mut errors: Vec<(&'static str, ReadError)> = Vec::new();
+        for (out, soft, vanished) in results {
+            rows.extend(out);
+            errors.extend(soft.into_iter().map(|s| (s.file, s.error)));
+            self.stats.vanished.fetch_add(vanished, Ordering::Relaxed);
+        }
+        rows.sort_unstable_by_key(|(i, _)| *i);
+        if !errors.is_empty() {
+            let mut counts = self.stats.read_errors.lock().unwrap_or_else(|e| e.into_inner());
+            for (file, err) in &errors {
+                *counts.entry(file).or_insert(0) += 1;
+                // One line per file per scrape at most would still be noisy
+                // on a broken node: debug per error, warn once per scrape.
+                debug!(file, error = %err, "read error");
+            }
+            if let Some((file, err)) = errors.first() {
+                warn!(file, error = %err, count = errors.len(), "read errors in this scrape (counted in cgroup_psi_exporter_read_errors_total)");
+            }
+        }
+        let hit = deadline_hit.load(Ordering::Relaxed);
+        if hit {
+            self.stats.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
+            warn!(read = rows.len(), tracked = snapshot.len(), "scrape deadline reached: partial collection");
+        }
+        let duration = start.elapsed();
+        self.stats.last_duration_ns.store(duration.as_nanos() as u64, Ordering::Relaxed);
+        self.stats.collections.fetch_add(1, Ordering::Relaxed);
+        Collected {
+            rows: rows.into_iter().map(|(i, s)| (snapshot[i].clone(), s)).collect(),
+            duration,
+            deadline_hit: hit,
+        }
+    }
+
+    /// The `device` label: the kernel's name from `/proc/partitions`, or
+    /// `major:minor` when unknown. Re-read only when an unknown device shows.
+    fn device_names(&self, c: &Collected) -> HashMap<DevNum, Arc<str>> {
+        let mut map = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let unknown = c
+            .rows
+            .iter()
+            .flat_map(|(_, s)| s.io.iter().map(|d| d.dev).chain(s.io_limits.iter().map(|l| l.dev)))
+            .any(|d| !map.contains_key(&d));
+        if unknown {
+            if let Ok(text) = std::fs::read_to_string(self.procfs.join("partitions")) {
+                for p in parse::parse_partitions(&text) {
+                    map.insert(p.dev, Arc::from(p.name.as_str()));
+                }
+            }
+            for (_, s) in &c.rows {
+                for d in s.io.iter().map(|d| d.dev).chain(s.io_limits.iter().map(|l| l.dev)) {
+                    map.entry(d).or_insert_with(|| Arc::from(d.to_string().as_str()));
+                }
+            }
+        }
+        map.clone()
+    }
+
+    fn encode_collected(&self, c: &Collected, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        for fam in SCALARS {
+            if !self.families.enabled(fam.name, &fam.unit, &fam.ty) {
+                continue;
+            }
+            let mut any = c.rows.iter().filter_map(|(e, s)| (fam.get)(s).map(|v| (e, v))).peekable();
+            if any.peek().is_none() {
+                continue;
+            }
+            let mut me = encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
+            for (e, v) in any {
+                let labels = CgroupLabels { path: &e.path, labels: &e.labels };
+                encode_value(me.encode_family(&labels)?, &fam.ty, v)?;
+            }
+        }
+        let devices = self.device_names(c);
+        let dev = |d: &DevNum| devices.get(d).cloned().unwrap_or_else(|| Arc::from(d.to_string().as_str()));
+
+        self.encode_labeled(&mut encoder, &names::MEMORY_STAT, c, |s, emit| {
+            for (k, v) in &s.memory_stat {
+                emit(&[("stat", k)], *v as f64)?;
+            }
+            Ok(())
+        })?;
+        self.encode_labeled(&mut encoder, &names::MEMORY_EVENTS, c, |s, emit| {
+            for (k, v) in &s.memory_events {
+                emit(&[("event", k)], *v as f64)?;
+            }
+            Ok(())
+        })?;
+        self.encode_labeled(&mut encoder, &names::MEMORY_NUMA, c, |s, emit| {
+            for (node, stat, v) in &s.memory_numa {
+                emit(&[("node", &node.to_string()), ("stat", stat)], *v as f64)?;
+            }
+            Ok(())
+        })?;
+        type IoGet = fn(&crate::cgroupfs::reader::IoDevice) -> Option<u64>;
+        let io_fams: [(&Labeled, IoGet); 4] = [
+            (&names::IO_READ_BYTES, |d| d.read_bytes),
+            (&names::IO_WRITE_BYTES, |d| d.write_bytes),
+            (&names::IO_READS, |d| d.reads),
+            (&names::IO_WRITES, |d| d.writes),
+        ];
+        for (fam, get) in io_fams {
+            self.encode_labeled(&mut encoder, fam, c, |s, emit| {
+                for d in &s.io {
+                    if let Some(v) = get(d) {
+                        emit(&[("device", &dev(&d.dev))], v as f64)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        type LimGet = fn(&crate::cgroupfs::reader::IoLimit) -> Option<u64>;
+        let lim_fams: [(&Labeled, LimGet); 4] = [
+            (&names::IO_LIMIT_READ_BPS, |l| l.read_bps),
+            (&names::IO_LIMIT_WRITE_BPS, |l| l.write_bps),
+            (&names::IO_LIMIT_READ_IOPS, |l| l.read_iops),
+            (&names::IO_LIMIT_WRITE_IOPS, |l| l.write_iops),
+        ];
+        for (fam, get) in lim_fams {
+            self.encode_labeled(&mut encoder, fam, c, |s, emit| {
+                for l in &s.io_limits {
+                    if let Some(v) = get(l) {
+                        emit(&[("device", &dev(&l.dev))], v as f64)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        self.encode_labeled(&mut encoder, &names::HUGETLB_USAGE, c, |s, emit| {
+            for (size, usage, _) in &s.hugetlb {
+                if let Some(v) = usage {
+                    emit(&[("pagesize", size)], *v as f64)?;
+                }
+            }
+            Ok(())
+        })?;
+        self.encode_labeled(&mut encoder, &names::HUGETLB_LIMIT, c, |s, emit| {
+            for (size, _, limit) in &s.hugetlb {
+                if let Some(v) = limit {
+                    emit(&[("pagesize", size)], *v as f64)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Encodes one labelled family: `rows` calls `emit(extra_labels, value)`
+    /// per series of a cgroup. It runs twice, a counting pass first, so the
+    /// descriptor is written once and only when some series exists.
+    fn encode_labeled(
+        &self,
+        encoder: &mut DescriptorEncoder<'_>,
+        fam: &Labeled,
+        c: &Collected,
+        mut rows: impl FnMut(&CgroupStats, &mut dyn FnMut(&[(&str, &str)], f64) -> Result<(), fmt::Error>) -> Result<(), fmt::Error>,
+    ) -> Result<(), fmt::Error> {
+        if !self.families.labeled(fam) {
+            return Ok(());
+        }
+        let mut any = false;
+        for (_, s) in &c.rows {
+            rows(s, &mut |_, _| {
+                any = true;
+                Ok(())
+            })?;
+            if any {
+                break;
+            }
+        }
+        if !any {
+            return Ok(());
+        }
+        let mut me = encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
+        for (e, s) in &c.rows {
+            let labels = CgroupLabels { path: &e.path, labels: &e.labels };
+            rows(s, &mut |extra, v| encode_value(me.encode_family(&(labels, extra))?, &fam.ty, v))?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_value(me: prometheus_client::encoding::MetricEncoder<'_>, ty: &MetricType, v: f64) -> Result<(), fmt::Error> {
+    match ty {
+        MetricType::Counter => ConstCounter::new(v).encode(me),
+        _ => ConstGauge::new(v).encode(me),
+    }
+}
+
+impl Collector for CgroupCollector {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let deadline = DEADLINE
+            .with(|d| d.get())
+            .unwrap_or_else(|| Instant::now() + DEFAULT_DEADLINE);
+        let c = self.collect_shared(deadline);
+        self.encode_collected(&c, encoder)
+    }
+}

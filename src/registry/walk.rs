@@ -14,13 +14,19 @@ use crate::cgroupfs::CgroupPath;
 /// `before_list` runs on each directory before it is listed (the watcher
 /// adds its inotify watch there, so nothing created during the walk is
 /// missed). A directory that vanishes mid-walk is skipped.
-pub fn walk(
+pub fn walk(root: &Path, max_depth: usize, before_list: impl FnMut(&CgroupPath) -> io::Result<()>) -> Vec<CgroupPath> {
+    walk_from(root, &CgroupPath::root(), max_depth, before_list)
+}
+
+/// As [`walk`], from the cgroup `start` down (a newly created subtree).
+pub fn walk_from(
     root: &Path,
+    start: &CgroupPath,
     max_depth: usize,
     mut before_list: impl FnMut(&CgroupPath) -> io::Result<()>,
 ) -> Vec<CgroupPath> {
     let mut out = Vec::new();
-    let mut stack = vec![CgroupPath::root()];
+    let mut stack = vec![start.clone()];
     while let Some(cg) = stack.pop() {
         if let Err(e) = before_list(&cg) {
             debug!(cgroup = %cg, error = %e, "before-list hook failed");

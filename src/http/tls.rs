@@ -1,0 +1,274 @@
+//! `--web.config.file`: TLS and basic auth in the Prometheus
+//! exporter-toolkit format, so a file written for node_exporter works here:
+//!
+//! ```yaml
+//! tls_server_config:
+//!   cert_file: server.crt
+//!   key_file: server.key
+//! basic_auth_users:
+//!   prometheus: $2y$10$...   # bcrypt hash
+//! ```
+//!
+//! Probes (`/healthz`, `/readyz`) stay open so kubelet probes need no
+//! credentials; they reveal nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfigFile {
+    #[serde(default)]
+    pub tls_server_config: Option<TlsServerConfig>,
+    #[serde(default)]
+    pub basic_auth_users: BTreeMap<String, String>,
+    /// Accepted for compatibility with exporter-toolkit files; ignored.
+    #[serde(default)]
+    pub http_server_config: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsServerConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub min_version: Option<String>,
+    /// Accepted for compatibility; client certificates are not checked.
+    #[serde(default)]
+    pub client_auth_type: Option<String>,
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("{file}: {source}")]
+    Read {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: PathBuf, message: String },
+}
+
+#[derive(Clone)]
+pub struct WebConfig {
+    tls: Option<Arc<rustls::ServerConfig>>,
+    users: Arc<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the hashes.
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.users.len())
+            .finish()
+    }
+}
+
+impl WebConfig {
+    pub fn load(file: &Path) -> Result<WebConfig, WebConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|source| WebConfigError::Read {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        let parsed: WebConfigFile = if text.trim().is_empty() {
+            WebConfigFile::default()
+        } else {
+            serde_yaml::from_str(&text).map_err(|e| {
+                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+                WebConfigError::Syntax {
+                    file: file.to_path_buf(),
+                    line,
+                    column,
+                    message: e.to_string(),
+                }
+            })?
+        };
+        let invalid = |message: String| WebConfigError::Invalid {
+            file: file.to_path_buf(),
+            message,
+        };
+        for (user, hash) in &parsed.basic_auth_users {
+            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
+                return Err(invalid(format!("basic_auth_users.{user}: not a bcrypt hash")));
+            }
+        }
+        let base = file.parent().unwrap_or(Path::new("."));
+        let tls = match &parsed.tls_server_config {
+            None => None,
+            Some(t) => Some(Arc::new(build_tls(base, t).map_err(invalid)?)),
+        };
+        Ok(WebConfig {
+            tls,
+            users: Arc::new(parsed.basic_auth_users),
+        })
+    }
+
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    pub fn acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls.clone().map(tokio_rustls::TlsAcceptor::from)
+    }
+
+    /// `None` when the request may proceed, else the 401 to send.
+    pub fn check_auth<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+        if self.users.is_empty() || matches!(req.uri().path(), "/healthz" | "/readyz") {
+            return None;
+        }
+        let ok = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+            .and_then(|b64| base64_decode(b64.trim()))
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .and_then(|pair| {
+                let (user, pass) = pair.split_once(':')?;
+                let hash = self.users.get(user)?;
+                Some(bcrypt::verify(pass, hash).unwrap_or(false))
+            })
+            .unwrap_or(false);
+        if ok {
+            return None;
+        }
+        let mut r = super::simple(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"cgroup-psi-exporter\""));
+        Some(r)
+    }
+}
+
+fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, String> {
+    let cert_path = base.join(&t.cert_file);
+    let key_path = base.join(&t.key_file);
+    let cert_pem = std::fs::read(&cert_path).map_err(|e| format!("tls_server_config.cert_file {}: {e}", cert_path.display()))?;
+    let key_pem = std::fs::read(&key_path).map_err(|e| format!("tls_server_config.key_file {}: {e}", key_path.display()))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate found", cert_path.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| format!("{}: {e}", key_path.display()))?
+        .ok_or_else(|| format!("{}: no private key found", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version.as_deref() {
+        Some("TLS13") => &[&rustls::version::TLS13],
+        None | Some("TLS12") | Some("TLS10") | Some("TLS11") => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        Some(other) => return Err(format!("tls_server_config.min_version: unknown {other:?} (TLS12 or TLS13)")),
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Standard base64 with padding, as HTTP Basic uses. `None` on bad input.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    fn val(c: u8) -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    }
+    let b = s.trim_end_matches('=').as_bytes();
+    if s.len() % 4 != 0 || s.len() > 4096 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    for chunk in b.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let n = chunk.len();
+        out.push((acc >> 16) as u8);
+        if n > 2 {
+            out.push((acc >> 8) as u8);
+        }
+        if n > 3 {
+            out.push(acc as u8);
+        }
+        if n == 1 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_basic_credentials() {
+        assert_eq!(base64_decode("dXNlcjpwYXNz").as_deref(), Some(&b"user:pass"[..]));
+        assert_eq!(base64_decode("YQ==").as_deref(), Some(&b"a"[..]));
+        assert_eq!(base64_decode("YWI=").as_deref(), Some(&b"ab"[..]));
+        assert_eq!(base64_decode("!!!!"), None);
+        assert_eq!(base64_decode("abc"), None);
+    }
+
+    #[test]
+    fn bad_hashes_and_unknown_keys_are_refused_with_the_file_named() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("web.yml");
+        std::fs::write(&f, "basic_auth_users:\n  alice: plaintext\n").expect("write");
+        let e = WebConfig::load(&f).expect_err("plaintext password");
+        assert!(e.to_string().contains("not a bcrypt hash"), "{e}");
+        std::fs::write(&f, "tls_server_config:\n  cert_file: a\n  key_file: b\n  bogus: 1\n").expect("write");
+        let e = WebConfig::load(&f).expect_err("unknown key");
+        assert!(e.to_string().contains("web.yml:4:"), "{e}");
+        std::fs::write(&f, "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n").expect("write");
+        let e = WebConfig::load(&f).expect_err("missing cert");
+        assert!(e.to_string().contains("missing.crt"), "{e}");
+    }
+
+    #[test]
+    fn basic_auth_accepts_the_right_password_only() {
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        let cfg = WebConfig {
+            tls: None,
+            users: Arc::new([("prom".to_string(), hash)].into_iter().collect()),
+        };
+        let req = |auth: Option<&str>, path: &str| {
+            let mut b = Request::builder().uri(path);
+            if let Some(a) = auth {
+                b = b.header(AUTHORIZATION, a);
+            }
+            b.body(()).expect("request")
+        };
+        assert!(cfg.check_auth(&req(Some("Basic cHJvbTpzM2NyZXQ="), "/metrics")).is_none());
+        assert!(cfg.check_auth(&req(Some("Basic cHJvbTp3cm9uZw=="), "/metrics")).is_some());
+        assert!(cfg.check_auth(&req(None, "/metrics")).is_some());
+        assert!(cfg.check_auth(&req(None, "/healthz")).is_none());
+    }
+}

@@ -1,0 +1,477 @@
+//! Helpers shared by the integration tests: the skip policy for kernel
+//! tests, RAII cgroups on the real kernel, the exporter binary as a child
+//! process, and a small exposition parser.
+#![allow(dead_code)]
+
+pub mod fixtures;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Kernel and end-to-end tests need root and real cgroups. Without them a
+/// test prints `skipped: <reason>` and passes, unless CI asks for them:
+/// `CGPE_REQUIRE_KERNEL=1` (set by `scripts/test`) or `CI=true` turn the
+/// skip into a failure, so CI never passes by skipping.
+pub fn skip(reason: &str) {
+    let required = std::env::var("CGPE_REQUIRE_KERNEL").map(|v| v == "1").unwrap_or(false)
+        || std::env::var("CI").map(|v| v == "true").unwrap_or(false);
+    if required {
+        panic!("kernel test required (CGPE_REQUIRE_KERNEL=1 or CI=true) but cannot run: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// `None` when kernel tests can run here, else why not.
+pub fn kernel_unavailable() -> Option<String> {
+    // SAFETY-free root check: /proc/self/status Uid line.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("");
+    if uid != "0" {
+        return Some("not running as root".into());
+    }
+    if roots().is_empty() {
+        return Some("no writable cgroup hierarchy under /sys/fs/cgroup".into());
+    }
+    if !Path::new("/proc/pressure/memory").exists() {
+        return Some("PSI is off (no /proc/pressure)".into());
+    }
+    None
+}
+
+pub const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+
+/// Whether the host is pure cgroup v2.
+pub fn pure_v2() -> bool {
+    Path::new(CGROUP_MOUNT).join("cgroup.controllers").exists()
+}
+
+/// Hierarchy roots to make test cgroups in: the v2 root (or `unified/`)
+/// and the v1 controllers we read.
+pub fn roots() -> Vec<PathBuf> {
+    let base = Path::new(CGROUP_MOUNT);
+    if pure_v2() {
+        return vec![base.to_path_buf()];
+    }
+    let mut v = Vec::new();
+    if base.join("unified/cgroup.procs").exists() {
+        v.push(base.join("unified"));
+    }
+    for c in ["cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "freezer", "hugetlb"] {
+        let d = base.join(c);
+        if d.join("cgroup.procs").exists() && !std::fs::symlink_metadata(&d).map(|m| m.file_type().is_symlink()).unwrap_or(true) {
+            v.push(d);
+        }
+    }
+    v
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A cgroup made in every hierarchy for one test, removed (with anything
+/// still running in it) on drop, also when the test panics.
+pub struct KernelCgroup {
+    pub name: String,
+    pub dirs: Vec<PathBuf>,
+    children: Vec<Child>,
+}
+
+impl KernelCgroup {
+    /// `/cgpe-test-<pid>-<n>[/sub]`, made in every hierarchy.
+    pub fn new(tag: &str) -> KernelCgroup {
+        sweep_leftovers();
+        let name = format!("cgpe-test-{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed), tag);
+        let mut dirs = Vec::new();
+        for r in roots() {
+            let d = r.join(&name);
+            std::fs::create_dir(&d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+            if pure_v2() {
+                enable_v2_controllers(&r, &d);
+            }
+            dirs.push(d);
+        }
+        KernelCgroup { name, dirs, children: Vec::new() }
+    }
+
+    /// The cgroup path as the exporter names it.
+    pub fn path(&self) -> String {
+        format!("/{}", self.name)
+    }
+
+    /// The directory in the hierarchy whose root ends with `hier`
+    /// (`unified`, `memory`, ... or the mount itself on pure v2).
+    pub fn dir(&self, hier: &str) -> Option<&PathBuf> {
+        if pure_v2() {
+            return self.dirs.first();
+        }
+        self.dirs.iter().find(|d| d.parent().and_then(|p| p.file_name()).map(|n| n == hier).unwrap_or(false))
+    }
+
+    /// Writes a control file in the given hierarchy.
+    pub fn write(&self, hier: &str, file: &str, value: &str) {
+        let d = self.dir(hier).unwrap_or_else(|| panic!("no {hier} hierarchy"));
+        std::fs::write(d.join(file), value).unwrap_or_else(|e| panic!("write {}/{file}: {e}", d.display()));
+    }
+
+    pub fn read(&self, hier: &str, file: &str) -> String {
+        let d = self.dir(hier).unwrap_or_else(|| panic!("no {hier} hierarchy"));
+        std::fs::read_to_string(d.join(file)).unwrap_or_else(|e| panic!("read {}/{file}: {e}", d.display()))
+    }
+
+    /// Starts `script` under sh, moved into this cgroup (every hierarchy)
+    /// before it runs anything.
+    pub fn spawn(&mut self, script: &str) -> u32 {
+        let mut join = String::new();
+        for d in &self.dirs {
+            join.push_str(&format!("echo $$ > '{}/cgroup.procs'; ", d.display()));
+        }
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{join} exec sh -c '{}'", script.replace('\'', "'\\''")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sh");
+        let pid = child.id();
+        self.children.push(child);
+        // Wait until it has moved itself in.
+        let procs = self.dirs[0].join("cgroup.procs");
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            let p = std::fs::read_to_string(&procs).unwrap_or_default();
+            if p.lines().any(|l| l.trim() == pid.to_string()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pid
+    }
+}
+
+impl Drop for KernelCgroup {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for d in &self.dirs {
+            kill_and_remove(d);
+        }
+    }
+}
+
+fn enable_v2_controllers(root: &Path, dir: &Path) {
+    let ctl = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    let plus: Vec<String> = ctl.split_whitespace().map(|c| format!("+{c}")).collect();
+    let _ = std::fs::write(root.join("cgroup.subtree_control"), plus.join(" "));
+    let _ = dir;
+}
+
+/// Kills everything in `dir` and below, then removes it deepest first.
+pub fn kill_and_remove(dir: &Path) {
+    let mut dirs = Vec::new();
+    collect_dirs(dir, &mut dirs);
+    for _ in 0..50 {
+        let mut any = false;
+        for d in &dirs {
+            for pid in std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().lines() {
+                any = true;
+                let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
+            }
+        }
+        if !any {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for d in dirs {
+        for _ in 0..50 {
+            if std::fs::remove_dir(&d).is_ok() || !d.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
+    if !d.is_dir() {
+        return;
+    }
+    out.push(d.to_path_buf());
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_dirs(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// Removes `cgpe-test-<pid>-*` cgroups left by test processes that died.
+pub fn sweep_leftovers() {
+    for r in roots() {
+        let Ok(rd) = std::fs::read_dir(&r) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(rest) = name.strip_prefix("cgpe-test-") else { continue };
+            let pid = rest.split('-').next().unwrap_or("");
+            if Path::new("/proc").join(pid).exists() {
+                continue;
+            }
+            kill_and_remove(&e.path());
+        }
+    }
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// The exporter binary running as a child, killed on drop.
+pub struct ExporterProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl ExporterProcess {
+    pub fn start(extra: &[&str]) -> ExporterProcess {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(env!("CARGO_BIN_EXE_cgroup-psi-exporter"))
+            .arg("--web.listen-address")
+            .arg(&addr)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the exporter");
+        let p = ExporterProcess { child, port };
+        let t0 = Instant::now();
+        loop {
+            if let Ok((200, _)) = http_get(port, "/readyz") {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(20), "exporter not ready within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    pub fn scrape(&self) -> Exposition {
+        let (status, body) = http_get(self.port, "/metrics").expect("scrape");
+        assert_eq!(status, 200, "scrape status; body: {body}");
+        Exposition::parse(&body)
+    }
+
+    pub fn scrape_text(&self) -> String {
+        http_get(self.port, "/metrics").expect("scrape").1
+    }
+}
+
+impl Drop for ExporterProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status and body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_request(port, "GET", path, &[])
+}
+
+pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\n\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:.200}")))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, dechunk(&text, body)))
+}
+
+fn dechunk(head: &str, body: String) -> String {
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return body;
+    }
+    let mut out = String::new();
+    let mut rest = body.as_str();
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// One sample of a text exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Exposition {
+    pub samples: Vec<Sample>,
+}
+
+impl Exposition {
+    pub fn parse(text: &str) -> Exposition {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (name_labels, value) = match line.rsplit_once(' ') {
+                Some(x) => x,
+                None => continue,
+            };
+            let (name, labels) = match name_labels.split_once('{') {
+                Some((n, l)) => (n.to_string(), parse_labels(l.trim_end_matches('}'))),
+                None => (name_labels.to_string(), BTreeMap::new()),
+            };
+            let value = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or(f64::NAN),
+            };
+            samples.push(Sample { name, labels, value });
+        }
+        Exposition { samples }
+    }
+
+    /// The value of `name` whose labels include all of `want`.
+    pub fn get(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        self.find(name, want).map(|s| s.value)
+    }
+
+    pub fn find(&self, name: &str, want: &[(&str, &str)]) -> Option<&Sample> {
+        self.samples
+            .iter()
+            .find(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(|x| x == v).unwrap_or(false)))
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&Sample> {
+        self.samples.iter().filter(|s| s.name == name).collect()
+    }
+
+    pub fn cgroups(&self) -> std::collections::BTreeSet<String> {
+        self.samples.iter().filter_map(|s| s.labels.get("cgroup").cloned()).collect()
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let Some(eq) = s[i..].find('=') else { break };
+        let key = s[i..i + eq].trim_start_matches(',').trim().to_string();
+        i += eq + 1;
+        if i >= b.len() || b[i] != b'"' {
+            break;
+        }
+        i += 1;
+        let mut val = String::new();
+        while i < b.len() && b[i] != b'"' {
+            if b[i] == b'\\' && i + 1 < b.len() {
+                i += 1;
+                val.push(match b[i] {
+                    b'n' => '\n',
+                    c => c as char,
+                });
+            } else {
+                val.push(b[i] as char);
+            }
+            i += 1;
+        }
+        i += 1;
+        out.insert(key, val);
+    }
+    out
+}
+
+/// Runs `promtool check metrics` on an exposition when promtool exists;
+/// `Err` with its output on lint problems, `Ok(false)` when absent.
+pub fn promtool_check_metrics(text: &str) -> Result<bool, String> {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        return Ok(false);
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(text.as_bytes());
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Sets a sysctl for the life of the guard, restoring the old value on drop
+/// (also on panic). Tests that change global limits serialise on a lock.
+pub struct SysctlGuard {
+    path: PathBuf,
+    old: String,
+    _lock: std::sync::MutexGuard<'static, ()>,
+}
+
+static SYSCTL_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl SysctlGuard {
+    pub fn set(path: &str, value: &str) -> SysctlGuard {
+        let lock = SYSCTL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let old = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        std::fs::write(path, value).unwrap_or_else(|e| panic!("write {path}: {e}"));
+        SysctlGuard { path: PathBuf::from(path), old: old.trim().to_string(), _lock: lock }
+    }
+}
+
+impl Drop for SysctlGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.path, &self.old);
+    }
+}
