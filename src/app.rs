@@ -124,7 +124,7 @@ struct Exporter {
 
 fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> Exporter {
     let registry = Registry::new(layout, Filter::from_config(&config.cgroups));
-    let collector = CgroupCollector::new(registry.clone(), args.procfs.clone(), Families::from_config(&config.metrics));
+    let collector = CgroupCollector::new(registry.clone(), args.procfs.clone(), Families::from_config(&config.metrics), None);
     let scrape_stats = collector.stats.clone();
     let mut prom = PromRegistry::default();
     prom.register_collector(Box::new(collector));

@@ -5,6 +5,7 @@
 //! Kernel reference: <https://docs.kernel.org/admin-guide/cgroup-v2.html> and
 //! <https://docs.kernel.org/admin-guide/cgroup-v1/index.html>.
 
+pub mod fdcache;
 pub mod layout;
 pub mod parse;
 pub mod reader;

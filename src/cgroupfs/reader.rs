@@ -6,11 +6,14 @@
 //! is skipped and counted by file name, a file that is simply absent (a
 //! controller that is off, an older kernel) is an absent series.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use super::fdcache::FdCache;
 
 use super::layout::{Controller, Hierarchy, Layout};
 use super::parse::{self, DevNum, Limit, ParseError};
@@ -210,26 +213,124 @@ const MEMORY_STAT_V1: &[(&str, &str)] = &[
     ("total_unevictable", "unevictable"),
 ];
 
+/// State shared by the reader threads across scrapes: what the kernel does
+/// not change between scrapes, learned once.
+#[derive(Debug)]
+pub struct Shared {
+    pub layout: Arc<Layout>,
+    pub procfs: PathBuf,
+    pub hugetlb_sizes: Arc<[Arc<str>]>,
+    pub fds: FdCache,
+    /// Files found absent in a hierarchy (a kernel feature that is off, such
+    /// as `memory.memsw.*` without swap accounting): not opened again until
+    /// the memo is cleared, every [`ABSENT_MEMO_TTL`].
+    absent: RwLock<HashSet<(u8, Box<str>)>>,
+    absent_since: Mutex<Instant>,
+}
+
+/// How long a file stays known-absent before it is probed again (a
+/// controller can be enabled at run time).
+pub const ABSENT_MEMO_TTL: Duration = Duration::from_secs(60);
+
+impl Shared {
+    pub fn new(layout: Arc<Layout>, procfs: PathBuf, fd_cache: usize) -> Shared {
+        let hugetlb_sizes: Arc<[Arc<str>]> = discover_hugetlb_sizes(&layout).into();
+        Shared {
+            layout,
+            procfs,
+            hugetlb_sizes,
+            fds: FdCache::new(fd_cache),
+            absent: RwLock::new(HashSet::new()),
+            absent_since: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Called once per scrape.
+    pub fn start_scrape(&self) {
+        self.fds.next_generation();
+        let mut since = self.absent_since.lock().unwrap_or_else(|e| e.into_inner());
+        if since.elapsed() >= ABSENT_MEMO_TTL {
+            *since = Instant::now();
+            self.absent.write().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    fn is_absent(&self, h: u8, file: &str) -> bool {
+        self.absent.read().unwrap_or_else(|e| e.into_inner()).contains(&(h, Box::from(file)))
+    }
+
+    fn mark_absent(&self, h: u8, file: &str) {
+        self.absent.write().unwrap_or_else(|e| e.into_inner()).insert((h, Box::from(file)));
+    }
+}
+
+/// v2 controllers enabled for a cgroup (its `cgroup.controllers`): only
+/// their interface files exist there, so the others are not even opened.
+#[derive(Debug, Clone, Copy, Default)]
+struct V2Controllers {
+    cpu: bool,
+    cpuset: bool,
+    memory: bool,
+    io: bool,
+    pids: bool,
+    hugetlb: bool,
+}
+
+impl V2Controllers {
+    const ALL: V2Controllers = V2Controllers {
+        cpu: true,
+        cpuset: true,
+        memory: true,
+        io: true,
+        pids: true,
+        hugetlb: true,
+    };
+
+    fn parse(text: &str) -> V2Controllers {
+        let mut c = V2Controllers::default();
+        for w in text.split_ascii_whitespace() {
+            match w {
+                "cpu" => c.cpu = true,
+                "cpuset" => c.cpuset = true,
+                "memory" => c.memory = true,
+                "io" => c.io = true,
+                "pids" => c.pids = true,
+                "hugetlb" => c.hugetlb = true,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
 /// Reads cgroups. One per worker thread: it owns its read buffer and path
 /// scratch space, so a scrape allocates little.
 pub struct Reader {
+    shared: Arc<Shared>,
     layout: Arc<Layout>,
     procfs: PathBuf,
     hugetlb_sizes: Arc<[Arc<str>]>,
     skip: Skip,
     buf: Vec<u8>,
     path: PathBuf,
+    /// The hierarchy being read and whether the cgroup's probe file was
+    /// read there (only then does an absent file teach the memo anything).
+    cur_h: u8,
+    probed: bool,
 }
 
 impl Reader {
-    pub fn new(layout: Arc<Layout>, procfs: PathBuf, hugetlb_sizes: Arc<[Arc<str>]>, skip: Skip) -> Reader {
+    pub fn new(shared: Arc<Shared>, skip: Skip) -> Reader {
         Reader {
-            layout,
-            procfs,
-            hugetlb_sizes,
+            layout: shared.layout.clone(),
+            procfs: shared.procfs.clone(),
+            hugetlb_sizes: shared.hugetlb_sizes.clone(),
+            shared,
             skip,
             buf: Vec::with_capacity(8192),
             path: PathBuf::new(),
+            cur_h: 0,
+            probed: false,
         }
     }
 
@@ -242,20 +343,32 @@ impl Reader {
             self.path.push(cg.relative());
         }
         self.path.push(file);
-        Self::read_path(&self.path, &mut self.buf)
+        let memo = !cg.is_root();
+        if memo && self.shared.is_absent(h.id.0, file) {
+            return Err(ReadError::Absent { path: PathBuf::new() });
+        }
+        match self.shared.fds.read(&self.path, &mut self.buf) {
+            Ok(()) => {}
+            Err(e) => {
+                let e = ReadError::from_io(&self.path, e);
+                if memo && self.probed && self.cur_h == h.id.0 && matches!(e, ReadError::Absent { .. }) {
+                    self.shared.mark_absent(h.id.0, file);
+                }
+                return Err(e);
+            }
+        }
+        std::str::from_utf8(&self.buf).map_err(|_| ReadError::Parse {
+            path: self.path.clone(),
+            source: ParseError::new(0, "not UTF-8"),
+        })
     }
 
+    /// Reads a file outside the hierarchies (`/proc/pressure/*`), uncached.
     fn read_abs(&mut self, path: &Path) -> Result<&str, ReadError> {
-        self.path.clear();
-        self.path.push(path);
-        Self::read_path(&self.path, &mut self.buf)
-    }
-
-    fn read_path<'b>(path: &Path, buf: &'b mut Vec<u8>) -> Result<&'b str, ReadError> {
-        buf.clear();
+        self.buf.clear();
         let mut f = File::open(path).map_err(|e| ReadError::from_io(path, e))?;
-        f.read_to_end(buf).map_err(|e| ReadError::from_io(path, e))?;
-        std::str::from_utf8(buf).map_err(|_| ReadError::Parse {
+        f.read_to_end(&mut self.buf).map_err(|e| ReadError::from_io(path, e))?;
+        std::str::from_utf8(&self.buf).map_err(|_| ReadError::Parse {
             path: path.to_path_buf(),
             source: ParseError::new(0, "not UTF-8"),
         })
@@ -317,6 +430,8 @@ impl Reader {
                 continue;
             }
             any_dir = true;
+            self.cur_h = h.id.0;
+            self.probed = false;
             if h.unified {
                 self.read_v2(h, cg, &mut s, soft)?;
             } else {
@@ -340,7 +455,11 @@ impl Reader {
         // cpu.stat exists in every v2 cgroup (usage even without the cpu
         // controller), so it doubles as the "does this cgroup exist" probe.
         match self.read(h, cg, "cpu.stat") {
-            Ok(text) => match parse::parse_cpu_stat(text) {
+            Ok(text) => match {
+                let parsed = parse::parse_cpu_stat(text);
+                self.probed = true;
+                parsed
+            } {
                 Ok(c) => {
                     let sec = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
                     s.cpu_usage_seconds = sec(c.usage_usec);
@@ -367,7 +486,16 @@ impl Reader {
                 Self::classify::<()>("cpu.stat", e, soft)?;
             }
         }
-        if !cg.is_root() {
+        let ctl = if cg.is_root() {
+            V2Controllers::ALL
+        } else {
+            match self.read(h, cg, "cgroup.controllers") {
+                Ok(t) => V2Controllers::parse(t),
+                Err(ReadError::Vanished { path }) | Err(ReadError::Absent { path }) => return Err(ReadError::Vanished { path }),
+                Err(_) => V2Controllers::ALL,
+            }
+        };
+        if ctl.cpu && !cg.is_root() {
             if let Some(m) = self.get(h, cg, "cpu.max", soft, parse::parse_cpu_max)? {
                 if let (Limit::Value(q), true) = (m.quota, m.period > 0) {
                     s.cpu_limit_cores = Some(q as f64 / m.period as f64);
@@ -375,9 +503,74 @@ impl Reader {
             }
             s.cpu_weight = self.get(h, cg, "cpu.weight", soft, parse::parse_u64)?;
         }
-        if !self.skip.cpuset {
+        if !self.skip.cpuset && ctl.cpuset {
             s.cpuset_cpus = self.get(h, cg, "cpuset.cpus.effective", soft, parse::parse_cpuset_count)?;
         }
+        if ctl.memory {
+            self.read_v2_memory(h, cg, s, soft)?;
+        }
+        if !self.skip.io && ctl.io {
+            if let Some(entries) = self.get(h, cg, "io.stat", soft, parse::parse_io_stat)? {
+                s.io = entries
+                    .into_iter()
+                    .map(|e| IoDevice {
+                        dev: e.dev,
+                        read_bytes: e.rbytes,
+                        write_bytes: e.wbytes,
+                        reads: e.rios,
+                        writes: e.wios,
+                    })
+                    .collect();
+            }
+        }
+        if !self.skip.io_limits && ctl.io && !cg.is_root() {
+            if let Some(w) = self.get(h, cg, "io.weight", soft, parse::parse_io_weight)? {
+                s.io_weight = w.default;
+            }
+            if let Some(m) = self.get(h, cg, "io.max", soft, parse::parse_io_max)? {
+                s.io_limits = m
+                    .into_iter()
+                    .map(|e| IoLimit {
+                        dev: e.dev,
+                        read_bps: e.rbps.value(),
+                        write_bps: e.wbps.value(),
+                        read_iops: e.riops.value(),
+                        write_iops: e.wiops.value(),
+                    })
+                    .collect();
+            }
+        }
+        if !self.skip.pids && ctl.pids && !cg.is_root() {
+            s.pids_current = self.get(h, cg, "pids.current", soft, parse::parse_u64)?;
+            s.pids_limit = self.get(h, cg, "pids.max", soft, parse::parse_limit)?.and_then(Limit::value);
+        }
+        if !self.skip.hugetlb && ctl.hugetlb && !cg.is_root() {
+            let sizes = self.hugetlb_sizes.clone();
+            for size in sizes.iter() {
+                let cur = format!("hugetlb.{size}.current");
+                let max = format!("hugetlb.{size}.max");
+                let usage = self.get_dyn(h, cg, &cur, "hugetlb.current", soft, parse::parse_u64)?;
+                let limit = self.get_dyn(h, cg, &max, "hugetlb.max", soft, parse::parse_limit)?.and_then(Limit::value);
+                if usage.is_some() || limit.is_some() {
+                    s.hugetlb.push((size.clone(), usage, limit));
+                }
+            }
+        }
+        if !self.skip.pressure {
+            s.pressure_cpu = self.pressure(h, cg, "cpu.pressure", soft)?;
+            s.pressure_memory = self.pressure(h, cg, "memory.pressure", soft)?;
+            s.pressure_io = self.pressure(h, cg, "io.pressure", soft)?;
+        }
+        if !self.skip.cgroup_events && !cg.is_root() {
+            if let Some(ev) = self.get(h, cg, "cgroup.events", soft, parse::parse_cgroup_events)? {
+                s.populated = ev.populated;
+                s.frozen = ev.frozen;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_v2_memory(&mut self, h: &Hierarchy, cg: &CgroupPath, s: &mut CgroupStats, soft: &mut Vec<SoftError>) -> Result<(), ReadError> {
         s.memory_usage = self.get(h, cg, "memory.current", soft, parse::parse_u64)?;
         if !cg.is_root() {
             s.memory_peak = self.get(h, cg, "memory.peak", soft, parse::parse_u64)?;
@@ -429,64 +622,6 @@ impl Reader {
         }
         if !self.skip.memory_numa {
             self.read_numa(h, cg, s, soft)?;
-        }
-        if !self.skip.io {
-            if let Some(entries) = self.get(h, cg, "io.stat", soft, parse::parse_io_stat)? {
-                s.io = entries
-                    .into_iter()
-                    .map(|e| IoDevice {
-                        dev: e.dev,
-                        read_bytes: e.rbytes,
-                        write_bytes: e.wbytes,
-                        reads: e.rios,
-                        writes: e.wios,
-                    })
-                    .collect();
-            }
-        }
-        if !self.skip.io_limits && !cg.is_root() {
-            if let Some(w) = self.get(h, cg, "io.weight", soft, parse::parse_io_weight)? {
-                s.io_weight = w.default;
-            }
-            if let Some(m) = self.get(h, cg, "io.max", soft, parse::parse_io_max)? {
-                s.io_limits = m
-                    .into_iter()
-                    .map(|e| IoLimit {
-                        dev: e.dev,
-                        read_bps: e.rbps.value(),
-                        write_bps: e.wbps.value(),
-                        read_iops: e.riops.value(),
-                        write_iops: e.wiops.value(),
-                    })
-                    .collect();
-            }
-        }
-        if !self.skip.pids && !cg.is_root() {
-            s.pids_current = self.get(h, cg, "pids.current", soft, parse::parse_u64)?;
-            s.pids_limit = self.get(h, cg, "pids.max", soft, parse::parse_limit)?.and_then(Limit::value);
-        }
-        if !self.skip.hugetlb && !cg.is_root() {
-            let sizes = self.hugetlb_sizes.clone();
-            for size in sizes.iter() {
-                let cur = format!("hugetlb.{size}.current");
-                let max = format!("hugetlb.{size}.max");
-                let usage = self.get_dyn(h, cg, &cur, "hugetlb.current", soft, parse::parse_u64)?;
-                let limit = self.get_dyn(h, cg, &max, "hugetlb.max", soft, parse::parse_limit)?.and_then(Limit::value);
-                if usage.is_some() || limit.is_some() {
-                    s.hugetlb.push((size.clone(), usage, limit));
-                }
-            }
-        }
-        if !self.skip.pressure {
-            s.pressure_cpu = self.pressure(h, cg, "cpu.pressure", soft)?;
-            s.pressure_memory = self.pressure(h, cg, "memory.pressure", soft)?;
-            s.pressure_io = self.pressure(h, cg, "io.pressure", soft)?;
-        }
-        if !self.skip.cgroup_events && !cg.is_root() {
-            if let Some(ev) = self.get(h, cg, "cgroup.events", soft, parse::parse_cgroup_events)? {
-                s.populated = ev.populated;
-                s.frozen = ev.frozen;
-            }
         }
         Ok(())
     }
@@ -561,7 +696,11 @@ impl Reader {
             Controller::Cpuacct => {
                 // Absent `cpuacct.usage` in a listed cgroup means it is gone.
                 let usage = match self.read(h, cg, "cpuacct.usage") {
-                    Ok(t) => parse::parse_u64(t).ok(),
+                    Ok(t) => {
+                        let v = parse::parse_u64(t).ok();
+                        self.probed = true;
+                        v
+                    }
                     Err(ReadError::Absent { path }) => return Err(ReadError::Vanished { path }),
                     Err(e) => Self::classify::<u64>("cpuacct.usage", e, soft)?,
                 };
@@ -640,7 +779,11 @@ impl Reader {
 
     fn read_v1_memory(&mut self, h: &Hierarchy, cg: &CgroupPath, s: &mut CgroupStats, soft: &mut Vec<SoftError>) -> Result<(), ReadError> {
         let usage = match self.read(h, cg, "memory.usage_in_bytes") {
-            Ok(t) => parse::parse_u64(t).ok(),
+            Ok(t) => {
+                let v = parse::parse_u64(t).ok();
+                self.probed = true;
+                v
+            }
             Err(ReadError::Absent { path }) => return Err(ReadError::Vanished { path }),
             Err(e) => Self::classify::<u64>("memory.usage_in_bytes", e, soft)?,
         };

@@ -26,7 +26,7 @@ use prometheus_client::metrics::MetricType;
 use tracing::{debug, warn};
 
 use crate::cgroupfs::parse::{self, DevNum};
-use crate::cgroupfs::reader::{discover_hugetlb_sizes, CgroupStats, ReadError, Reader, Skip};
+use crate::cgroupfs::reader::{CgroupStats, ReadError, Reader, Shared, Skip};
 use crate::labels::CgroupLabels;
 use crate::registry::{CgroupEntry, Registry};
 
@@ -142,12 +142,19 @@ pub struct CgroupCollector {
     registry: Arc<Registry>,
     procfs: PathBuf,
     families: Families,
-    hugetlb_sizes: Arc<[Arc<str>]>,
+    shared: Arc<Shared>,
     threads: usize,
     flight: Mutex<Flight>,
     done: Condvar,
     devices: Mutex<HashMap<DevNum, Arc<str>>>,
     pub stats: Arc<ScrapeStats>,
+}
+
+impl CgroupCollector {
+    /// Descriptors held by the fd cache, and its bound.
+    pub fn fd_cache(&self) -> (usize, usize) {
+        (self.shared.fds.len(), self.shared.fds.capacity())
+    }
 }
 
 impl fmt::Debug for CgroupCollector {
@@ -157,14 +164,17 @@ impl fmt::Debug for CgroupCollector {
 }
 
 impl CgroupCollector {
-    pub fn new(registry: Arc<Registry>, procfs: PathBuf, families: Families) -> CgroupCollector {
-        let hugetlb_sizes: Arc<[Arc<str>]> = discover_hugetlb_sizes(registry.layout()).into();
+    /// `fd_cache`: descriptors kept open between scrapes (see
+    /// [`crate::cgroupfs::fdcache`]); `None` sizes it from `RLIMIT_NOFILE`.
+    pub fn new(registry: Arc<Registry>, procfs: PathBuf, families: Families, fd_cache: Option<usize>) -> CgroupCollector {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+        let cap = fd_cache.unwrap_or_else(crate::cgroupfs::fdcache::FdCache::auto_capacity);
+        let shared = Arc::new(Shared::new(registry.layout().clone(), procfs.clone(), cap));
         CgroupCollector {
             registry,
             procfs,
             families,
-            hugetlb_sizes,
+            shared,
             threads,
             flight: Mutex::new(Flight::default()),
             done: Condvar::new(),
@@ -212,8 +222,9 @@ impl CgroupCollector {
         const CHUNK: usize = 32;
         let threads = self.threads.min(snapshot.len().div_ceil(CHUNK)).max(1);
         let skip = self.families.skip();
+        self.shared.start_scrape();
         let work = |_: usize| {
-            let mut reader = Reader::new(self.registry.layout().clone(), self.procfs.clone(), self.hugetlb_sizes.clone(), skip);
+            let mut reader = Reader::new(self.shared.clone(), skip);
             let mut out: Vec<(usize, CgroupStats)> = Vec::new();
             let mut soft = Vec::new();
             let mut vanished = 0u64;
