@@ -1,0 +1,257 @@
+//! Bad input never hurts the exporter: bad paths and configs give one clear
+//! line and a non-zero exit; junk, slow and oversized HTTP requests get 4xx
+//! or are cut without stalling others; TLS and basic auth work against a
+//! real client (curl) and refuse a wrong password; SIGTERM mid-scrape and
+//! SIGHUP with a broken config are handled. Runs on fixture trees: no root.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fixtures;
+
+const EXE: &str = env!("CARGO_BIN_EXE_cgroup-psi-exporter");
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(EXE).args(args).output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The exporter on a fixture tree, as a child process.
+struct Fixture {
+    _tree: fixtures::Tree,
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Fixture {
+    fn start(extra: &[&str]) -> Fixture {
+        let tree = fixtures::v2();
+        let port = common::free_port();
+        let child = Command::new(EXE)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .arg("--path.cgroupfs")
+            .arg(tree.cgroupfs())
+            .arg("--path.procfs")
+            .arg(tree.procfs())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let f = Fixture { _tree: tree, child, port };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return f;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("fixture exporter did not listen");
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+    }
+
+    fn stderr(mut self) -> String {
+        self.signal("TERM");
+        let _ = self.child.wait();
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn missing_roots_are_named_in_one_line_with_exit_64() {
+    let (code, _, err) = run(&["--once", "--path.cgroupfs", "/nonexistent/cg"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("/nonexistent/cg"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    let (code, _, err) = run(&["--once", "--path.procfs", "/nonexistent/proc"]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("/nonexistent/proc"), "{err}");
+    let d = tempfile::tempdir().expect("tempdir");
+    let (code, _, err) = run(&["--once", "--path.cgroupfs", d.path().to_str().expect("utf8")]);
+    assert_eq!(code, 64);
+    assert!(err.contains("no cgroup hierarchy found"), "{err}");
+}
+
+#[test]
+fn bad_config_files_give_file_line_column_and_exit_64() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &str)] = &[
+        ("cgroups:\n  max_depth: ten\n", ":2:"),
+        ("cgroups:\n  bogus: 1\n", ":2:"),
+        ("psi:\n  rules:\n    - name: x\n      cgroups: [\"/\"]\n      resource: gpu\n      threshold: 100ms\n", ":5:"),
+        ("psi: [unclosed\n", ":"),
+        ("alerting:\n  timeout: 5 parsecs\n", ":2:"),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let f = d.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&f, text).expect("write");
+        for mode in ["--check-config", "--once"] {
+            let (code, _, err) = run(&[mode, "--config.file", f.to_str().expect("utf8")]);
+            assert_eq!(code, 64, "{mode} case {i}: {err}");
+            assert!(err.contains(&format!("bad{i}.yaml{want}")), "{mode} case {i}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    let (code, _, err) = run(&["--check-config", "--config.file", "/nonexistent.yaml"]);
+    assert_eq!(code, 64);
+    assert!(err.contains("/nonexistent.yaml"), "{err}");
+}
+
+#[test]
+fn check_config_prints_the_normalised_config() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = d.path().join("ok.yaml");
+    std::fs::write(&f, "cgroups:\n  max_depth: 4\n").expect("write");
+    let (code, out, err) = run(&["--check-config", "--config.file", f.to_str().expect("utf8")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("max_depth: 4") && out.contains("max_cgroups: 20000"), "{out}");
+}
+
+#[test]
+fn junk_slow_and_oversized_requests_do_not_stall_scrapes() {
+    let f = Fixture::start(&[]);
+    // A slow client that never finishes its headers.
+    let mut slow = TcpStream::connect(("127.0.0.1", f.port)).expect("connect");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").expect("write");
+    // Many idle connections.
+    let idle: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(("127.0.0.1", f.port)).ok()).collect();
+    let (s, body) = common::http_get(f.port, "/metrics").expect("scrape");
+    assert_eq!(s, 200);
+    assert!(body.contains("cgroup_memory_usage_bytes{cgroup=\"/web\"}"));
+    // Junk.
+    for junk in [&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], b"GARBAGE\r\n\r\n", b"GET /metrics HTTP/9.9\r\n\r\n"] {
+        let mut c = TcpStream::connect(("127.0.0.1", f.port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        c.write_all(junk).expect("write");
+        let mut r = Vec::new();
+        let _ = c.read_to_end(&mut r);
+        let r = String::from_utf8_lossy(&r);
+        assert!(r.is_empty() || r.starts_with("HTTP/1.1 4") || r.starts_with("HTTP/1.1 505"), "junk answered: {r:.100}");
+    }
+    // An oversized header block.
+    let big = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let mut c = TcpStream::connect(("127.0.0.1", f.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let _ = c.write_all(big.as_bytes());
+    let mut r = Vec::new();
+    let _ = c.read_to_end(&mut r);
+    let r = String::from_utf8_lossy(&r);
+    assert!(r.is_empty() || r.starts_with("HTTP/1.1 431") || r.starts_with("HTTP/1.1 4"), "oversized: {r:.100}");
+    // Still serving.
+    assert_eq!(common::http_get(f.port, "/healthz").expect("healthz").0, 200);
+    drop(idle);
+    drop(slow);
+    // 404 and 405.
+    assert_eq!(common::http_get(f.port, "/../../etc/passwd").expect("get").0, 404);
+    assert_eq!(common::http_request(f.port, "PUT", "/metrics", &[]).expect("put").0, 405);
+}
+
+#[test]
+fn sigterm_mid_scrape_finishes_or_cuts_cleanly_and_exits_zero() {
+    let f = Fixture::start(&[]);
+    let port = f.port;
+    let scrapes: Vec<_> = (0..4).map(|_| std::thread::spawn(move || common::http_get(port, "/metrics"))).collect();
+    std::thread::sleep(Duration::from_millis(5));
+    f.signal("TERM");
+    for s in scrapes {
+        // Either complete or refused/cut: never a half-written 200.
+        if let Ok(Ok((200, body))) = s.join() {
+            assert!(body.contains("cgroup_psi_exporter_build_info"), "a 200 carries the whole exposition");
+        }
+    }
+    let mut f = f;
+    let t0 = Instant::now();
+    let status = loop {
+        if let Ok(Some(st)) = f.child.try_wait() {
+            break st;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(15), "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn sighup_and_reload_with_a_broken_config_keep_the_old_one() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let cfg = d.path().join("c.yaml");
+    std::fs::write(&cfg, "namespaces: { enabled: false }\n").expect("write");
+    let f = Fixture::start(&["--config.file", cfg.to_str().expect("utf8")]);
+    std::fs::write(&cfg, "psi: [broken\n").expect("write");
+    f.signal("HUP");
+    let (s, body) = common::http_request(f.port, "POST", "/-/reload", &[]).expect("reload");
+    assert_eq!(s, 500, "{body}");
+    assert!(body.contains("c.yaml:"), "the refusal names the file and line: {body}");
+    assert_eq!(common::http_get(f.port, "/metrics").expect("scrape").0, 200, "still serving");
+    std::fs::write(&cfg, "namespaces: { enabled: false }\n").expect("write");
+    assert_eq!(common::http_request(f.port, "POST", "/-/reload", &[]).expect("reload").0, 200);
+    let err = f.stderr();
+    assert!(err.contains("config reload refused"), "{err}");
+}
+
+fn openssl_cert(dir: &std::path::Path) -> bool {
+    Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[test]
+fn tls_and_basic_auth_work_with_a_real_client_and_refuse_a_wrong_password() {
+    let d = tempfile::tempdir().expect("tempdir");
+    if !openssl_cert(d.path()) {
+        return common::skip("openssl not installed");
+    }
+    if Command::new("curl").arg("--version").output().is_err() {
+        return common::skip("curl not installed");
+    }
+    let hash = bcrypt::hash("s3cret", 6).expect("bcrypt");
+    let web = d.path().join("web.yml");
+    std::fs::write(&web, format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: {hash}\n")).expect("write");
+    let f = Fixture::start(&["--web.config.file", web.to_str().expect("utf8")]);
+    let curl = |user: Option<&str>, scheme: &str| -> String {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert"]).arg(d.path().join("cert.pem"));
+        if let Some(u) = user {
+            c.args(["-u", u]);
+        }
+        c.arg(format!("{scheme}://127.0.0.1:{}/metrics", f.port));
+        String::from_utf8_lossy(&c.output().expect("curl").stdout).to_string()
+    };
+    assert_eq!(curl(Some("prometheus:s3cret"), "https"), "200");
+    assert_eq!(curl(Some("prometheus:wrong"), "https"), "401");
+    assert_eq!(curl(Some("nobody:s3cret"), "https"), "401");
+    assert_eq!(curl(None, "https"), "401");
+    assert_ne!(curl(Some("prometheus:s3cret"), "http"), "200", "plain HTTP is not served on a TLS port");
+    let err = f.stderr();
+    assert!(!err.contains(&hash), "the hash never reaches the logs");
+}
