@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod pressure;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
