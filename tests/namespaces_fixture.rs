@@ -82,7 +82,14 @@ fn rootless_container_is_isolated_and_not_real_root() {
     assert_eq!(pod.host_root_processes, 0);
     assert_eq!(pod.labels.container_id.as_deref().map(str::len), Some(64));
     assert_eq!(pod.labels.qos_class, Some("burstable"));
-    for t in [NsType::Net, NsType::Uts, NsType::Pid, NsType::Ipc, NsType::Mnt, NsType::User] {
+    for t in [
+        NsType::Net,
+        NsType::Uts,
+        NsType::Pid,
+        NsType::Ipc,
+        NsType::Mnt,
+        NsType::User,
+    ] {
         assert_eq!(pod.host_namespace.get(&t), Some(&false), "{t}");
     }
     assert_eq!(pod.host_namespace.get(&NsType::Time), Some(&true));
@@ -128,9 +135,9 @@ fn broken_and_vanished_processes_are_skipped_or_counted() {
 fn hybrid_cgroup_file_takes_the_most_specific_path() {
     let snap = NamespaceCollector::new(fixture()).scan();
     // 200: v2 path deeper than the v1 memory one.
-    assert!(snap
-        .cgroups
-        .contains_key(&CgroupPath::new("/user.slice/user-1000.slice/session-3.scope")));
+    assert!(snap.cgroups.contains_key(&CgroupPath::new(
+        "/user.slice/user-1000.slice/session-3.scope"
+    )));
     assert!(!snap.cgroups.contains_key(&CgroupPath::new("/user.slice")));
     // 700: comm with parentheses parsed.
     assert_eq!(
@@ -165,9 +172,9 @@ fn warm_scan_reads_only_new_processes_and_evicts_gone_ones() {
     assert_eq!(next.processes_read, 1);
     assert_eq!(next.processes_cached, 9);
     assert_eq!(next.cgroups[&CgroupPath::new(POD_A)].processes, 3);
-    assert!(!next
-        .cgroups
-        .contains_key(&CgroupPath::new("/user.slice/user-1000.slice/session-3.scope")));
+    assert!(!next.cgroups.contains_key(&CgroupPath::new(
+        "/user.slice/user-1000.slice/session-3.scope"
+    )));
 
     // Pid reuse: same pid, new starttime => read again, new cgroup seen.
     let stat = std::fs::read_to_string(root.join("700/stat")).expect("stat");
@@ -192,10 +199,16 @@ fn net_dev_member_is_rechosen_when_it_exits() {
     .expect("write");
     let c = NamespaceCollector::new(root.clone());
     let first = c.scan();
-    assert_eq!(first.network[&4026532305][0].rx_bytes, 640, "lowest pid (300) first");
+    assert_eq!(
+        first.network[&4026532305][0].rx_bytes, 640,
+        "lowest pid (300) first"
+    );
     std::fs::remove_dir_all(root.join("300")).expect("rm 300");
     let second = c.scan();
-    assert_eq!(second.network[&4026532305][0].rx_bytes, 999, "301 takes over");
+    assert_eq!(
+        second.network[&4026532305][0].rx_bytes, 999,
+        "301 takes over"
+    );
 }
 
 #[test]
