@@ -323,3 +323,57 @@ fn user_namespace_root_mapping_is_reported() {
     assert_eq!(snap.user_root_mapped_to_host.get(&mapped_user), Some(&true));
     assert_eq!(snap.user_root_mapped_to_host.get(&host_user), Some(&true));
 }
+
+/// Not a timed test: it measures and prints the scan cost, and asserts only
+/// that a warm scan reads (almost) nothing. For the figures in
+/// docs/namespaces.md run, as root:
+/// `CGPE_NS_BENCH_PROCS=3000 cargo test --release --test kernel_namespaces scan_cost -- --nocapture`
+#[test]
+fn scan_cost_cold_and_warm() {
+    if let Some(reason) = missing_prerequisite(&["sleep"]) {
+        if skip(&reason) {
+            return;
+        }
+    }
+    let n: usize = std::env::var("CGPE_NS_BENCH_PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let mut guard = KernelGuard::new();
+    for _ in 0..n {
+        guard.spawn(Command::new("sleep").arg("300"));
+    }
+    // Young processes are re-read until they are SETTLE (5 s) old: let
+    // them age so the warm scan measures the cache.
+    std::thread::sleep(Duration::from_millis(5500));
+
+    let collector = NamespaceCollector::new(PathBuf::from(PROCFS));
+    let t = Instant::now();
+    let cold = collector.scan();
+    let cold_time = t.elapsed();
+    let t = Instant::now();
+    let warm = collector.scan();
+    let warm_time = t.elapsed();
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    let mut text = String::new();
+    let t = Instant::now();
+    encode(&mut text, &registry).expect("encode");
+    let encode_time = t.elapsed();
+    println!(
+        "namespace scan: {} processes; cold {:?} ({} read); warm {:?} ({} read); warm scan + encode {:?} ({} bytes)",
+        cold.processes,
+        cold_time,
+        cold.processes_read,
+        warm_time,
+        warm.processes_read,
+        encode_time,
+        text.len()
+    );
+    assert!(cold.processes >= n, "{} < {n}", cold.processes);
+    assert!(
+        warm.processes_read <= n / 10 + 5,
+        "warm scan read {} processes",
+        warm.processes_read
+    );
+}

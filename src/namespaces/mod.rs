@@ -309,3 +309,23 @@ pub fn encode_snapshot(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registrable<T: Collector + fmt::Debug + Send + Sync + 'static>() {}
+
+    #[test]
+    fn collector_can_be_registered_and_shared_across_threads() {
+        registrable::<NamespaceCollector>();
+        let c = NamespaceCollector::new(PathBuf::from("/nonexistent-cgpe-procfs"));
+        let mut out = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(c));
+        prometheus_client::encoding::text::encode(&mut out, &registry).expect("encode");
+        // An unreadable root still yields the self metrics, nothing else.
+        assert!(out.contains("cgroup_psi_exporter_namespace_processes_cached 0\n"));
+        assert!(!out.contains("\nnamespaces{"));
+    }
+}
