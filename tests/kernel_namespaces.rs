@@ -7,6 +7,7 @@
 //! instead when `CGPE_REQUIRE_KERNEL=1` or `CI=true`: CI never skips.
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,7 +34,9 @@ fn skip(reason: &str) -> bool {
             "kernel test cannot run and skipping is forbidden (CGPE_REQUIRE_KERNEL/CI): {reason}"
         );
     }
-    eprintln!("skipped: {reason}");
+    // Straight to stderr, not `eprintln!`: the test harness captures the
+    // macros, and a skip must be visible without `--nocapture`.
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
     true
 }
 

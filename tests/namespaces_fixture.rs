@@ -241,3 +241,35 @@ fn exposition_names_follow_the_contract() {
     );
     assert!(text.contains(&pod_a_net), "{text}");
 }
+
+#[test]
+fn prometheus_text_exposition_passes_promtool_lint() {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(NamespaceCollector::new(fixture())));
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        .expect("encoding into a String cannot fail");
+    assert!(text.contains("# TYPE namespace_network_receive_bytes_total counter\n"));
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        // promtool is optional here; .ci/run installs it for the ecosystem tests.
+        return;
+    };
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin.write_all(text.as_bytes()).expect("write to promtool");
+    }
+    let out = child.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
