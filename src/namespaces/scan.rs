@@ -149,8 +149,8 @@ pub struct CgroupNamespaces {
     /// Every (type, inode) seen among the cgroup's processes.
     pub namespaces: BTreeSet<(NsType, u64)>,
     /// Per type: whether every process with a readable link shares the
-    /// host's namespace. `None` when the host's or all members' links are
-    /// unknown.
+    /// host's namespace. A type is absent when the host's link or every
+    /// member's link is unknown: no answer rather than a guess.
     pub host_namespace: BTreeMap<NsType, bool>,
 }
 
@@ -427,13 +427,6 @@ impl Scanner {
         chosen
     }
 
-    fn labels_for(&mut self, path: &CgroupPath) -> Arc<PathLabels> {
-        self.labels
-            .entry(path.clone())
-            .or_insert_with(|| Arc::new(labels::from_path(path)))
-            .clone()
-    }
-
     fn aggregate(&mut self) -> NamespaceSnapshot {
         let (source, host) = self.host_reference();
         let mut snap = NamespaceSnapshot {
@@ -449,43 +442,45 @@ impl Scanner {
         let mut pids: Vec<u32> = self.procs.keys().copied().collect();
         pids.sort_unstable();
         let mut cgroups: BTreeMap<CgroupPath, CgroupNamespaces> = BTreeMap::new();
-        for pid in &pids {
-            let Some(p) = self.procs.get(pid).cloned() else {
-                continue;
-            };
+        // Disjoint field borrows: the cache is read while the label cache grows.
+        let (procs, label_cache) = (&self.procs, &mut self.labels);
+        for (pid, p) in pids.iter().filter_map(|pid| Some((*pid, procs.get(pid)?))) {
             for t in NsType::ALL {
-                if let Some(inode) = p.ns[t.index()] {
-                    *snap.namespaces.entry((t, inode)).or_insert(0) += 1;
-                    match t {
-                        NsType::Net => net_members.entry(inode).or_default().push(*pid),
-                        NsType::User => user_members.entry(inode).or_default().push(*pid),
-                        _ => {}
-                    }
+                let Some(inode) = p.ns[t.index()] else {
+                    continue;
+                };
+                *snap.namespaces.entry((t, inode)).or_insert(0) += 1;
+                match t {
+                    NsType::Net => net_members.entry(inode).or_default().push(pid),
+                    NsType::User => user_members.entry(inode).or_default().push(pid),
+                    _ => {}
                 }
             }
-            let Some(path) = p.cgroup else { continue };
-            let labels = self.labels_for(&path);
-            let c = cgroups.entry(path).or_insert_with(|| CgroupNamespaces {
-                labels,
-                processes: 0,
-                host_root_processes: 0,
-                namespaces: BTreeSet::new(),
-                host_namespace: BTreeMap::new(),
-            });
+            let Some(path) = &p.cgroup else { continue };
+            let c = cgroups
+                .entry(path.clone())
+                .or_insert_with(|| CgroupNamespaces {
+                    labels: label_cache
+                        .entry(path.clone())
+                        .or_insert_with(|| Arc::new(labels::from_path(path)))
+                        .clone(),
+                    processes: 0,
+                    host_root_processes: 0,
+                    namespaces: BTreeSet::new(),
+                    host_namespace: BTreeMap::new(),
+                });
             c.processes += 1;
             if p.uid == Some(0) {
                 c.host_root_processes += 1;
             }
             for t in NsType::ALL {
-                let (Some(inode), Some(host_inode)) = (p.ns[t.index()], host[t.index()]) else {
-                    if let Some(inode) = p.ns[t.index()] {
-                        c.namespaces.insert((t, inode));
-                    }
+                let Some(inode) = p.ns[t.index()] else {
                     continue;
                 };
                 c.namespaces.insert((t, inode));
-                let shared = c.host_namespace.entry(t).or_insert(true);
-                *shared &= inode == host_inode;
+                if let Some(host_inode) = host[t.index()] {
+                    *c.host_namespace.entry(t).or_insert(true) &= inode == host_inode;
+                }
             }
         }
         self.labels.retain(|k, _| cgroups.contains_key(k));
