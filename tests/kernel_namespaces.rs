@@ -239,6 +239,15 @@ fn cgroup_in_own_namespaces_maps_to_them_and_counts_lo_pings() {
         .get(&cgroup)
         .unwrap_or_else(|| panic!("{cgroup} not in the scan"));
     assert_eq!(c.processes, 1, "only the namespaced sleep is in the cgroup");
+    for d in &dirs {
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).expect("cgroup.procs");
+        assert_eq!(
+            procs.split_whitespace().collect::<Vec<_>>(),
+            vec![child.to_string()],
+            "kernel's {}/cgroup.procs",
+            d.display()
+        );
+    }
 
     let child_s = child.to_string();
     for t in [NsType::Net, NsType::Uts, NsType::Pid, NsType::Ipc] {
