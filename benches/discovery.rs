@@ -12,8 +12,13 @@ use cgroup_psi_exporter::registry::{watcher, Filter, Registry, RegistryEvent};
 use tokio_util::sync::CancellationToken;
 
 fn main() {
-    let root = PathBuf::from(std::env::var("CGPE_BENCH_CGROUPFS").unwrap_or_else(|_| "/sys/fs/cgroup".into()));
-    let iters: usize = std::env::var("CGPE_BENCH_ITER").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let root = PathBuf::from(
+        std::env::var("CGPE_BENCH_CGROUPFS").unwrap_or_else(|_| "/sys/fs/cgroup".into()),
+    );
+    let iters: usize = std::env::var("CGPE_BENCH_ITER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let layout = match Layout::detect(&root, std::path::Path::new("/proc")) {
         Ok(l) => Arc::new(l),
         Err(e) => {
@@ -25,7 +30,11 @@ fn main() {
         eprintln!("skipped: no hierarchy");
         return;
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async move {
         let registry = Registry::new(layout, Filter::default());
         let stop = CancellationToken::new();

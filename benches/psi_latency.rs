@@ -26,7 +26,14 @@ impl Drop for Proc {
 }
 
 fn spawn(bin: &str, args: &[String]) -> Proc {
-    Proc(Command::new(bin).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("{bin}: {e}")))
+    Proc(
+        Command::new(bin)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin}: {e}")),
+    )
 }
 
 fn wait_http(port: u16, path: &str) {
@@ -48,11 +55,12 @@ fn in_alertmanager(am: u16, name: &str, cgroup: &str) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else {
         return false;
     };
-    v.as_array().map(|a| {
-        a.iter().any(|x| {
-            x["labels"]["alertname"] == name && x["labels"]["cgroup"] == cgroup
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .any(|x| x["labels"]["alertname"] == name && x["labels"]["cgroup"] == cgroup)
         })
-    }).unwrap_or(false)
+        .unwrap_or(false)
 }
 
 fn main() {
@@ -62,14 +70,23 @@ fn main() {
     }
     for b in ["prometheus", "prometheus-alertmanager"] {
         if Command::new(b).arg("--version").output().is_err() {
-            eprintln!("skipped: {b} not installed (apt-get install prometheus prometheus-alertmanager)");
+            eprintln!(
+                "skipped: {b} not installed (apt-get install prometheus prometheus-alertmanager)"
+            );
             return;
         }
     }
-    let runs: usize = std::env::var("CGPE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let runs: usize = std::env::var("CGPE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let (am_port, ex_port, prom_port) = (common::free_port(), common::free_port(), common::free_port());
+    let (am_port, ex_port, prom_port) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
 
     std::fs::write(d.join("am.yml"), "route:\n  receiver: 'null'\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: 'null'\n").expect("am config");
     let _am = spawn(
@@ -143,8 +160,16 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let s = |d: Option<Duration>| d.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or_else(|| "none in 150 s".into());
-        println!("run {}: agent {} | prometheus {}", run + 1, s(agent), s(prom));
+        let s = |d: Option<Duration>| {
+            d.map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "none in 150 s".into())
+        };
+        println!(
+            "run {}: agent {} | prometheus {}",
+            run + 1,
+            s(agent),
+            s(prom)
+        );
         rows.push((agent, prom));
         drop(cg);
     }
@@ -156,7 +181,10 @@ fn main() {
             (Some(a), Some(p)) => format!("{:.1}×", p.as_secs_f64() / a.as_secs_f64()),
             _ => "-".into(),
         };
-        let f = |d: &Option<Duration>| d.map(|d| format!("{:.1} s", d.as_secs_f64())).unwrap_or_else(|| "-".into());
+        let f = |d: &Option<Duration>| {
+            d.map(|d| format!("{:.1} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        };
         println!("| {} | {} | {} | {} |", i + 1, f(a), f(p), ratio);
     }
 }

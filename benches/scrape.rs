@@ -22,16 +22,53 @@ const TREE: &str = "cgpe-bench";
 
 /// The files the exporter reads (those that exist are read by the loop).
 const FILES: &[&str] = &[
-    "cgroup.controllers", "cgroup.events", "cpu.stat", "cpu.max", "cpu.weight", "cpuset.cpus.effective",
-    "memory.current", "memory.peak", "memory.max", "memory.high", "memory.low", "memory.min",
-    "memory.swap.current", "memory.swap.max", "memory.stat", "memory.events", "io.stat", "io.weight", "io.max",
-    "pids.current", "pids.max", "cpu.pressure", "memory.pressure", "io.pressure",
-    "cpuacct.usage", "cpuacct.usage_user", "cpuacct.usage_sys", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.shares",
-    "cpuset.effective_cpus", "memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.limit_in_bytes",
-    "memory.soft_limit_in_bytes", "memory.memsw.usage_in_bytes", "memory.memsw.limit_in_bytes", "memory.failcnt",
-    "memory.oom_control", "blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_serviced_recursive",
-    "blkio.weight", "blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device",
-    "blkio.throttle.read_iops_device", "blkio.throttle.write_iops_device", "freezer.state",
+    "cgroup.controllers",
+    "cgroup.events",
+    "cpu.stat",
+    "cpu.max",
+    "cpu.weight",
+    "cpuset.cpus.effective",
+    "memory.current",
+    "memory.peak",
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.min",
+    "memory.swap.current",
+    "memory.swap.max",
+    "memory.stat",
+    "memory.events",
+    "io.stat",
+    "io.weight",
+    "io.max",
+    "pids.current",
+    "pids.max",
+    "cpu.pressure",
+    "memory.pressure",
+    "io.pressure",
+    "cpuacct.usage",
+    "cpuacct.usage_user",
+    "cpuacct.usage_sys",
+    "cpu.cfs_quota_us",
+    "cpu.cfs_period_us",
+    "cpu.shares",
+    "cpuset.effective_cpus",
+    "memory.usage_in_bytes",
+    "memory.max_usage_in_bytes",
+    "memory.limit_in_bytes",
+    "memory.soft_limit_in_bytes",
+    "memory.memsw.usage_in_bytes",
+    "memory.memsw.limit_in_bytes",
+    "memory.failcnt",
+    "memory.oom_control",
+    "blkio.throttle.io_service_bytes_recursive",
+    "blkio.throttle.io_serviced_recursive",
+    "blkio.weight",
+    "blkio.throttle.read_bps_device",
+    "blkio.throttle.write_bps_device",
+    "blkio.throttle.read_iops_device",
+    "blkio.throttle.write_iops_device",
+    "freezer.state",
 ];
 
 fn roots() -> Vec<PathBuf> {
@@ -40,7 +77,9 @@ fn roots() -> Vec<PathBuf> {
         return vec![base.to_path_buf()];
     }
     let mut v = Vec::new();
-    for c in ["unified", "cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "freezer", "hugetlb"] {
+    for c in [
+        "unified", "cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "freezer", "hugetlb",
+    ] {
         let d = base.join(c);
         if d.join("cgroup.procs").exists() {
             v.push(d);
@@ -133,13 +172,20 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(19753)
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19753)
 }
 
 fn get(port: u16, path: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
@@ -148,7 +194,10 @@ fn get(port: u16, path: &str) -> Option<String> {
 fn wait_ready(port: u16, path: &str) {
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(30) {
-        if get(port, path).map(|r| r.starts_with("HTTP/1.1 200")).unwrap_or(false) {
+        if get(port, path)
+            .map(|r| r.starts_with("HTTP/1.1 200"))
+            .unwrap_or(false)
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -160,7 +209,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -168,7 +218,11 @@ fn status_kb(pid: u32, key: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -197,18 +251,29 @@ fn bench_server(mut child: Child, port: u16, path: &str, reps: usize, count_cgro
     let peak = status_kb(pid, "VmHWM:");
     let cgroups = if count_cgroups {
         last.lines()
-            .filter(|l| l.starts_with("cgroup_cpu_usage_seconds_total{") && l.contains(&format!("cgroup=\"/{TREE}/")))
+            .filter(|l| {
+                l.starts_with("cgroup_cpu_usage_seconds_total{")
+                    && l.contains(&format!("cgroup=\"/{TREE}/"))
+            })
             .count()
     } else {
         0
     };
     let _ = child.kill();
     let _ = child.wait();
-    Run { median: median(times), cpu_per_scrape: cpu, peak_rss_kb: peak, cgroups_in_exposition: cgroups }
+    Run {
+        median: median(times),
+        cpu_per_scrape: cpu,
+        peak_rss_kb: peak,
+        cgroups_in_exposition: cgroups,
+    }
 }
 
 fn main() {
-    if fs::read_to_string("/proc/self/status").map(|s| !s.lines().any(|l| l.starts_with("Uid:\t0"))).unwrap_or(true) {
+    if fs::read_to_string("/proc/self/status")
+        .map(|s| !s.lines().any(|l| l.starts_with("Uid:\t0")))
+        .unwrap_or(true)
+    {
         eprintln!("skipped: the scrape benchmark makes cgroups and needs root");
         return;
     }
@@ -217,7 +282,10 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let reps: usize = std::env::var("CGPE_BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(15);
+    let reps: usize = std::env::var("CGPE_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
     let exe = env!("CARGO_BIN_EXE_cgroup-psi-exporter");
     let cfg = std::env::temp_dir().join("cgpe-bench.yaml");
     let _ = fs::write(&cfg, "namespaces: { enabled: false }\n");
@@ -229,7 +297,12 @@ fn main() {
         let plain = median((0..reps.min(7)).map(|_| plain_loop(&files)).collect());
         let port = free_port();
         let child = Command::new(exe)
-            .args(["--web.listen-address", &format!("127.0.0.1:{port}"), "--log.level", "warn"])
+            .args([
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--log.level",
+                "warn",
+            ])
             .arg("--config.file")
             .arg(&cfg)
             .stdout(Stdio::null())
@@ -252,11 +325,17 @@ fn main() {
         destroy_tree();
     }
     // Reference: node_exporter's pressure collector (host PSI only).
-    let node = ["prometheus-node-exporter", "node_exporter"].into_iter().find(|b| Command::new(b).arg("--version").output().is_ok());
+    let node = ["prometheus-node-exporter", "node_exporter"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok());
     let node_run = node.map(|bin| {
         let port = free_port();
         let child = Command::new(bin)
-            .args(["--collector.disable-defaults", "--collector.pressure", &format!("--web.listen-address=127.0.0.1:{port}")])
+            .args([
+                "--collector.disable-defaults",
+                "--collector.pressure",
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -49,12 +49,18 @@ fn proc_kb(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -62,15 +68,26 @@ fn main() {
         eprintln!("skipped: {r}");
         return;
     }
-    if Command::new("prometheus-alertmanager").arg("--version").output().is_err() {
+    if Command::new("prometheus-alertmanager")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: prometheus-alertmanager not installed");
         return;
     }
-    let secs: u64 = std::env::var("CGPE_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600);
+    let secs: u64 = std::env::var("CGPE_SOAK_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let am_port = common::free_port();
-    std::fs::write(d.join("am.yml"), "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n").expect("am.yml");
+    std::fs::write(
+        d.join("am.yml"),
+        "route:\n  receiver: 'null'\n  group_wait: 0s\nreceivers:\n  - name: 'null'\n",
+    )
+    .expect("am.yml");
     let mut am = spawn_am(d, am_port);
     let cfg = d.join("exporter.yml");
     std::fs::write(
@@ -80,14 +97,25 @@ fn main() {
         ),
     )
     .expect("config");
-    let ex = common::ExporterProcess::start(&["--config.file", cfg.to_str().expect("utf8"), "--log.level", "warn"]);
+    let ex = common::ExporterProcess::start(&[
+        "--config.file",
+        cfg.to_str().expect("utf8"),
+        "--log.level",
+        "warn",
+    ]);
     let pid = ex.child.id();
     for _ in 0..5 {
         ex.scrape();
     }
     let base = (fds(pid), proc_kb(pid, "VmRSS:"));
-    let base_watches = ex.scrape().get("cgroup_psi_exporter_inotify_watches", &[]).unwrap_or(0.0);
-    println!("soak for {secs} s: baseline fds={} rss={} kB watches={base_watches}", base.0, base.1);
+    let base_watches = ex
+        .scrape()
+        .get("cgroup_psi_exporter_inotify_watches", &[])
+        .unwrap_or(0.0);
+    println!(
+        "soak for {secs} s: baseline fds={} rss={} kB watches={base_watches}",
+        base.0, base.1
+    );
 
     let file = pressure::BigFile::new((pressure::LIMIT * 8) as usize);
     let t0 = Instant::now();
@@ -131,7 +159,10 @@ fn main() {
                 am = spawn_am(d, am_port);
                 am_down_until = None;
                 restarts += 1;
-                println!("t={:.0}s: alertmanager restarted", t0.elapsed().as_secs_f64());
+                println!(
+                    "t={:.0}s: alertmanager restarted",
+                    t0.elapsed().as_secs_f64()
+                );
             }
         }
         // Scrape every second.
@@ -151,7 +182,9 @@ fn main() {
     }
     // Let the last alerts arrive, then stop the pressure.
     let wait = Instant::now();
-    while wait.elapsed() < Duration::from_secs(20) && !episodes.iter().all(|e| delivered.contains(e)) {
+    while wait.elapsed() < Duration::from_secs(20)
+        && !episodes.iter().all(|e| delivered.contains(e))
+    {
         delivered.extend(active_cgroups(am_port, "SoakMemoryPressure"));
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -159,13 +192,26 @@ fn main() {
     std::thread::sleep(Duration::from_secs(3));
     let last = ex.scrape();
     let end = (fds(pid), proc_kb(pid, "VmRSS:"));
-    let end_watches = last.get("cgroup_psi_exporter_inotify_watches", &[]).unwrap_or(0.0);
-    let stale: Vec<&String> = churned.iter().filter(|c| last.cgroups().contains(*c)).collect();
-    let missing: Vec<&String> = episodes.iter().filter(|e| !delivered.contains(*e)).collect();
+    let end_watches = last
+        .get("cgroup_psi_exporter_inotify_watches", &[])
+        .unwrap_or(0.0);
+    let stale: Vec<&String> = churned
+        .iter()
+        .filter(|c| last.cgroups().contains(*c))
+        .collect();
+    let missing: Vec<&String> = episodes
+        .iter()
+        .filter(|e| !delivered.contains(*e))
+        .collect();
     let dropped = last
         .all("psi_alert_notifications_total")
         .iter()
-        .filter(|s| s.labels.get("outcome").map(|o| o == "dropped").unwrap_or(false))
+        .filter(|s| {
+            s.labels
+                .get("outcome")
+                .map(|o| o == "dropped")
+                .unwrap_or(false)
+        })
         .map(|s| s.value)
         .sum::<f64>();
     println!(
@@ -193,7 +239,10 @@ fn main() {
         failed.push(format!("watches grew {base_watches} -> {end_watches}"));
     }
     if end.1 > base.1 + 8192 {
-        failed.push(format!("RSS grew by more than 8 MiB: {} -> {} kB", base.1, end.1));
+        failed.push(format!(
+            "RSS grew by more than 8 MiB: {} -> {} kB",
+            base.1, end.1
+        ));
     }
     if !stale.is_empty() {
         failed.push(format!("{} removed cgroups still exported", stale.len()));

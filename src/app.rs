@@ -109,8 +109,12 @@ fn check_config(args: &Args) -> i32 {
 
 /// Fails early, naming the path, when a root is missing or unreadable.
 fn check_paths(args: &Args) -> anyhow::Result<Arc<Layout>> {
-    std::fs::read_dir(&args.procfs)
-        .with_context(|| format!("--path.procfs {}: cannot read procfs", args.procfs.display()))?;
+    std::fs::read_dir(&args.procfs).with_context(|| {
+        format!(
+            "--path.procfs {}: cannot read procfs",
+            args.procfs.display()
+        )
+    })?;
     let layout = Layout::detect(&args.cgroupfs, &args.procfs)
         .with_context(|| format!("--path.cgroupfs {}", args.cgroupfs.display()))?;
     Ok(Arc::new(layout))
@@ -124,11 +128,21 @@ struct Exporter {
 
 fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> Exporter {
     let registry = Registry::new(layout, Filter::from_config(&config.cgroups));
-    let collector = CgroupCollector::new(registry.clone(), args.procfs.clone(), Families::from_config(&config.metrics), None);
+    let collector = CgroupCollector::new(
+        registry.clone(),
+        args.procfs.clone(),
+        Families::from_config(&config.metrics),
+        None,
+    );
     let scrape_stats = collector.stats.clone();
     let mut prom = PromRegistry::default();
     prom.register_collector(Box::new(collector));
     prom.register_collector(Box::new(SelfCollector::new(registry.clone(), scrape_stats)));
+    if config.namespaces.enabled {
+        prom.register_collector(Box::new(crate::namespaces::NamespaceCollector::new(
+            args.procfs.clone(),
+        )));
+    }
     Exporter { registry, prom }
 }
 
@@ -140,7 +154,10 @@ fn once(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<()>
         prometheus_client::encoding::prometheus_text::encode(&mut out, &ex.prom)
     })
     .context("encoding the exposition")?;
-    std::io::stdout().lock().write_all(out.as_bytes()).context("writing to stdout")?;
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing to stdout")?;
     Ok(())
 }
 
@@ -149,7 +166,8 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
     let ex = build_exporter(&args, &config, layout);
     let ready = Arc::new(AtomicBool::new(false));
 
-    let addr = crate::http::parse_listen_address(&args.listen_address).map_err(anyhow::Error::msg)?;
+    let addr =
+        crate::http::parse_listen_address(&args.listen_address).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding --web.listen-address {}", args.listen_address))?;
@@ -209,7 +227,10 @@ fn make_reload(file: Option<PathBuf>, tx: watch::Sender<Arc<Config>>) -> Reload 
         Ok(c) => {
             let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
             let old = tx.borrow().clone();
-            if old.cgroups != c.cgroups || old.metrics != c.metrics || old.namespaces != c.namespaces {
+            if old.cgroups != c.cgroups
+                || old.metrics != c.metrics
+                || old.namespaces != c.namespaces
+            {
                 warn!("cgroups, metrics and namespaces sections take effect on restart only");
             }
             tx.send_replace(Arc::new(c));

@@ -42,11 +42,20 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
         let level = event.metadata().level().as_str().to_ascii_lowercase();
         write!(w, "ts={now} level={level}")?;
-        let mut v = LogfmtVisitor { w: &mut w, msg: None, err: None };
+        let mut v = LogfmtVisitor {
+            w: &mut w,
+            msg: None,
+            err: None,
+        };
         event.record(&mut v);
         if let Some(e) = v.err {
             return Err(e);
@@ -67,7 +76,9 @@ impl LogfmtVisitor<'_, '_> {
         if key == "msg" {
             self.msg = Some(());
         }
-        let r = if value.is_empty() || value.contains(|c: char| c == ' ' || c == '"' || c == '=' || c.is_control()) {
+        let r = if value.is_empty()
+            || value.contains(|c: char| c == ' ' || c == '"' || c == '=' || c.is_control())
+        {
             write!(self.w, " {key}={value:?}")
         } else {
             write!(self.w, " {key}={value}")
@@ -94,7 +105,11 @@ mod tests {
     fn logfmt_quotes_values_with_spaces() {
         let mut s = String::new();
         let mut w = tracing_subscriber::fmt::format::Writer::new(&mut s);
-        let mut v = super::LogfmtVisitor { w: &mut w, msg: None, err: None };
+        let mut v = super::LogfmtVisitor {
+            w: &mut w,
+            msg: None,
+            err: None,
+        };
         v.put("message", "cgroup layout detected");
         v.put("mode", "hybrid");
         v.put("empty", "");

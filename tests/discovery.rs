@@ -82,7 +82,11 @@ async fn create_nest_fast_remove_and_rename_are_all_seen() {
 
     // Watches of removed directories are gone too.
     let watches = r.stats.watches.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(watches as usize, truth(root, r.filter()).len(), "one watch per live directory");
+    assert_eq!(
+        watches as usize,
+        truth(root, r.filter()).len(),
+        "one watch per live directory"
+    );
     stop.cancel();
 }
 
@@ -102,7 +106,10 @@ async fn subscribers_hear_adds_and_removes_in_order() {
         seen.push(ev);
     }
     let x = CgroupPath::new("/x");
-    assert!(matches!(&seen[..], [RegistryEvent::Added { path: a, .. }, RegistryEvent::Removed { path: b, .. }] if *a == x && *b == x), "{seen:?}");
+    assert!(
+        matches!(&seen[..], [RegistryEvent::Added { path: a, .. }, RegistryEvent::Removed { path: b, .. }] if *a == x && *b == x),
+        "{seen:?}"
+    );
     stop.cancel();
 }
 
@@ -124,7 +131,10 @@ async fn include_exclude_and_depth_bound_what_is_tracked() {
     let t = tracked(&r);
     assert!(t.contains("/keep") && t.contains("/keep/x/y"), "{t:?}");
     assert!(!t.contains("/keep/x/y/z"), "deeper than max_depth");
-    assert!(!t.contains("/keep/skip") && !t.contains("/other") && !t.contains("/"), "{t:?}");
+    assert!(
+        !t.contains("/keep/skip") && !t.contains("/other") && !t.contains("/"),
+        "{t:?}"
+    );
     stop.cancel();
 }
 
@@ -141,7 +151,12 @@ async fn max_cgroups_skips_new_ones_and_keeps_the_tracked() {
         std::fs::create_dir(root.join(format!("c{i}"))).expect("mkdir");
     }
     let t0 = Instant::now();
-    while r.stats.skipped_max_cgroups.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+    while r
+        .stats
+        .skipped_max_cgroups
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < 3
+    {
         assert!(t0.elapsed() < Duration::from_secs(5), "skips not counted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -158,7 +173,10 @@ fn a_forced_queue_overflow_is_healed_by_a_rescan() {
     let d = v2_tree();
     let root = d.path().to_path_buf();
     // One thread: the watcher cannot read while we flood it.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
         let (r, stop) = start(&root, Filter::default()).await;
         for i in 0..200 {
@@ -166,7 +184,10 @@ fn a_forced_queue_overflow_is_healed_by_a_rescan() {
         }
         converge(&r, &root).await;
         assert!(
-            r.stats.rescans_overflow.load(std::sync::atomic::Ordering::Relaxed) >= 1,
+            r.stats
+                .rescans_overflow
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1,
             "the overflow was noticed"
         );
         stop.cancel();

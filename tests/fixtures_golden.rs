@@ -15,7 +15,10 @@ fn stable(text: &str) -> String {
     let volatile = ["cgroup_psi_exporter_", "process_"];
     text.lines()
         .filter(|l| {
-            let name = l.trim_start_matches("# HELP ").trim_start_matches("# TYPE ").trim_start_matches("# UNIT ");
+            let name = l
+                .trim_start_matches("# HELP ")
+                .trim_start_matches("# TYPE ")
+                .trim_start_matches("# UNIT ");
             !volatile.iter().any(|v| name.starts_with(v))
         })
         .map(|l| format!("{l}\n"))
@@ -32,29 +35,48 @@ fn once(tree: &fixtures::Tree, extra: &[&str]) -> (String, String) {
         .args(extra)
         .output()
         .expect("run the exporter");
-    assert!(out.status.success(), "exit {:?}: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 fn check(layout: &str) -> String {
     let tree = fixtures::by_name(layout);
     let (text, _) = once(&tree, &[]);
     let got = stable(&text);
-    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{layout}.prom"));
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{layout}.prom"));
     if std::env::var("UPDATE_GOLDEN").is_ok() {
         std::fs::create_dir_all(golden.parent().expect("parent")).expect("mkdir");
         std::fs::write(&golden, &got).expect("write golden");
     }
-    let want = std::fs::read_to_string(&golden).unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
+    let want = std::fs::read_to_string(&golden)
+        .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", golden.display()));
     if got != want {
         let diff: Vec<String> = got
             .lines()
             .filter(|l| !want.lines().any(|w| w == *l))
             .map(|l| format!("+ {l}"))
-            .chain(want.lines().filter(|l| !got.lines().any(|g| g == *l)).map(|l| format!("- {l}")))
+            .chain(
+                want.lines()
+                    .filter(|l| !got.lines().any(|g| g == *l))
+                    .map(|l| format!("- {l}")),
+            )
             .take(40)
             .collect();
-        panic!("{layout}: exposition differs from {}:\n{}", golden.display(), diff.join("\n"));
+        panic!(
+            "{layout}: exposition differs from {}:\n{}",
+            golden.display(),
+            diff.join("\n")
+        );
     }
     if let Err(lint) = common::promtool_check_metrics(&text) {
         panic!("{layout}: promtool check metrics: {lint}");
@@ -66,7 +88,10 @@ fn check(layout: &str) -> String {
 fn v2_golden() {
     let t = check("v2");
     assert!(t.contains("cgroup_memory_limit_bytes{cgroup=\"/web\"} 268435456"));
-    assert!(!t.contains("cgroup_memory_limit_bytes{cgroup=\"/batch\"}"), "max is an absent series");
+    assert!(
+        !t.contains("cgroup_memory_limit_bytes{cgroup=\"/batch\"}"),
+        "max is an absent series"
+    );
     assert!(t.contains("cgroup_cpu_limit_cores{cgroup=\"/web\"} 1.5"));
     assert!(t.contains("cgroup_io_read_bytes_total{cgroup=\"/web\",device=\"sda\"} 4096"));
     // The host's pressure, from /proc/pressure, as cgroup="/".
@@ -77,11 +102,19 @@ fn v2_golden() {
 fn v1_golden() {
     let t = check("v1");
     let c = format!("/docker/{}", fixtures::CONTAINER_ID);
-    assert!(t.contains(&format!("cgroup_memory_limit_bytes{{cgroup=\"{c}\"}} 134217728")));
+    assert!(t.contains(&format!(
+        "cgroup_memory_limit_bytes{{cgroup=\"{c}\"}} 134217728"
+    )));
     assert!(t.contains(&format!("cgroup_cpu_limit_cores{{cgroup=\"{c}\"}} 0.5")));
     assert!(t.contains(&format!("cgroup_cpu_shares{{cgroup=\"{c}\"}} 2048")));
-    assert!(!t.contains("cgroup_memory_limit_bytes{cgroup=\"/docker\"}"), "v1 unlimited is absent");
-    assert!(t.contains("cgroup_pressure_cpu_waiting_seconds_total{cgroup=\"/\"}"), "host pressure from /proc on v1");
+    assert!(
+        !t.contains("cgroup_memory_limit_bytes{cgroup=\"/docker\"}"),
+        "v1 unlimited is absent"
+    );
+    assert!(
+        t.contains("cgroup_pressure_cpu_waiting_seconds_total{cgroup=\"/\"}"),
+        "host pressure from /proc on v1"
+    );
 }
 
 #[test]
@@ -89,10 +122,18 @@ fn hybrid_golden() {
     let t = check("hybrid");
     let c = format!("/docker/{}", fixtures::CONTAINER_ID);
     // usage from unified/cpu.stat, throttling from v1 cpu.stat, memory from v1.
-    assert!(t.contains(&format!("cgroup_cpu_usage_seconds_total{{cgroup=\"{c}\"}} 1.998")));
-    assert!(t.contains(&format!("cgroup_cpu_throttled_periods_total{{cgroup=\"{c}\"}} 14")));
-    assert!(t.contains(&format!("cgroup_memory_usage_bytes{{cgroup=\"{c}\"}} 80000000")));
-    assert!(t.contains(&format!("cgroup_pressure_memory_waiting_seconds_total{{cgroup=\"{c}\"}} 0.004")));
+    assert!(t.contains(&format!(
+        "cgroup_cpu_usage_seconds_total{{cgroup=\"{c}\"}} 1.998"
+    )));
+    assert!(t.contains(&format!(
+        "cgroup_cpu_throttled_periods_total{{cgroup=\"{c}\"}} 14"
+    )));
+    assert!(t.contains(&format!(
+        "cgroup_memory_usage_bytes{{cgroup=\"{c}\"}} 80000000"
+    )));
+    assert!(t.contains(&format!(
+        "cgroup_pressure_memory_waiting_seconds_total{{cgroup=\"{c}\"}} 0.004"
+    )));
 }
 
 #[test]
@@ -117,13 +158,29 @@ fn kubernetes_golden() {
 #[test]
 fn a_tree_of_garbage_files_still_scrapes_the_good_files_and_counts_errors() {
     let tree = fixtures::v2();
-    for f in ["cpu.stat", "memory.stat", "io.stat", "memory.events", "cpu.pressure", "pids.max"] {
-        tree.file(&format!("batch/{f}"), "\u{0}garbage \u{fffd} 99999999999999999999999\n");
+    for f in [
+        "cpu.stat",
+        "memory.stat",
+        "io.stat",
+        "memory.events",
+        "cpu.pressure",
+        "pids.max",
+    ] {
+        tree.file(
+            &format!("batch/{f}"),
+            "\u{0}garbage \u{fffd} 99999999999999999999999\n",
+        );
     }
     let (text, _) = once(&tree, &[]);
-    assert!(text.contains("cgroup_memory_usage_bytes{cgroup=\"/batch\"}"), "good files of the broken cgroup still export");
+    assert!(
+        text.contains("cgroup_memory_usage_bytes{cgroup=\"/batch\"}"),
+        "good files of the broken cgroup still export"
+    );
     assert!(!text.contains("cgroup_cpu_usage_seconds_total{cgroup=\"/batch\"}"));
-    assert!(text.contains("cgroup_cpu_usage_seconds_total{cgroup=\"/web\"}"), "other cgroups unaffected");
+    assert!(
+        text.contains("cgroup_cpu_usage_seconds_total{cgroup=\"/web\"}"),
+        "other cgroups unaffected"
+    );
     let errors: f64 = text
         .lines()
         .filter(|l| l.starts_with("cgroup_psi_exporter_read_errors_total{"))
@@ -142,6 +199,12 @@ fn disabled_families_are_neither_exported_nor_read() {
     let (text, _) = once(&tree, &["--config.file", cfg.to_str().expect("utf8")]);
     assert!(!text.contains("cgroup_memory_stat_bytes"));
     assert!(!text.contains("cgroup_io_read_bytes_total"));
-    assert!(!text.contains("file=\"io.stat\""), "io.stat was read although its families are off");
-    assert!(text.contains("cgroup_memory_working_set_bytes"), "working set still computed");
+    assert!(
+        !text.contains("file=\"io.stat\""),
+        "io.stat was read although its families are off"
+    );
+    assert!(
+        text.contains("cgroup_memory_working_set_bytes"),
+        "working set still computed"
+    );
 }

@@ -24,7 +24,10 @@ fn psi_total(text: &str, kind: &str) -> u64 {
 
 /// Kernel value read before and after the scrape must bracket the exported one.
 fn bracket(name: &str, before: f64, got: f64, after: f64) {
-    assert!(before <= got + 1e-9 && got <= after + 1e-9, "{name}: exported {got} not within kernel [{before}, {after}]");
+    assert!(
+        before <= got + 1e-9 && got <= after + 1e-9,
+        "{name}: exported {got} not within kernel [{before}, {after}]"
+    );
 }
 
 const BURNER: &str = "python3 -c 'import time\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nt = time.time()\nwhile True:\n    x = sum(range(20000))\n    if time.time() - t > 0.05:\n        time.sleep(0.05); t = time.time()\n'";
@@ -56,20 +59,43 @@ fn metrics_match_the_kernel_files() {
     let l = [("cgroup", path.as_str())];
 
     let cpu_before = first_u64(&cg.read(cpu_h, "cpu.stat"), "usage_usec ") as f64 / 1e6;
-    let mem_file = if v2 { "memory.current" } else { "memory.usage_in_bytes" };
+    let mem_file = if v2 {
+        "memory.current"
+    } else {
+        "memory.usage_in_bytes"
+    };
     let psi_before = psi_total(&cg.read(cpu_h, "cpu.pressure"), "some") as f64 / 1e6;
     let m1 = ex.scrape();
     let cpu_after = first_u64(&cg.read(cpu_h, "cpu.stat"), "usage_usec ") as f64 / 1e6;
     let psi_after = psi_total(&cg.read(cpu_h, "cpu.pressure"), "some") as f64 / 1e6;
     let mem_now: f64 = cg.read(mem, mem_file).trim().parse().expect("memory usage");
 
-    let got = |n: &str| m1.get(n, &l).unwrap_or_else(|| panic!("{n}{{cgroup={path}}} missing"));
-    bracket("cpu usage", cpu_before, got("cgroup_cpu_usage_seconds_total"), cpu_after);
-    assert!(got("cgroup_cpu_usage_seconds_total") > 0.05, "the burner used CPU");
-    bracket("cpu pressure", psi_before, got("cgroup_pressure_cpu_waiting_seconds_total"), psi_after);
+    let got = |n: &str| {
+        m1.get(n, &l)
+            .unwrap_or_else(|| panic!("{n}{{cgroup={path}}} missing"))
+    };
+    bracket(
+        "cpu usage",
+        cpu_before,
+        got("cgroup_cpu_usage_seconds_total"),
+        cpu_after,
+    );
+    assert!(
+        got("cgroup_cpu_usage_seconds_total") > 0.05,
+        "the burner used CPU"
+    );
+    bracket(
+        "cpu pressure",
+        psi_before,
+        got("cgroup_pressure_cpu_waiting_seconds_total"),
+        psi_after,
+    );
     let usage = got("cgroup_memory_usage_bytes");
     assert!(usage >= 48.0 * 1048576.0, "48 MiB held: {usage}");
-    assert!((usage - mem_now).abs() / mem_now < 0.05, "memory usage {usage} vs kernel {mem_now}");
+    assert!(
+        (usage - mem_now).abs() / mem_now < 0.05,
+        "memory usage {usage} vs kernel {mem_now}"
+    );
     assert_eq!(got("cgroup_memory_limit_bytes"), 201326592.0);
     assert_eq!(got("cgroup_pids_limit"), 50.0);
     let pids_now: f64 = cg.read(pids, "pids.current").trim().parse().expect("pids");
@@ -77,17 +103,40 @@ fn metrics_match_the_kernel_files() {
     assert!(got("cgroup_memory_working_set_bytes") <= usage);
     if !v2 {
         assert_eq!(got("cgroup_cpu_limit_cores"), 0.5);
-        assert_eq!(got("cgroup_cpu_shares"), first_u64(&cg.read("cpu", "cpu.shares"), "") as f64);
+        assert_eq!(
+            got("cgroup_cpu_shares"),
+            first_u64(&cg.read("cpu", "cpu.shares"), "") as f64
+        );
     }
     // The host's pressure as cgroup="/".
-    assert!(m1.get("cgroup_pressure_memory_waiting_seconds_total", &[("cgroup", "/")]).is_some());
+    assert!(m1
+        .get(
+            "cgroup_pressure_memory_waiting_seconds_total",
+            &[("cgroup", "/")]
+        )
+        .is_some());
 
     // Counters never go backwards.
     std::thread::sleep(Duration::from_millis(300));
     let m2 = ex.scrape();
-    for s in m1.samples.iter().filter(|s| s.name.ends_with("_total") && s.labels.get("cgroup").is_some()) {
-        if let Some(v2v) = m2.samples.iter().find(|x| x.name == s.name && x.labels == s.labels) {
-            assert!(v2v.value >= s.value, "{} {:?} went backwards: {} -> {}", s.name, s.labels, s.value, v2v.value);
+    for s in m1
+        .samples
+        .iter()
+        .filter(|s| s.name.ends_with("_total") && s.labels.get("cgroup").is_some())
+    {
+        if let Some(v2v) = m2
+            .samples
+            .iter()
+            .find(|x| x.name == s.name && x.labels == s.labels)
+        {
+            assert!(
+                v2v.value >= s.value,
+                "{} {:?} went backwards: {} -> {}",
+                s.name,
+                s.labels,
+                s.value,
+                v2v.value
+            );
         }
     }
 
@@ -99,12 +148,28 @@ fn metrics_match_the_kernel_files() {
     }
 
     // --once prints the same families and cgroups.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgroup-psi-exporter")).arg("--once").output().expect("--once");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cgroup-psi-exporter"))
+        .arg("--once")
+        .output()
+        .expect("--once");
     assert!(out.status.success());
     let once = common::Exposition::parse(&String::from_utf8_lossy(&out.stdout));
-    assert!(once.get("cgroup_memory_limit_bytes", &l) == Some(201326592.0), "--once has the cgroup");
-    let fams = |e: &common::Exposition| e.samples.iter().filter(|s| s.name.starts_with("cgroup_") && !s.name.starts_with("cgroup_psi_exporter")).map(|s| s.name.clone()).collect::<std::collections::BTreeSet<_>>();
-    assert_eq!(fams(&once), fams(&m2), "--once and /metrics export the same families");
+    assert!(
+        once.get("cgroup_memory_limit_bytes", &l) == Some(201326592.0),
+        "--once has the cgroup"
+    );
+    let fams = |e: &common::Exposition| {
+        e.samples
+            .iter()
+            .filter(|s| s.name.starts_with("cgroup_") && !s.name.starts_with("cgroup_psi_exporter"))
+            .map(|s| s.name.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        fams(&once),
+        fams(&m2),
+        "--once and /metrics export the same families"
+    );
 }
 
 #[test]
@@ -119,12 +184,33 @@ fn http_endpoints_answer_as_documented() {
     assert_eq!(get("/healthz").0, 200);
     assert_eq!(get("/readyz").0, 200);
     assert_eq!(get("/nope").0, 404);
-    assert_eq!(common::http_request(ex.port, "POST", "/metrics", &[]).expect("post").0, 405);
-    assert_eq!(common::http_request(ex.port, "DELETE", "/", &[]).expect("delete").0, 405);
-    let (s, body) = common::http_request(ex.port, "GET", "/metrics", &[("Accept", "application/openmetrics-text; version=1.0.0")]).expect("om");
+    assert_eq!(
+        common::http_request(ex.port, "POST", "/metrics", &[])
+            .expect("post")
+            .0,
+        405
+    );
+    assert_eq!(
+        common::http_request(ex.port, "DELETE", "/", &[])
+            .expect("delete")
+            .0,
+        405
+    );
+    let (s, body) = common::http_request(
+        ex.port,
+        "GET",
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+    )
+    .expect("om");
     assert_eq!(s, 200);
-    assert!(body.trim_end().ends_with("# EOF"), "OpenMetrics ends with # EOF");
-    let (s, body) = common::http_request(ex.port, "GET", "/metrics", &[("Accept-Encoding", "gzip")]).expect("gzip");
+    assert!(
+        body.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
+    let (s, body) =
+        common::http_request(ex.port, "GET", "/metrics", &[("Accept-Encoding", "gzip")])
+            .expect("gzip");
     assert_eq!(s, 200);
     assert!(!body.contains("# HELP"), "gzip body is compressed");
     // Junk gets a 4xx, and the server survives it.
@@ -134,6 +220,9 @@ fn http_endpoints_answer_as_documented() {
     let mut buf = Vec::new();
     let _ = raw.read_to_end(&mut buf);
     let resp = String::from_utf8_lossy(&buf);
-    assert!(resp.is_empty() || resp.contains(" 400 "), "junk request: {resp}");
+    assert!(
+        resp.is_empty() || resp.contains(" 400 "),
+        "junk request: {resp}"
+    );
     assert_eq!(get("/healthz").0, 200, "still serving after junk");
 }

@@ -13,12 +13,18 @@ fn proc_status(pid: u32, key: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(key)
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// inotify watches held by a process, from `/proc/<pid>/fdinfo`.
@@ -26,7 +32,11 @@ fn inotify_watches(pid: u32) -> usize {
     let mut n = 0;
     if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) {
         for e in rd.flatten() {
-            n += std::fs::read_to_string(e.path()).unwrap_or_default().lines().filter(|l| l.starts_with("inotify wd:")).count();
+            n += std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with("inotify wd:"))
+                .count();
         }
     }
     n
@@ -49,12 +59,18 @@ fn made_just_before_a_scrape_is_in_it_and_removed_is_not() {
         // allow a few ms of slack for the event to be read.
         let t0 = Instant::now();
         while !has_cgroup(&ex, &path) {
-            assert!(t0.elapsed() < Duration::from_millis(500), "{path} not discovered");
+            assert!(
+                t0.elapsed() < Duration::from_millis(500),
+                "{path} not discovered"
+            );
         }
         drop(cg);
         let t0 = Instant::now();
         while has_cgroup(&ex, &path) {
-            assert!(t0.elapsed() < Duration::from_millis(500), "{path} still exported after rmdir");
+            assert!(
+                t0.elapsed() < Duration::from_millis(500),
+                "{path} still exported after rmdir"
+            );
         }
     }
 }
@@ -70,7 +86,11 @@ fn churn_leaves_fds_watches_and_memory_flat() {
     for _ in 0..3 {
         ex.scrape();
     }
-    let (fds0, watches0, rss0) = (open_fds(pid), inotify_watches(pid), proc_status(pid, "VmRSS:"));
+    let (fds0, watches0, rss0) = (
+        open_fds(pid),
+        inotify_watches(pid),
+        proc_status(pid, "VmRSS:"),
+    );
     let mut names = Vec::new();
     for i in 0..300 {
         let mut cg = KernelCgroup::new("churn");
@@ -87,13 +107,26 @@ fn churn_leaves_fds_watches_and_memory_flat() {
     }
     std::thread::sleep(Duration::from_millis(300));
     let last = ex.scrape();
-    let stale: Vec<&String> = names.iter().filter(|n| last.cgroups().contains(*n)).collect();
-    assert!(stale.is_empty(), "removed cgroups still exported: {stale:?}");
-    let (fds1, watches1, rss1) = (open_fds(pid), inotify_watches(pid), proc_status(pid, "VmRSS:"));
+    let stale: Vec<&String> = names
+        .iter()
+        .filter(|n| last.cgroups().contains(*n))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "removed cgroups still exported: {stale:?}"
+    );
+    let (fds1, watches1, rss1) = (
+        open_fds(pid),
+        inotify_watches(pid),
+        proc_status(pid, "VmRSS:"),
+    );
     eprintln!("churn: fds {fds0}->{fds1}, watches {watches0}->{watches1}, rss {rss0}->{rss1} kB");
     assert!(fds1 <= fds0 + 2, "fds grew: {fds0} -> {fds1}");
     assert_eq!(watches1, watches0, "watches leaked");
-    assert!(rss1 < rss0 + 4096, "RSS grew by more than 4 MiB: {rss0} -> {rss1} kB");
+    assert!(
+        rss1 < rss0 + 4096,
+        "RSS grew by more than 4 MiB: {rss0} -> {rss1} kB"
+    );
 }
 
 #[test]
@@ -101,11 +134,18 @@ fn a_scrape_lists_no_cgroup_directory() {
     if let Some(r) = common::kernel_unavailable() {
         return common::skip(&r);
     }
-    if std::process::Command::new("strace").arg("-V").output().is_err() {
+    if std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
         return common::skip("strace not installed");
     }
     let _cg = KernelCgroup::new("strace");
-    let ex = ExporterProcess::start(&["--config.file", &write_cfg("namespaces: { enabled: false }\n")]);
+    let ex = ExporterProcess::start(&[
+        "--config.file",
+        &write_cfg("namespaces: { enabled: false }\n"),
+    ]);
     ex.scrape();
     let log = tempfile::NamedTempFile::new().expect("tmp");
     let mut st = std::process::Command::new("strace")
@@ -118,17 +158,37 @@ fn a_scrape_lists_no_cgroup_directory() {
     std::thread::sleep(Duration::from_millis(700));
     ex.scrape();
     std::thread::sleep(Duration::from_millis(200));
-    let _ = std::process::Command::new("kill").arg("-INT").arg(st.id().to_string()).status();
+    let _ = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(st.id().to_string())
+        .status();
     let _ = st.wait();
     let trace = std::fs::read_to_string(log.path()).expect("trace");
-    let opens = trace.lines().filter(|l| l.contains("openat(") && l.contains("/sys/fs/cgroup")).count();
-    assert!(opens > 10, "strace saw the scrape read cgroup files ({opens} opens):\n{trace:.2000}");
-    let listing: Vec<&str> = trace.lines().filter(|l| l.contains("getdents64(") && l.contains("/sys/fs/cgroup")).collect();
-    assert!(listing.is_empty(), "a scrape listed cgroup directories:\n{}", listing.join("\n"));
+    let opens = trace
+        .lines()
+        .filter(|l| l.contains("openat(") && l.contains("/sys/fs/cgroup"))
+        .count();
+    assert!(
+        opens > 10,
+        "strace saw the scrape read cgroup files ({opens} opens):\n{trace:.2000}"
+    );
+    let listing: Vec<&str> = trace
+        .lines()
+        .filter(|l| l.contains("getdents64(") && l.contains("/sys/fs/cgroup"))
+        .collect();
+    assert!(
+        listing.is_empty(),
+        "a scrape listed cgroup directories:\n{}",
+        listing.join("\n")
+    );
 }
 
 fn write_cfg(text: &str) -> String {
-    let p = std::env::temp_dir().join(format!("cgpe-cfg-{}-{}.yaml", std::process::id(), text.len()));
+    let p = std::env::temp_dir().join(format!(
+        "cgpe-cfg-{}-{}.yaml",
+        std::process::id(),
+        text.len()
+    ));
     std::fs::write(&p, text).expect("write config");
     p.to_string_lossy().to_string()
 }
@@ -143,14 +203,29 @@ fn the_watch_limit_falls_back_to_periodic_rescans() {
     let _g = common::SysctlGuard::set("/proc/sys/fs/inotify/max_user_watches", "40");
     let ex = ExporterProcess::start(&[]);
     let m = ex.scrape();
-    assert_eq!(m.get("cgroup_psi_exporter_discovery_fallback", &[]), Some(1.0), "fallback shown in a metric");
+    assert_eq!(
+        m.get("cgroup_psi_exporter_discovery_fallback", &[]),
+        Some(1.0),
+        "fallback shown in a metric"
+    );
     drop(_g);
     // New cgroups still show up, within a rescan period.
     let cg = KernelCgroup::new("fallback");
     let t0 = Instant::now();
     while !has_cgroup(&ex, &cg.path()) {
-        assert!(t0.elapsed() < Duration::from_secs(15), "not found by the periodic rescan");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "not found by the periodic rescan"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(ex.scrape().get("cgroup_psi_exporter_rescans_total", &[("reason", "fallback")]).unwrap_or(0.0) >= 1.0);
+    assert!(
+        ex.scrape()
+            .get(
+                "cgroup_psi_exporter_rescans_total",
+                &[("reason", "fallback")]
+            )
+            .unwrap_or(0.0)
+            >= 1.0
+    );
 }

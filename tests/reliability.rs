@@ -46,7 +46,11 @@ impl Fixture {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start");
-        let f = Fixture { _tree: tree, child, port };
+        let f = Fixture {
+            _tree: tree,
+            child,
+            port,
+        };
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(10) {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -58,7 +62,10 @@ impl Fixture {
     }
 
     fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status();
     }
 
     fn stderr(mut self) -> String {
@@ -84,12 +91,23 @@ fn missing_roots_are_named_in_one_line_with_exit_64() {
     let (code, _, err) = run(&["--once", "--path.cgroupfs", "/nonexistent/cg"]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("/nonexistent/cg"), "{err}");
-    assert_eq!(err.trim().lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+    assert_eq!(
+        err.trim()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{err}"
+    );
     let (code, _, err) = run(&["--once", "--path.procfs", "/nonexistent/proc"]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("/nonexistent/proc"), "{err}");
     let d = tempfile::tempdir().expect("tempdir");
-    let (code, _, err) = run(&["--once", "--path.cgroupfs", d.path().to_str().expect("utf8")]);
+    let (code, _, err) = run(&[
+        "--once",
+        "--path.cgroupfs",
+        d.path().to_str().expect("utf8"),
+    ]);
     assert_eq!(code, 64);
     assert!(err.contains("no cgroup hierarchy found"), "{err}");
 }
@@ -110,7 +128,10 @@ fn bad_config_files_give_file_line_column_and_exit_64() {
         for mode in ["--check-config", "--once"] {
             let (code, _, err) = run(&[mode, "--config.file", f.to_str().expect("utf8")]);
             assert_eq!(code, 64, "{mode} case {i}: {err}");
-            assert!(err.contains(&format!("bad{i}.yaml{want}")), "{mode} case {i}: {err}");
+            assert!(
+                err.contains(&format!("bad{i}.yaml{want}")),
+                "{mode} case {i}: {err}"
+            );
             assert!(!err.contains("panicked"), "{err}");
         }
     }
@@ -126,7 +147,10 @@ fn check_config_prints_the_normalised_config() {
     std::fs::write(&f, "cgroups:\n  max_depth: 4\n").expect("write");
     let (code, out, err) = run(&["--check-config", "--config.file", f.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("max_depth: 4") && out.contains("max_cgroups: 20000"), "{out}");
+    assert!(
+        out.contains("max_depth: 4") && out.contains("max_cgroups: 20000"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -134,51 +158,87 @@ fn junk_slow_and_oversized_requests_do_not_stall_scrapes() {
     let f = Fixture::start(&[]);
     // A slow client that never finishes its headers.
     let mut slow = TcpStream::connect(("127.0.0.1", f.port)).expect("connect");
-    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").expect("write");
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
     // Many idle connections.
-    let idle: Vec<TcpStream> = (0..100).filter_map(|_| TcpStream::connect(("127.0.0.1", f.port)).ok()).collect();
+    let idle: Vec<TcpStream> = (0..100)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", f.port)).ok())
+        .collect();
     let (s, body) = common::http_get(f.port, "/metrics").expect("scrape");
     assert_eq!(s, 200);
     assert!(body.contains("cgroup_memory_usage_bytes{cgroup=\"/web\"}"));
     // Junk.
-    for junk in [&b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..], b"GARBAGE\r\n\r\n", b"GET /metrics HTTP/9.9\r\n\r\n"] {
+    for junk in [
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..],
+        b"GARBAGE\r\n\r\n",
+        b"GET /metrics HTTP/9.9\r\n\r\n",
+    ] {
         let mut c = TcpStream::connect(("127.0.0.1", f.port)).expect("connect");
-        c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        c.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
         c.write_all(junk).expect("write");
         let mut r = Vec::new();
         let _ = c.read_to_end(&mut r);
         let r = String::from_utf8_lossy(&r);
-        assert!(r.is_empty() || r.starts_with("HTTP/1.1 4") || r.starts_with("HTTP/1.1 505"), "junk answered: {r:.100}");
+        assert!(
+            r.is_empty() || r.starts_with("HTTP/1.1 4") || r.starts_with("HTTP/1.1 505"),
+            "junk answered: {r:.100}"
+        );
     }
     // An oversized header block.
-    let big = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+    let big = format!(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
     let mut c = TcpStream::connect(("127.0.0.1", f.port)).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let _ = c.write_all(big.as_bytes());
     let mut r = Vec::new();
     let _ = c.read_to_end(&mut r);
     let r = String::from_utf8_lossy(&r);
-    assert!(r.is_empty() || r.starts_with("HTTP/1.1 431") || r.starts_with("HTTP/1.1 4"), "oversized: {r:.100}");
+    assert!(
+        r.is_empty() || r.starts_with("HTTP/1.1 431") || r.starts_with("HTTP/1.1 4"),
+        "oversized: {r:.100}"
+    );
     // Still serving.
-    assert_eq!(common::http_get(f.port, "/healthz").expect("healthz").0, 200);
+    assert_eq!(
+        common::http_get(f.port, "/healthz").expect("healthz").0,
+        200
+    );
     drop(idle);
     drop(slow);
     // 404 and 405.
-    assert_eq!(common::http_get(f.port, "/../../etc/passwd").expect("get").0, 404);
-    assert_eq!(common::http_request(f.port, "PUT", "/metrics", &[]).expect("put").0, 405);
+    assert_eq!(
+        common::http_get(f.port, "/../../etc/passwd")
+            .expect("get")
+            .0,
+        404
+    );
+    assert_eq!(
+        common::http_request(f.port, "PUT", "/metrics", &[])
+            .expect("put")
+            .0,
+        405
+    );
 }
 
 #[test]
 fn sigterm_mid_scrape_finishes_or_cuts_cleanly_and_exits_zero() {
     let f = Fixture::start(&[]);
     let port = f.port;
-    let scrapes: Vec<_> = (0..4).map(|_| std::thread::spawn(move || common::http_get(port, "/metrics"))).collect();
+    let scrapes: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || common::http_get(port, "/metrics")))
+        .collect();
     std::thread::sleep(Duration::from_millis(5));
     f.signal("TERM");
     for s in scrapes {
         // Either complete or refused/cut: never a half-written 200.
         if let Ok(Ok((200, body))) = s.join() {
-            assert!(body.contains("cgroup_psi_exporter_build_info"), "a 200 carries the whole exposition");
+            assert!(
+                body.contains("cgroup_psi_exporter_build_info"),
+                "a 200 carries the whole exposition"
+            );
         }
     }
     let mut f = f;
@@ -187,7 +247,10 @@ fn sigterm_mid_scrape_finishes_or_cuts_cleanly_and_exits_zero() {
         if let Ok(Some(st)) = f.child.try_wait() {
             break st;
         }
-        assert!(t0.elapsed() < Duration::from_secs(15), "did not exit after SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status:?}");
@@ -203,17 +266,41 @@ fn sighup_and_reload_with_a_broken_config_keep_the_old_one() {
     f.signal("HUP");
     let (s, body) = common::http_request(f.port, "POST", "/-/reload", &[]).expect("reload");
     assert_eq!(s, 500, "{body}");
-    assert!(body.contains("c.yaml:"), "the refusal names the file and line: {body}");
-    assert_eq!(common::http_get(f.port, "/metrics").expect("scrape").0, 200, "still serving");
+    assert!(
+        body.contains("c.yaml:"),
+        "the refusal names the file and line: {body}"
+    );
+    assert_eq!(
+        common::http_get(f.port, "/metrics").expect("scrape").0,
+        200,
+        "still serving"
+    );
     std::fs::write(&cfg, "namespaces: { enabled: false }\n").expect("write");
-    assert_eq!(common::http_request(f.port, "POST", "/-/reload", &[]).expect("reload").0, 200);
+    assert_eq!(
+        common::http_request(f.port, "POST", "/-/reload", &[])
+            .expect("reload")
+            .0,
+        200
+    );
     let err = f.stderr();
     assert!(err.contains("config reload refused"), "{err}");
 }
 
 fn openssl_cert(dir: &std::path::Path) -> bool {
     Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
         .arg("-keyout")
         .arg(dir.join("key.pem"))
         .arg("-out")
@@ -240,7 +327,17 @@ fn tls_and_basic_auth_work_with_a_real_client_and_refuse_a_wrong_password() {
     let f = Fixture::start(&["--web.config.file", web.to_str().expect("utf8")]);
     let curl = |user: Option<&str>, scheme: &str| -> String {
         let mut c = Command::new("curl");
-        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert"]).arg(d.path().join("cert.pem"));
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "--cacert",
+        ])
+        .arg(d.path().join("cert.pem"));
         if let Some(u) = user {
             c.args(["-u", u]);
         }
@@ -251,7 +348,11 @@ fn tls_and_basic_auth_work_with_a_real_client_and_refuse_a_wrong_password() {
     assert_eq!(curl(Some("prometheus:wrong"), "https"), "401");
     assert_eq!(curl(Some("nobody:s3cret"), "https"), "401");
     assert_eq!(curl(None, "https"), "401");
-    assert_ne!(curl(Some("prometheus:s3cret"), "http"), "200", "plain HTTP is not served on a TLS port");
+    assert_ne!(
+        curl(Some("prometheus:s3cret"), "http"),
+        "200",
+        "plain HTTP is not served on a TLS port"
+    );
     let err = f.stderr();
     assert!(!err.contains(&hash), "the hash never reaches the logs");
 }

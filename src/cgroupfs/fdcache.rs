@@ -132,7 +132,9 @@ impl FdCache {
         pread_all(&file, buf)?;
         if self.len.load(Ordering::Relaxed) < self.capacity {
             let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
-            if m.insert(path.to_path_buf(), Entry { file, used: g }).is_none() {
+            if m.insert(path.to_path_buf(), Entry { file, used: g })
+                .is_none()
+            {
                 self.len.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -184,7 +186,8 @@ mod tests {
             std::fs::write(d.path().join(format!("f{i}")), format!("v{i}\n")).expect("write");
         }
         for i in 0..4 {
-            c.read(&d.path().join(format!("f{i}")), &mut buf).expect("read");
+            c.read(&d.path().join(format!("f{i}")), &mut buf)
+                .expect("read");
             assert_eq!(buf, format!("v{i}\n").as_bytes());
         }
         assert_eq!(c.len(), 2, "capacity bounds the cache");

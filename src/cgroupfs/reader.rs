@@ -251,16 +251,25 @@ impl Shared {
         let mut since = self.absent_since.lock().unwrap_or_else(|e| e.into_inner());
         if since.elapsed() >= ABSENT_MEMO_TTL {
             *since = Instant::now();
-            self.absent.write().unwrap_or_else(|e| e.into_inner()).clear();
+            self.absent
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
         }
     }
 
     fn is_absent(&self, h: u8, file: &str) -> bool {
-        self.absent.read().unwrap_or_else(|e| e.into_inner()).contains(&(h, Box::from(file)))
+        self.absent
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(h, Box::from(file)))
     }
 
     fn mark_absent(&self, h: u8, file: &str) {
-        self.absent.write().unwrap_or_else(|e| e.into_inner()).insert((h, Box::from(file)));
+        self.absent
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((h, Box::from(file)));
     }
 }
 
@@ -345,13 +354,19 @@ impl Reader {
         self.path.push(file);
         let memo = !cg.is_root();
         if memo && self.shared.is_absent(h.id.0, file) {
-            return Err(ReadError::Absent { path: PathBuf::new() });
+            return Err(ReadError::Absent {
+                path: PathBuf::new(),
+            });
         }
         match self.shared.fds.read(&self.path, &mut self.buf) {
             Ok(()) => {}
             Err(e) => {
                 let e = ReadError::from_io(&self.path, e);
-                if memo && self.probed && self.cur_h == h.id.0 && matches!(e, ReadError::Absent { .. }) {
+                if memo
+                    && self.probed
+                    && self.cur_h == h.id.0
+                    && matches!(e, ReadError::Absent { .. })
+                {
                     self.shared.mark_absent(h.id.0, file);
                 }
                 return Err(e);
@@ -367,7 +382,8 @@ impl Reader {
     fn read_abs(&mut self, path: &Path) -> Result<&str, ReadError> {
         self.buf.clear();
         let mut f = File::open(path).map_err(|e| ReadError::from_io(path, e))?;
-        f.read_to_end(&mut self.buf).map_err(|e| ReadError::from_io(path, e))?;
+        f.read_to_end(&mut self.buf)
+            .map_err(|e| ReadError::from_io(path, e))?;
         std::str::from_utf8(&self.buf).map_err(|_| ReadError::Parse {
             path: path.to_path_buf(),
             source: ParseError::new(0, "not UTF-8"),
@@ -403,7 +419,11 @@ impl Reader {
         }
     }
 
-    fn classify<T>(file: &'static str, e: ReadError, soft: &mut Vec<SoftError>) -> Result<Option<T>, ReadError> {
+    fn classify<T>(
+        file: &'static str,
+        e: ReadError,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<Option<T>, ReadError> {
         match e {
             ReadError::Absent { .. } | ReadError::Unsupported { .. } => Ok(None),
             ReadError::Vanished { .. } => Err(e),
@@ -451,7 +471,13 @@ impl Reader {
         Ok(s)
     }
 
-    fn read_v2(&mut self, h: &Hierarchy, cg: &CgroupPath, s: &mut CgroupStats, soft: &mut Vec<SoftError>) -> Result<(), ReadError> {
+    fn read_v2(
+        &mut self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        s: &mut CgroupStats,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<(), ReadError> {
         // cpu.stat exists in every v2 cgroup (usage even without the cpu
         // controller), so it doubles as the "does this cgroup exist" probe.
         match self.read(h, cg, "cpu.stat") {
@@ -491,7 +517,9 @@ impl Reader {
         } else {
             match self.read(h, cg, "cgroup.controllers") {
                 Ok(t) => V2Controllers::parse(t),
-                Err(ReadError::Vanished { path }) | Err(ReadError::Absent { path }) => return Err(ReadError::Vanished { path }),
+                Err(ReadError::Vanished { path }) | Err(ReadError::Absent { path }) => {
+                    return Err(ReadError::Vanished { path })
+                }
                 Err(_) => V2Controllers::ALL,
             }
         };
@@ -504,7 +532,13 @@ impl Reader {
             s.cpu_weight = self.get(h, cg, "cpu.weight", soft, parse::parse_u64)?;
         }
         if !self.skip.cpuset && ctl.cpuset {
-            s.cpuset_cpus = self.get(h, cg, "cpuset.cpus.effective", soft, parse::parse_cpuset_count)?;
+            s.cpuset_cpus = self.get(
+                h,
+                cg,
+                "cpuset.cpus.effective",
+                soft,
+                parse::parse_cpuset_count,
+            )?;
         }
         if ctl.memory {
             self.read_v2_memory(h, cg, s, soft)?;
@@ -542,7 +576,9 @@ impl Reader {
         }
         if !self.skip.pids && ctl.pids && !cg.is_root() {
             s.pids_current = self.get(h, cg, "pids.current", soft, parse::parse_u64)?;
-            s.pids_limit = self.get(h, cg, "pids.max", soft, parse::parse_limit)?.and_then(Limit::value);
+            s.pids_limit = self
+                .get(h, cg, "pids.max", soft, parse::parse_limit)?
+                .and_then(Limit::value);
         }
         if !self.skip.hugetlb && ctl.hugetlb && !cg.is_root() {
             let sizes = self.hugetlb_sizes.clone();
@@ -550,7 +586,9 @@ impl Reader {
                 let cur = format!("hugetlb.{size}.current");
                 let max = format!("hugetlb.{size}.max");
                 let usage = self.get_dyn(h, cg, &cur, "hugetlb.current", soft, parse::parse_u64)?;
-                let limit = self.get_dyn(h, cg, &max, "hugetlb.max", soft, parse::parse_limit)?.and_then(Limit::value);
+                let limit = self
+                    .get_dyn(h, cg, &max, "hugetlb.max", soft, parse::parse_limit)?
+                    .and_then(Limit::value);
                 if usage.is_some() || limit.is_some() {
                     s.hugetlb.push((size.clone(), usage, limit));
                 }
@@ -570,16 +608,32 @@ impl Reader {
         Ok(())
     }
 
-    fn read_v2_memory(&mut self, h: &Hierarchy, cg: &CgroupPath, s: &mut CgroupStats, soft: &mut Vec<SoftError>) -> Result<(), ReadError> {
+    fn read_v2_memory(
+        &mut self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        s: &mut CgroupStats,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<(), ReadError> {
         s.memory_usage = self.get(h, cg, "memory.current", soft, parse::parse_u64)?;
         if !cg.is_root() {
             s.memory_peak = self.get(h, cg, "memory.peak", soft, parse::parse_u64)?;
-            s.memory_limit = self.get(h, cg, "memory.max", soft, parse::parse_limit)?.and_then(Limit::value);
-            s.memory_high = self.get(h, cg, "memory.high", soft, parse::parse_limit)?.and_then(Limit::value);
-            s.memory_low = self.get(h, cg, "memory.low", soft, parse::parse_limit)?.and_then(Limit::value);
-            s.memory_min = self.get(h, cg, "memory.min", soft, parse::parse_limit)?.and_then(Limit::value);
+            s.memory_limit = self
+                .get(h, cg, "memory.max", soft, parse::parse_limit)?
+                .and_then(Limit::value);
+            s.memory_high = self
+                .get(h, cg, "memory.high", soft, parse::parse_limit)?
+                .and_then(Limit::value);
+            s.memory_low = self
+                .get(h, cg, "memory.low", soft, parse::parse_limit)?
+                .and_then(Limit::value);
+            s.memory_min = self
+                .get(h, cg, "memory.min", soft, parse::parse_limit)?
+                .and_then(Limit::value);
             s.swap_usage = self.get(h, cg, "memory.swap.current", soft, parse::parse_u64)?;
-            s.swap_limit = self.get(h, cg, "memory.swap.max", soft, parse::parse_limit)?.and_then(Limit::value);
+            s.swap_limit = self
+                .get(h, cg, "memory.swap.max", soft, parse::parse_limit)?
+                .and_then(Limit::value);
         }
         // memory.stat is read for the working set even when its family is
         // off: usage − inactive_file is what the kubelet evicts on.
@@ -654,7 +708,13 @@ impl Reader {
         }
     }
 
-    fn pressure(&mut self, h: &Hierarchy, cg: &CgroupPath, file: &'static str, soft: &mut Vec<SoftError>) -> Result<Pressure, ReadError> {
+    fn pressure(
+        &mut self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        file: &'static str,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<Pressure, ReadError> {
         Ok(self
             .get(h, cg, file, soft, parse::parse_psi)?
             .map(|p| Pressure {
@@ -664,7 +724,13 @@ impl Reader {
             .unwrap_or_default())
     }
 
-    fn read_numa(&mut self, h: &Hierarchy, cg: &CgroupPath, s: &mut CgroupStats, soft: &mut Vec<SoftError>) -> Result<(), ReadError> {
+    fn read_numa(
+        &mut self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        s: &mut CgroupStats,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<(), ReadError> {
         let v2 = h.unified;
         let rows = self.get(h, cg, "memory.numa_stat", soft, |t| {
             let n = parse::parse_numa_stat(t)?;
@@ -710,16 +776,24 @@ impl Reader {
                 if user.is_some() || sys.is_some() {
                     fill(&mut s.cpu_user_seconds, user.map(|ns| ns as f64 / 1e9));
                     fill(&mut s.cpu_system_seconds, sys.map(|ns| ns as f64 / 1e9));
-                } else if let Some(st) = self.get(h, cg, "cpuacct.stat", soft, parse::parse_cpuacct_stat)? {
+                } else if let Some(st) =
+                    self.get(h, cg, "cpuacct.stat", soft, parse::parse_cpuacct_stat)?
+                {
                     fill(&mut s.cpu_user_seconds, st.user.map(|t| t as f64 / USER_HZ));
-                    fill(&mut s.cpu_system_seconds, st.system.map(|t| t as f64 / USER_HZ));
+                    fill(
+                        &mut s.cpu_system_seconds,
+                        st.system.map(|t| t as f64 / USER_HZ),
+                    );
                 }
             }
             Controller::Cpu => {
                 if let Some(st) = self.get(h, cg, "cpu.stat", soft, parse::parse_cpu_stat_v1)? {
                     fill(&mut s.cpu_periods, st.nr_periods);
                     fill(&mut s.cpu_throttled_periods, st.nr_throttled);
-                    fill(&mut s.cpu_throttled_seconds, st.throttled_time.map(|ns| ns as f64 / 1e9));
+                    fill(
+                        &mut s.cpu_throttled_seconds,
+                        st.throttled_time.map(|ns| ns as f64 / 1e9),
+                    );
                 }
                 if !cg.is_root() {
                     let quota = self.get(h, cg, "cpu.cfs_quota_us", soft, parse::parse_limit)?;
@@ -733,7 +807,13 @@ impl Reader {
                 s.cpu_shares = self.get(h, cg, "cpu.shares", soft, parse::parse_u64)?;
             }
             Controller::Cpuset if !self.skip.cpuset => {
-                let eff = self.get(h, cg, "cpuset.effective_cpus", soft, parse::parse_cpuset_count)?;
+                let eff = self.get(
+                    h,
+                    cg,
+                    "cpuset.effective_cpus",
+                    soft,
+                    parse::parse_cpuset_count,
+                )?;
                 let eff = match eff {
                     Some(v) => Some(v),
                     None => self.get(h, cg, "cpuset.cpus", soft, parse::parse_cpuset_count)?,
@@ -747,10 +827,14 @@ impl Reader {
                 }
             }
             Controller::Pids if !self.skip.pids && !cg.is_root() => {
-                fill(&mut s.pids_current, self.get(h, cg, "pids.current", soft, parse::parse_u64)?);
+                fill(
+                    &mut s.pids_current,
+                    self.get(h, cg, "pids.current", soft, parse::parse_u64)?,
+                );
                 fill(
                     &mut s.pids_limit,
-                    self.get(h, cg, "pids.max", soft, parse::parse_limit)?.and_then(Limit::value),
+                    self.get(h, cg, "pids.max", soft, parse::parse_limit)?
+                        .and_then(Limit::value),
                 );
             }
             Controller::Hugetlb if !self.skip.hugetlb => {
@@ -758,9 +842,23 @@ impl Reader {
                 for size in sizes.iter() {
                     let cur = format!("hugetlb.{size}.usage_in_bytes");
                     let max = format!("hugetlb.{size}.limit_in_bytes");
-                    let usage = self.get_dyn(h, cg, &cur, "hugetlb.usage_in_bytes", soft, parse::parse_u64)?;
+                    let usage = self.get_dyn(
+                        h,
+                        cg,
+                        &cur,
+                        "hugetlb.usage_in_bytes",
+                        soft,
+                        parse::parse_u64,
+                    )?;
                     let limit = self
-                        .get_dyn(h, cg, &max, "hugetlb.limit_in_bytes", soft, parse::parse_limit)?
+                        .get_dyn(
+                            h,
+                            cg,
+                            &max,
+                            "hugetlb.limit_in_bytes",
+                            soft,
+                            parse::parse_limit,
+                        )?
                         .and_then(Limit::value);
                     if usage.is_some() || limit.is_some() {
                         s.hugetlb.push((size.clone(), usage, limit));
@@ -768,7 +866,9 @@ impl Reader {
                 }
             }
             Controller::Freezer if !self.skip.cgroup_events && !cg.is_root() => {
-                if let Some(st) = self.get(h, cg, "freezer.state", soft, parse::parse_freezer_state)? {
+                if let Some(st) =
+                    self.get(h, cg, "freezer.state", soft, parse::parse_freezer_state)?
+                {
                     fill(&mut s.frozen, Some(st == parse::FreezerState::Frozen));
                 }
             }
@@ -777,7 +877,13 @@ impl Reader {
         Ok(())
     }
 
-    fn read_v1_memory(&mut self, h: &Hierarchy, cg: &CgroupPath, s: &mut CgroupStats, soft: &mut Vec<SoftError>) -> Result<(), ReadError> {
+    fn read_v1_memory(
+        &mut self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        s: &mut CgroupStats,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<(), ReadError> {
         let usage = match self.read(h, cg, "memory.usage_in_bytes") {
             Ok(t) => {
                 let v = parse::parse_u64(t).ok();
@@ -815,19 +921,40 @@ impl Reader {
         if cg.is_root() {
             return Ok(());
         }
-        fill(&mut s.memory_peak, self.get(h, cg, "memory.max_usage_in_bytes", soft, parse::parse_u64)?);
-        let lim = self.get(h, cg, "memory.limit_in_bytes", soft, parse::parse_limit)?.and_then(v1_limit);
+        fill(
+            &mut s.memory_peak,
+            self.get(h, cg, "memory.max_usage_in_bytes", soft, parse::parse_u64)?,
+        );
+        let lim = self
+            .get(h, cg, "memory.limit_in_bytes", soft, parse::parse_limit)?
+            .and_then(v1_limit);
         fill(&mut s.memory_limit, lim);
         // Kernel quirk: v1 has no memory.high; the soft limit is what runc
         // maps to v2's memory.low when converting, so it lands there.
-        let soft_lim = self.get(h, cg, "memory.soft_limit_in_bytes", soft, parse::parse_limit)?.and_then(v1_limit);
+        let soft_lim = self
+            .get(
+                h,
+                cg,
+                "memory.soft_limit_in_bytes",
+                soft,
+                parse::parse_limit,
+            )?
+            .and_then(v1_limit);
         fill(&mut s.memory_low, soft_lim);
         // memsw = memory + swap; absent unless swap accounting is on.
         let memsw = self.get(h, cg, "memory.memsw.usage_in_bytes", soft, parse::parse_u64)?;
         if let (Some(m), Some(u)) = (memsw, s.memory_usage) {
             fill(&mut s.swap_usage, Some(m.saturating_sub(u)));
         }
-        let memsw_lim = self.get(h, cg, "memory.memsw.limit_in_bytes", soft, parse::parse_limit)?.and_then(v1_limit);
+        let memsw_lim = self
+            .get(
+                h,
+                cg,
+                "memory.memsw.limit_in_bytes",
+                soft,
+                parse::parse_limit,
+            )?
+            .and_then(v1_limit);
         if let (Some(ml), Some(l)) = (memsw_lim, lim) {
             fill(&mut s.swap_limit, Some(ml.saturating_sub(l)));
         }
@@ -837,7 +964,9 @@ impl Reader {
                 // failcnt counts hits of the limit: v2's `max` event.
                 events.push(("max", f));
             }
-            if let Some(o) = self.get(h, cg, "memory.oom_control", soft, parse::parse_oom_control)? {
+            if let Some(o) =
+                self.get(h, cg, "memory.oom_control", soft, parse::parse_oom_control)?
+            {
                 if let Some(k) = o.oom_kill {
                     events.push(("oom_kill", k));
                 }
@@ -852,27 +981,63 @@ impl Reader {
         Ok(())
     }
 
-    fn read_v1_blkio(&mut self, h: &Hierarchy, cg: &CgroupPath, s: &mut CgroupStats, soft: &mut Vec<SoftError>) -> Result<(), ReadError> {
+    fn read_v1_blkio(
+        &mut self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        s: &mut CgroupStats,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<(), ReadError> {
         if !s.io.is_empty() {
             return Ok(());
         }
         // The `_recursive` files include descendants, as v2's io.stat does.
-        let bytes = match self.get(h, cg, "blkio.throttle.io_service_bytes_recursive", soft, parse::parse_blkio_throttle)? {
+        let bytes = match self.get(
+            h,
+            cg,
+            "blkio.throttle.io_service_bytes_recursive",
+            soft,
+            parse::parse_blkio_throttle,
+        )? {
             Some(b) => Some(b),
-            None => self.get(h, cg, "blkio.throttle.io_service_bytes", soft, parse::parse_blkio_throttle)?,
+            None => self.get(
+                h,
+                cg,
+                "blkio.throttle.io_service_bytes",
+                soft,
+                parse::parse_blkio_throttle,
+            )?,
         };
-        let ops = match self.get(h, cg, "blkio.throttle.io_serviced_recursive", soft, parse::parse_blkio_throttle)? {
+        let ops = match self.get(
+            h,
+            cg,
+            "blkio.throttle.io_serviced_recursive",
+            soft,
+            parse::parse_blkio_throttle,
+        )? {
             Some(b) => Some(b),
-            None => self.get(h, cg, "blkio.throttle.io_serviced", soft, parse::parse_blkio_throttle)?,
+            None => self.get(
+                h,
+                cg,
+                "blkio.throttle.io_serviced",
+                soft,
+                parse::parse_blkio_throttle,
+            )?,
         };
         let mut devs: HashMap<DevNum, IoDevice> = HashMap::new();
         for e in bytes.into_iter().flatten() {
-            let d = devs.entry(e.dev).or_insert_with(|| IoDevice { dev: e.dev, ..IoDevice::default() });
+            let d = devs.entry(e.dev).or_insert_with(|| IoDevice {
+                dev: e.dev,
+                ..IoDevice::default()
+            });
             d.read_bytes = e.read;
             d.write_bytes = e.write;
         }
         for e in ops.into_iter().flatten() {
-            let d = devs.entry(e.dev).or_insert_with(|| IoDevice { dev: e.dev, ..IoDevice::default() });
+            let d = devs.entry(e.dev).or_insert_with(|| IoDevice {
+                dev: e.dev,
+                ..IoDevice::default()
+            });
             d.reads = e.read;
             d.writes = e.write;
         }
@@ -894,8 +1059,15 @@ impl Reader {
             ("blkio.throttle.read_iops_device", 2),
             ("blkio.throttle.write_iops_device", 3),
         ] {
-            for (dev, v) in self.get(h, cg, file, soft, parse::parse_blkio_device_limits)?.into_iter().flatten() {
-                let l = limits.entry(dev).or_insert_with(|| IoLimit { dev, ..IoLimit::default() });
+            for (dev, v) in self
+                .get(h, cg, file, soft, parse::parse_blkio_device_limits)?
+                .into_iter()
+                .flatten()
+            {
+                let l = limits.entry(dev).or_insert_with(|| IoLimit {
+                    dev,
+                    ..IoLimit::default()
+                });
                 let slot = match which {
                     0 => &mut l.read_bps,
                     1 => &mut l.write_bps,
@@ -929,7 +1101,10 @@ impl Reader {
             }
             let path = procfs.join("pressure").join(res);
             let parsed = match self.read_abs(&path) {
-                Ok(t) => parse::parse_psi(t).map_err(|source| ReadError::Parse { path: path.clone(), source }),
+                Ok(t) => parse::parse_psi(t).map_err(|source| ReadError::Parse {
+                    path: path.clone(),
+                    source,
+                }),
                 Err(e) => Err(e),
             };
             let value = match parsed {
@@ -985,14 +1160,26 @@ pub fn discover_hugetlb_sizes(layout: &Layout) -> Vec<Arc<str>> {
         }
         let mut dirs = vec![h.root.clone()];
         if let Ok(rd) = std::fs::read_dir(&h.root) {
-            dirs.extend(rd.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.path()).take(3));
+            dirs.extend(
+                rd.flatten()
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.path())
+                    .take(3),
+            );
         }
         for d in dirs {
-            let Ok(rd) = std::fs::read_dir(&d) else { continue };
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
             for e in rd.flatten() {
-                let Ok(name) = e.file_name().into_string() else { continue };
+                let Ok(name) = e.file_name().into_string() else {
+                    continue;
+                };
                 if let Some(rest) = name.strip_prefix("hugetlb.") {
-                    if let Some(size) = rest.strip_suffix(".max").or_else(|| rest.strip_suffix(".limit_in_bytes")) {
+                    if let Some(size) = rest
+                        .strip_suffix(".max")
+                        .or_else(|| rest.strip_suffix(".limit_in_bytes"))
+                    {
                         if !size.contains('.') {
                             sizes.insert(size.to_string());
                         }

@@ -80,7 +80,11 @@ pub struct Families {
 
 impl Families {
     pub fn from_config(m: &crate::config::MetricsConfig) -> Families {
-        let mut disabled: Vec<String> = m.disable.iter().map(|s| s.trim_end_matches("_total").to_string()).collect();
+        let mut disabled: Vec<String> = m
+            .disable
+            .iter()
+            .map(|s| s.trim_end_matches("_total").to_string())
+            .collect();
         for off in names::OFF_BY_DEFAULT {
             if !m.enable.iter().any(|e| e == off) {
                 disabled.push(off.to_string());
@@ -93,7 +97,12 @@ impl Families {
         Families::default()
     }
 
-    pub fn enabled(&self, name: &str, unit: &Option<prometheus_client::registry::Unit>, ty: &MetricType) -> bool {
+    pub fn enabled(
+        &self,
+        name: &str,
+        unit: &Option<prometheus_client::registry::Unit>,
+        ty: &MetricType,
+    ) -> bool {
         let full = names::exported(name, unit, ty);
         let full = full.trim_end_matches("_total");
         !self.disabled.iter().any(|d| d == full)
@@ -104,7 +113,10 @@ impl Families {
     }
 
     fn scalar_on(&self, name: &str) -> bool {
-        SCALARS.iter().filter(|s| s.name == name).any(|s| self.enabled(s.name, &s.unit, &s.ty))
+        SCALARS
+            .iter()
+            .filter(|s| s.name == name)
+            .any(|s| self.enabled(s.name, &s.unit, &s.ty))
     }
 
     /// File groups no enabled family needs.
@@ -113,9 +125,14 @@ impl Families {
             memory_stat: !self.labeled(&names::MEMORY_STAT),
             memory_numa: !self.labeled(&names::MEMORY_NUMA),
             memory_events: !self.labeled(&names::MEMORY_EVENTS),
-            io: ![&names::IO_READ_BYTES, &names::IO_WRITE_BYTES, &names::IO_READS, &names::IO_WRITES]
-                .iter()
-                .any(|l| self.labeled(l)),
+            io: ![
+                &names::IO_READ_BYTES,
+                &names::IO_WRITE_BYTES,
+                &names::IO_READS,
+                &names::IO_WRITES,
+            ]
+            .iter()
+            .any(|l| self.labeled(l)),
             io_limits: !self.scalar_on("cgroup_io_weight")
                 && ![
                     &names::IO_LIMIT_READ_BPS,
@@ -159,15 +176,25 @@ impl CgroupCollector {
 
 impl fmt::Debug for CgroupCollector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CgroupCollector").field("threads", &self.threads).finish()
+        f.debug_struct("CgroupCollector")
+            .field("threads", &self.threads)
+            .finish()
     }
 }
 
 impl CgroupCollector {
     /// `fd_cache`: descriptors kept open between scrapes (see
     /// [`crate::cgroupfs::fdcache`]); `None` sizes it from `RLIMIT_NOFILE`.
-    pub fn new(registry: Arc<Registry>, procfs: PathBuf, families: Families, fd_cache: Option<usize>) -> CgroupCollector {
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    pub fn new(
+        registry: Arc<Registry>,
+        procfs: PathBuf,
+        families: Families,
+        fd_cache: Option<usize>,
+    ) -> CgroupCollector {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
         let cap = fd_cache.unwrap_or_else(crate::cgroupfs::fdcache::FdCache::auto_capacity);
         let shared = Arc::new(Shared::new(registry.layout().clone(), procfs.clone(), cap));
         CgroupCollector {
@@ -268,7 +295,11 @@ impl CgroupCollector {
         }
         rows.sort_unstable_by_key(|(i, _)| *i);
         if !errors.is_empty() {
-            let mut counts = self.stats.read_errors.lock().unwrap_or_else(|e| e.into_inner());
+            let mut counts = self
+                .stats
+                .read_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             for (file, err) in &errors {
                 *counts.entry(file).or_insert(0) += 1;
                 // One line per file per scrape at most would still be noisy
@@ -282,13 +313,22 @@ impl CgroupCollector {
         let hit = deadline_hit.load(Ordering::Relaxed);
         if hit {
             self.stats.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
-            warn!(read = rows.len(), tracked = snapshot.len(), "scrape deadline reached: partial collection");
+            warn!(
+                read = rows.len(),
+                tracked = snapshot.len(),
+                "scrape deadline reached: partial collection"
+            );
         }
         let duration = start.elapsed();
-        self.stats.last_duration_ns.store(duration.as_nanos() as u64, Ordering::Relaxed);
+        self.stats
+            .last_duration_ns
+            .store(duration.as_nanos() as u64, Ordering::Relaxed);
         self.stats.collections.fetch_add(1, Ordering::Relaxed);
         Collected {
-            rows: rows.into_iter().map(|(i, s)| (snapshot[i].clone(), s)).collect(),
+            rows: rows
+                .into_iter()
+                .map(|(i, s)| (snapshot[i].clone(), s))
+                .collect(),
             duration,
             deadline_hit: hit,
         }
@@ -301,7 +341,11 @@ impl CgroupCollector {
         let unknown = c
             .rows
             .iter()
-            .flat_map(|(_, s)| s.io.iter().map(|d| d.dev).chain(s.io_limits.iter().map(|l| l.dev)))
+            .flat_map(|(_, s)| {
+                s.io.iter()
+                    .map(|d| d.dev)
+                    .chain(s.io_limits.iter().map(|l| l.dev))
+            })
             .any(|d| !map.contains_key(&d));
         if unknown {
             if let Ok(text) = std::fs::read_to_string(self.procfs.join("partitions")) {
@@ -310,31 +354,53 @@ impl CgroupCollector {
                 }
             }
             for (_, s) in &c.rows {
-                for d in s.io.iter().map(|d| d.dev).chain(s.io_limits.iter().map(|l| l.dev)) {
-                    map.entry(d).or_insert_with(|| Arc::from(d.to_string().as_str()));
+                for d in
+                    s.io.iter()
+                        .map(|d| d.dev)
+                        .chain(s.io_limits.iter().map(|l| l.dev))
+                {
+                    map.entry(d)
+                        .or_insert_with(|| Arc::from(d.to_string().as_str()));
                 }
             }
         }
         map.clone()
     }
 
-    fn encode_collected(&self, c: &Collected, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+    fn encode_collected(
+        &self,
+        c: &Collected,
+        mut encoder: DescriptorEncoder<'_>,
+    ) -> Result<(), fmt::Error> {
         for fam in SCALARS {
             if !self.families.enabled(fam.name, &fam.unit, &fam.ty) {
                 continue;
             }
-            let mut any = c.rows.iter().filter_map(|(e, s)| (fam.get)(s).map(|v| (e, v))).peekable();
+            let mut any = c
+                .rows
+                .iter()
+                .filter_map(|(e, s)| (fam.get)(s).map(|v| (e, v)))
+                .peekable();
             if any.peek().is_none() {
                 continue;
             }
-            let mut me = encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
+            let mut me =
+                encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
             for (e, v) in any {
-                let labels = CgroupLabels { path: &e.path, labels: &e.labels };
+                let labels = CgroupLabels {
+                    path: &e.path,
+                    labels: &e.labels,
+                };
                 encode_value(me.encode_family(&labels)?, &fam.ty, v)?;
             }
         }
         let devices = self.device_names(c);
-        let dev = |d: &DevNum| devices.get(d).cloned().unwrap_or_else(|| Arc::from(d.to_string().as_str()));
+        let dev = |d: &DevNum| {
+            devices
+                .get(d)
+                .cloned()
+                .unwrap_or_else(|| Arc::from(d.to_string().as_str()))
+        };
 
         self.encode_labeled(&mut encoder, &names::MEMORY_STAT, c, |s, emit| {
             for (k, v) in &s.memory_stat {
@@ -415,7 +481,10 @@ impl CgroupCollector {
         encoder: &mut DescriptorEncoder<'_>,
         fam: &Labeled,
         c: &Collected,
-        mut rows: impl FnMut(&CgroupStats, &mut dyn FnMut(&[(&str, &str)], f64) -> Result<(), fmt::Error>) -> Result<(), fmt::Error>,
+        mut rows: impl FnMut(
+            &CgroupStats,
+            &mut dyn FnMut(&[(&str, &str)], f64) -> Result<(), fmt::Error>,
+        ) -> Result<(), fmt::Error>,
     ) -> Result<(), fmt::Error> {
         if !self.families.labeled(fam) {
             return Ok(());
@@ -433,16 +502,26 @@ impl CgroupCollector {
         if !any {
             return Ok(());
         }
-        let mut me = encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
+        let mut me =
+            encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
         for (e, s) in &c.rows {
-            let labels = CgroupLabels { path: &e.path, labels: &e.labels };
-            rows(s, &mut |extra, v| encode_value(me.encode_family(&(labels, extra))?, &fam.ty, v))?;
+            let labels = CgroupLabels {
+                path: &e.path,
+                labels: &e.labels,
+            };
+            rows(s, &mut |extra, v| {
+                encode_value(me.encode_family(&(labels, extra))?, &fam.ty, v)
+            })?;
         }
         Ok(())
     }
 }
 
-fn encode_value(me: prometheus_client::encoding::MetricEncoder<'_>, ty: &MetricType, v: f64) -> Result<(), fmt::Error> {
+fn encode_value(
+    me: prometheus_client::encoding::MetricEncoder<'_>,
+    ty: &MetricType,
+    v: f64,
+) -> Result<(), fmt::Error> {
     match ty {
         MetricType::Counter => ConstCounter::new(v).encode(me),
         _ => ConstGauge::new(v).encode(me),

@@ -90,19 +90,84 @@ pub const SCALARS: &[Scalar] = &[
     Scalar { name: "cgroup_frozen", help: "1 when the cgroup is frozen (cgroup.events frozen / freezer.state).", unit: None, ty: G, get: |s| b(s.frozen) },
 ];
 
-pub const MEMORY_STAT: Labeled = Labeled { name: "cgroup_memory_stat", help: "Memory by type from memory.stat (v1 total_* keys mapped to v2 names).", unit: Some(Unit::Bytes), ty: G };
-pub const MEMORY_EVENTS: Labeled = Labeled { name: "cgroup_memory_events", help: "Memory events (memory.events; v1: failcnt as max, oom_control oom_kill).", unit: None, ty: C };
-pub const MEMORY_NUMA: Labeled = Labeled { name: "cgroup_memory_numa", help: "Memory by NUMA node and type (memory.numa_stat). Off by default.", unit: Some(Unit::Bytes), ty: G };
-pub const IO_READ_BYTES: Labeled = Labeled { name: "cgroup_io_read", help: "Bytes read per device (io.stat rbytes / blkio.throttle.io_service_bytes).", unit: Some(Unit::Bytes), ty: C };
-pub const IO_WRITE_BYTES: Labeled = Labeled { name: "cgroup_io_write", help: "Bytes written per device (io.stat wbytes / blkio.throttle.io_service_bytes).", unit: Some(Unit::Bytes), ty: C };
-pub const IO_READS: Labeled = Labeled { name: "cgroup_io_reads", help: "Read operations per device (io.stat rios / blkio.throttle.io_serviced).", unit: None, ty: C };
-pub const IO_WRITES: Labeled = Labeled { name: "cgroup_io_writes", help: "Write operations per device (io.stat wios / blkio.throttle.io_serviced).", unit: None, ty: C };
-pub const IO_LIMIT_READ_BPS: Labeled = Labeled { name: "cgroup_io_limit_read_bytes_per_second", help: "Read bandwidth limit per device (io.max rbps / blkio.throttle.read_bps_device).", unit: None, ty: G };
-pub const IO_LIMIT_WRITE_BPS: Labeled = Labeled { name: "cgroup_io_limit_write_bytes_per_second", help: "Write bandwidth limit per device (io.max wbps / blkio.throttle.write_bps_device).", unit: None, ty: G };
-pub const IO_LIMIT_READ_IOPS: Labeled = Labeled { name: "cgroup_io_limit_read_ops_per_second", help: "Read IOPS limit per device (io.max riops / blkio.throttle.read_iops_device).", unit: None, ty: G };
-pub const IO_LIMIT_WRITE_IOPS: Labeled = Labeled { name: "cgroup_io_limit_write_ops_per_second", help: "Write IOPS limit per device (io.max wiops / blkio.throttle.write_iops_device).", unit: None, ty: G };
-pub const HUGETLB_USAGE: Labeled = Labeled { name: "cgroup_hugetlb_usage", help: "Huge pages in use per page size (hugetlb.<size>.current / .usage_in_bytes).", unit: Some(Unit::Bytes), ty: G };
-pub const HUGETLB_LIMIT: Labeled = Labeled { name: "cgroup_hugetlb_limit", help: "Huge page limit per page size (hugetlb.<size>.max / .limit_in_bytes).", unit: Some(Unit::Bytes), ty: G };
+pub const MEMORY_STAT: Labeled = Labeled {
+    name: "cgroup_memory_stat",
+    help: "Memory by type from memory.stat (v1 total_* keys mapped to v2 names).",
+    unit: Some(Unit::Bytes),
+    ty: G,
+};
+pub const MEMORY_EVENTS: Labeled = Labeled {
+    name: "cgroup_memory_events",
+    help: "Memory events (memory.events; v1: failcnt as max, oom_control oom_kill).",
+    unit: None,
+    ty: C,
+};
+pub const MEMORY_NUMA: Labeled = Labeled {
+    name: "cgroup_memory_numa",
+    help: "Memory by NUMA node and type (memory.numa_stat). Off by default.",
+    unit: Some(Unit::Bytes),
+    ty: G,
+};
+pub const IO_READ_BYTES: Labeled = Labeled {
+    name: "cgroup_io_read",
+    help: "Bytes read per device (io.stat rbytes / blkio.throttle.io_service_bytes).",
+    unit: Some(Unit::Bytes),
+    ty: C,
+};
+pub const IO_WRITE_BYTES: Labeled = Labeled {
+    name: "cgroup_io_write",
+    help: "Bytes written per device (io.stat wbytes / blkio.throttle.io_service_bytes).",
+    unit: Some(Unit::Bytes),
+    ty: C,
+};
+pub const IO_READS: Labeled = Labeled {
+    name: "cgroup_io_reads",
+    help: "Read operations per device (io.stat rios / blkio.throttle.io_serviced).",
+    unit: None,
+    ty: C,
+};
+pub const IO_WRITES: Labeled = Labeled {
+    name: "cgroup_io_writes",
+    help: "Write operations per device (io.stat wios / blkio.throttle.io_serviced).",
+    unit: None,
+    ty: C,
+};
+pub const IO_LIMIT_READ_BPS: Labeled = Labeled {
+    name: "cgroup_io_limit_read_bytes_per_second",
+    help: "Read bandwidth limit per device (io.max rbps / blkio.throttle.read_bps_device).",
+    unit: None,
+    ty: G,
+};
+pub const IO_LIMIT_WRITE_BPS: Labeled = Labeled {
+    name: "cgroup_io_limit_write_bytes_per_second",
+    help: "Write bandwidth limit per device (io.max wbps / blkio.throttle.write_bps_device).",
+    unit: None,
+    ty: G,
+};
+pub const IO_LIMIT_READ_IOPS: Labeled = Labeled {
+    name: "cgroup_io_limit_read_ops_per_second",
+    help: "Read IOPS limit per device (io.max riops / blkio.throttle.read_iops_device).",
+    unit: None,
+    ty: G,
+};
+pub const IO_LIMIT_WRITE_IOPS: Labeled = Labeled {
+    name: "cgroup_io_limit_write_ops_per_second",
+    help: "Write IOPS limit per device (io.max wiops / blkio.throttle.write_iops_device).",
+    unit: None,
+    ty: G,
+};
+pub const HUGETLB_USAGE: Labeled = Labeled {
+    name: "cgroup_hugetlb_usage",
+    help: "Huge pages in use per page size (hugetlb.<size>.current / .usage_in_bytes).",
+    unit: Some(Unit::Bytes),
+    ty: G,
+};
+pub const HUGETLB_LIMIT: Labeled = Labeled {
+    name: "cgroup_hugetlb_limit",
+    help: "Huge page limit per page size (hugetlb.<size>.max / .limit_in_bytes).",
+    unit: Some(Unit::Bytes),
+    ty: G,
+};
 
 pub const LABELED: &[&Labeled] = &[
     &MEMORY_STAT,
@@ -125,7 +190,10 @@ pub const OFF_BY_DEFAULT: &[&str] = &["cgroup_memory_numa_bytes"];
 
 /// Every per-cgroup family name as exported, for config validation and docs.
 pub fn all_exported() -> Vec<String> {
-    let mut v: Vec<String> = SCALARS.iter().map(|s| exported(s.name, &s.unit, &s.ty)).collect();
+    let mut v: Vec<String> = SCALARS
+        .iter()
+        .map(|s| exported(s.name, &s.unit, &s.ty))
+        .collect();
     v.extend(LABELED.iter().map(|l| exported(l.name, &l.unit, &l.ty)));
     v
 }

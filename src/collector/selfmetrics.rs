@@ -32,12 +32,24 @@ impl SelfCollector {
     }
 }
 
-fn gauge(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, unit: Option<Unit>, v: f64) -> fmt::Result {
+fn gauge(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    v: f64,
+) -> fmt::Result {
     let me = enc.encode_descriptor(name, help, unit.as_ref(), MetricType::Gauge)?;
     ConstGauge::new(v).encode(me)
 }
 
-fn counter(enc: &mut DescriptorEncoder<'_>, name: &str, help: &str, unit: Option<Unit>, v: f64) -> fmt::Result {
+fn counter(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+    v: f64,
+) -> fmt::Result {
     let me = enc.encode_descriptor(name, help, unit.as_ref(), MetricType::Counter)?;
     ConstCounter::new(v).encode(me)
 }
@@ -73,7 +85,11 @@ impl Collector for SelfCollector {
                 None,
                 MetricType::Counter,
             )?;
-            let counts = s.read_errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let counts = s
+                .read_errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             for (file, n) in counts {
                 ConstCounter::new(n).encode(me.encode_family(&[("file", file)])?)?;
             }
@@ -88,7 +104,8 @@ impl Collector for SelfCollector {
             )?;
             for (id, n) in self.registry.counts() {
                 let name = layout.get(id).map(|h| h.name()).unwrap_or_default();
-                ConstGauge::new(n as i64).encode(me.encode_family(&[("hierarchy", name.as_str())])?)?;
+                ConstGauge::new(n as i64)
+                    .encode(me.encode_family(&[("hierarchy", name.as_str())])?)?;
             }
         }
         let r = &self.registry.stats;
@@ -119,7 +136,8 @@ impl Collector for SelfCollector {
                 ("fallback", &r.rescans_fallback),
                 ("manual", &r.rescans_manual),
             ] {
-                ConstCounter::new(v.load(Ordering::Relaxed)).encode(me.encode_family(&[("reason", reason)])?)?;
+                ConstCounter::new(v.load(Ordering::Relaxed))
+                    .encode(me.encode_family(&[("reason", reason)])?)?;
             }
         }
         {
@@ -139,8 +157,10 @@ impl Collector for SelfCollector {
                 None,
                 MetricType::Counter,
             )?;
-            ConstCounter::new(r.added.load(Ordering::Relaxed)).encode(me.encode_family(&[("event", "added")])?)?;
-            ConstCounter::new(r.removed.load(Ordering::Relaxed)).encode(me.encode_family(&[("event", "removed")])?)?;
+            ConstCounter::new(r.added.load(Ordering::Relaxed))
+                .encode(me.encode_family(&[("event", "added")])?)?;
+            ConstCounter::new(r.removed.load(Ordering::Relaxed))
+                .encode(me.encode_family(&[("event", "removed")])?)?;
         }
         {
             let mut me = enc.encode_descriptor(
@@ -174,8 +194,20 @@ fn encode_process(enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
             Some(Unit::Seconds),
             (stat.utime + stat.stime) as f64 / tps,
         )?;
-        gauge(enc, "process_resident_memory", "Resident memory size.", Some(Unit::Bytes), stat.rss as f64 * page)?;
-        gauge(enc, "process_virtual_memory", "Virtual memory size.", Some(Unit::Bytes), stat.vsize as f64)?;
+        gauge(
+            enc,
+            "process_resident_memory",
+            "Resident memory size.",
+            Some(Unit::Bytes),
+            stat.rss as f64 * page,
+        )?;
+        gauge(
+            enc,
+            "process_virtual_memory",
+            "Virtual memory size.",
+            Some(Unit::Bytes),
+            stat.vsize as f64,
+        )?;
         if let Ok(boot) = procfs::boot_time_secs() {
             gauge(
                 enc,
@@ -187,11 +219,23 @@ fn encode_process(enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
         }
     }
     if let Ok(n) = me.fd_count() {
-        gauge(enc, "process_open_fds", "Number of open file descriptors.", None, n as f64)?;
+        gauge(
+            enc,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            None,
+            n as f64,
+        )?;
     }
     if let Ok(limits) = me.limits() {
         if let procfs::process::LimitValue::Value(v) = limits.max_open_files.soft_limit {
-            gauge(enc, "process_max_fds", "Maximum number of open file descriptors.", None, v as f64)?;
+            gauge(
+                enc,
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                None,
+                v as f64,
+            )?;
         }
     }
     Ok(())

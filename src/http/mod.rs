@@ -32,7 +32,8 @@ use crate::collector;
 
 /// OpenMetrics 1.0 text; prometheus-client 0.26 only has a constant for the
 /// 0.0.4 format.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Most connections served at once; more are closed on accept.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -123,7 +124,9 @@ impl Server {
                     let acceptor = acceptor.clone();
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
-                        let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await;
+                        let handshake =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                                .await;
                         let stream = match handshake {
                             Ok(Ok(s)) => s,
                             Ok(Err(e)) => {
@@ -166,7 +169,10 @@ impl Server {
                 None => simple(StatusCode::NOT_FOUND, "no config file to reload\n"),
                 Some(f) => match f() {
                     Ok(()) => simple(StatusCode::OK, "config reloaded\n"),
-                    Err(e) => simple(StatusCode::INTERNAL_SERVER_ERROR, &format!("config refused: {e}\n")),
+                    Err(e) => simple(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("config refused: {e}\n"),
+                    ),
                 },
             };
         }
@@ -184,7 +190,10 @@ impl Server {
                     v = env!("CARGO_PKG_VERSION")
                 );
                 let mut r = Response::new(Full::new(Bytes::from(body)));
-                r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+                r.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
                 r
             }
             "/healthz" => simple(StatusCode::OK, "ok\n"),
@@ -230,7 +239,10 @@ impl Server {
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE
         };
         let (bytes, encoding) = if gzip {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 8),
+                flate2::Compression::fast(),
+            );
             match enc.write_all(body.as_bytes()).and_then(|()| enc.finish()) {
                 Ok(z) => (Bytes::from(z), Some("gzip")),
                 Err(_) => (Bytes::from(body), None),
@@ -239,9 +251,11 @@ impl Server {
             (Bytes::from(body), None)
         };
         let mut r = Response::new(Full::new(bytes));
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(e) = encoding {
-            r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static(e));
+            r.headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static(e));
         }
         r
     }
@@ -270,10 +284,16 @@ fn header_has(req: &Request<Incoming>, name: hyper::header::HeaderName, needle: 
 pub fn simple(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -93,7 +93,10 @@ impl WebConfig {
             WebConfigFile::default()
         } else {
             serde_yaml::from_str(&text).map_err(|e| {
-                let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((0, 0));
                 WebConfigError::Syntax {
                     file: file.to_path_buf(),
                     line,
@@ -108,7 +111,9 @@ impl WebConfig {
         };
         for (user, hash) in &parsed.basic_auth_users {
             if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
-                return Err(invalid(format!("basic_auth_users.{user}: not a bcrypt hash")));
+                return Err(invalid(format!(
+                    "basic_auth_users.{user}: not a bcrypt hash"
+                )));
             }
         }
         let base = file.parent().unwrap_or(Path::new("."));
@@ -152,7 +157,10 @@ impl WebConfig {
             return None;
         }
         let mut r = super::simple(StatusCode::UNAUTHORIZED, "unauthorized\n");
-        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"cgroup-psi-exporter\""));
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"cgroup-psi-exporter\""),
+        );
         Some(r)
     }
 }
@@ -160,8 +168,10 @@ impl WebConfig {
 fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, String> {
     let cert_path = base.join(&t.cert_file);
     let key_path = base.join(&t.key_file);
-    let cert_pem = std::fs::read(&cert_path).map_err(|e| format!("tls_server_config.cert_file {}: {e}", cert_path.display()))?;
-    let key_pem = std::fs::read(&key_path).map_err(|e| format!("tls_server_config.key_file {}: {e}", key_path.display()))?;
+    let cert_pem = std::fs::read(&cert_path)
+        .map_err(|e| format!("tls_server_config.cert_file {}: {e}", cert_path.display()))?;
+    let key_pem = std::fs::read(&key_path)
+        .map_err(|e| format!("tls_server_config.key_file {}: {e}", key_path.display()))?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;
@@ -174,8 +184,14 @@ fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, S
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version.as_deref() {
         Some("TLS13") => &[&rustls::version::TLS13],
-        None | Some("TLS12") | Some("TLS10") | Some("TLS11") => &[&rustls::version::TLS13, &rustls::version::TLS12],
-        Some(other) => return Err(format!("tls_server_config.min_version: unknown {other:?} (TLS12 or TLS13)")),
+        None | Some("TLS12") | Some("TLS10") | Some("TLS11") => {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        }
+        Some(other) => {
+            return Err(format!(
+                "tls_server_config.min_version: unknown {other:?} (TLS12 or TLS13)"
+            ))
+        }
     };
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
@@ -230,7 +246,10 @@ mod tests {
 
     #[test]
     fn base64_round_trips_basic_credentials() {
-        assert_eq!(base64_decode("dXNlcjpwYXNz").as_deref(), Some(&b"user:pass"[..]));
+        assert_eq!(
+            base64_decode("dXNlcjpwYXNz").as_deref(),
+            Some(&b"user:pass"[..])
+        );
         assert_eq!(base64_decode("YQ==").as_deref(), Some(&b"a"[..]));
         assert_eq!(base64_decode("YWI=").as_deref(), Some(&b"ab"[..]));
         assert_eq!(base64_decode("!!!!"), None);
@@ -244,10 +263,18 @@ mod tests {
         std::fs::write(&f, "basic_auth_users:\n  alice: plaintext\n").expect("write");
         let e = WebConfig::load(&f).expect_err("plaintext password");
         assert!(e.to_string().contains("not a bcrypt hash"), "{e}");
-        std::fs::write(&f, "tls_server_config:\n  cert_file: a\n  key_file: b\n  bogus: 1\n").expect("write");
+        std::fs::write(
+            &f,
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  bogus: 1\n",
+        )
+        .expect("write");
         let e = WebConfig::load(&f).expect_err("unknown key");
         assert!(e.to_string().contains("web.yml:4:"), "{e}");
-        std::fs::write(&f, "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n").expect("write");
+        std::fs::write(
+            &f,
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
+        )
+        .expect("write");
         let e = WebConfig::load(&f).expect_err("missing cert");
         assert!(e.to_string().contains("missing.crt"), "{e}");
     }
@@ -266,8 +293,12 @@ mod tests {
             }
             b.body(()).expect("request")
         };
-        assert!(cfg.check_auth(&req(Some("Basic cHJvbTpzM2NyZXQ="), "/metrics")).is_none());
-        assert!(cfg.check_auth(&req(Some("Basic cHJvbTp3cm9uZw=="), "/metrics")).is_some());
+        assert!(cfg
+            .check_auth(&req(Some("Basic cHJvbTpzM2NyZXQ="), "/metrics"))
+            .is_none());
+        assert!(cfg
+            .check_auth(&req(Some("Basic cHJvbTp3cm9uZw=="), "/metrics"))
+            .is_some());
         assert!(cfg.check_auth(&req(None, "/metrics")).is_some());
         assert!(cfg.check_auth(&req(None, "/healthz")).is_none());
     }

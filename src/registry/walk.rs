@@ -14,7 +14,11 @@ use crate::cgroupfs::CgroupPath;
 /// `before_list` runs on each directory before it is listed (the watcher
 /// adds its inotify watch there, so nothing created during the walk is
 /// missed). A directory that vanishes mid-walk is skipped.
-pub fn walk(root: &Path, max_depth: usize, before_list: impl FnMut(&CgroupPath) -> io::Result<()>) -> Vec<CgroupPath> {
+pub fn walk(
+    root: &Path,
+    max_depth: usize,
+    before_list: impl FnMut(&CgroupPath) -> io::Result<()>,
+) -> Vec<CgroupPath> {
     walk_from(root, &CgroupPath::root(), max_depth, before_list)
 }
 

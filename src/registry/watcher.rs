@@ -89,15 +89,23 @@ impl Ctx<'_> {
         let dir = root.join(cg.relative());
         match self.watches.add(&dir, MASK) {
             Ok(wd) => {
-                self.w.by_wd.insert(wd.get_watch_descriptor_id(), (h, cg.clone()));
+                self.w
+                    .by_wd
+                    .insert(wd.get_watch_descriptor_id(), (h, cg.clone()));
                 self.w.by_path.insert((h, cg.clone()), wd);
-                self.registry.stats.watches.store(self.w.by_path.len() as u64, Ordering::Relaxed);
+                self.registry
+                    .stats
+                    .watches
+                    .store(self.w.by_path.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
                 if !self.w.limit_hit {
                     self.w.limit_hit = true;
-                    self.registry.stats.watch_limit_reached.store(true, Ordering::Relaxed);
+                    self.registry
+                        .stats
+                        .watch_limit_reached
+                        .store(true, Ordering::Relaxed);
                     warn!(
                         watches = self.w.by_path.len(),
                         "inotify watch limit reached (fs.inotify.max_user_watches): falling back to periodic rescans every {}s",
@@ -107,7 +115,10 @@ impl Ctx<'_> {
                 Err(e)
             }
             Err(e) => {
-                self.registry.stats.watch_errors.fetch_add(1, Ordering::Relaxed);
+                self.registry
+                    .stats
+                    .watch_errors
+                    .fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
         }
@@ -141,7 +152,10 @@ impl Ctx<'_> {
                 let _ = self.watches.remove(wd);
             }
         }
-        self.registry.stats.watches.store(self.w.by_path.len() as u64, Ordering::Relaxed);
+        self.registry
+            .stats
+            .watches
+            .store(self.w.by_path.len() as u64, Ordering::Relaxed);
     }
 
     /// Walks everything again (watching what is new) and reconciles.
@@ -169,7 +183,10 @@ impl Ctx<'_> {
             for p in stale {
                 self.forget_subtree(hier.id, &p);
             }
-            let tracked = found.into_iter().filter(|p| self.registry.filter().tracks(p)).collect();
+            let tracked = found
+                .into_iter()
+                .filter(|p| self.registry.filter().tracks(p))
+                .collect();
             self.registry.reconcile(hier.id, &tracked);
         }
     }
@@ -180,7 +197,10 @@ async fn run(registry: Arc<Registry>, shutdown: CancellationToken, started: watc
         Ok(i) => i,
         Err(e) => {
             warn!(error = %e, "inotify unavailable: discovery by periodic rescans only");
-            registry.stats.watch_limit_reached.store(true, Ordering::Relaxed);
+            registry
+                .stats
+                .watch_limit_reached
+                .store(true, Ordering::Relaxed);
             registry.rescan(RescanReason::Initial);
             let _ = started.send(true);
             fallback_loop(&registry, &shutdown).await;
@@ -208,7 +228,10 @@ async fn run(registry: Arc<Registry>, shutdown: CancellationToken, started: watc
         Ok(s) => s,
         Err(e) => {
             warn!(error = %e, "inotify stream failed: discovery by periodic rescans only");
-            registry.stats.watch_limit_reached.store(true, Ordering::Relaxed);
+            registry
+                .stats
+                .watch_limit_reached
+                .store(true, Ordering::Relaxed);
             fallback_loop(&registry, &shutdown).await;
             return;
         }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 /// `CGPE_REQUIRE_KERNEL=1` (set by `scripts/test`) or `CI=true` turn the
 /// skip into a failure, so CI never passes by skipping.
 pub fn skip(reason: &str) {
-    let required = std::env::var("CGPE_REQUIRE_KERNEL").map(|v| v == "1").unwrap_or(false)
+    let required = std::env::var("CGPE_REQUIRE_KERNEL")
+        .map(|v| v == "1")
+        .unwrap_or(false)
         || std::env::var("CI").map(|v| v == "true").unwrap_or(false);
     if required {
         panic!("kernel test required (CGPE_REQUIRE_KERNEL=1 or CI=true) but cannot run: {reason}");
@@ -66,9 +68,15 @@ pub fn roots() -> Vec<PathBuf> {
     if base.join("unified/cgroup.procs").exists() {
         v.push(base.join("unified"));
     }
-    for c in ["cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "freezer", "hugetlb"] {
+    for c in [
+        "cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "freezer", "hugetlb",
+    ] {
         let d = base.join(c);
-        if d.join("cgroup.procs").exists() && !std::fs::symlink_metadata(&d).map(|m| m.file_type().is_symlink()).unwrap_or(true) {
+        if d.join("cgroup.procs").exists()
+            && !std::fs::symlink_metadata(&d)
+                .map(|m| m.file_type().is_symlink())
+                .unwrap_or(true)
+        {
             v.push(d);
         }
     }
@@ -89,7 +97,12 @@ impl KernelCgroup {
     /// `/cgpe-test-<pid>-<n>[/sub]`, made in every hierarchy.
     pub fn new(tag: &str) -> KernelCgroup {
         sweep_leftovers();
-        let name = format!("cgpe-test-{}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed), tag);
+        let name = format!(
+            "cgpe-test-{}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed),
+            tag
+        );
         let mut dirs = Vec::new();
         for r in roots() {
             let d = r.join(&name);
@@ -99,7 +112,11 @@ impl KernelCgroup {
             }
             dirs.push(d);
         }
-        KernelCgroup { name, dirs, children: Vec::new() }
+        KernelCgroup {
+            name,
+            dirs,
+            children: Vec::new(),
+        }
     }
 
     /// The cgroup path as the exporter names it.
@@ -113,18 +130,29 @@ impl KernelCgroup {
         if pure_v2() {
             return self.dirs.first();
         }
-        self.dirs.iter().find(|d| d.parent().and_then(|p| p.file_name()).map(|n| n == hier).unwrap_or(false))
+        self.dirs.iter().find(|d| {
+            d.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n == hier)
+                .unwrap_or(false)
+        })
     }
 
     /// Writes a control file in the given hierarchy.
     pub fn write(&self, hier: &str, file: &str, value: &str) {
-        let d = self.dir(hier).unwrap_or_else(|| panic!("no {hier} hierarchy"));
-        std::fs::write(d.join(file), value).unwrap_or_else(|e| panic!("write {}/{file}: {e}", d.display()));
+        let d = self
+            .dir(hier)
+            .unwrap_or_else(|| panic!("no {hier} hierarchy"));
+        std::fs::write(d.join(file), value)
+            .unwrap_or_else(|e| panic!("write {}/{file}: {e}", d.display()));
     }
 
     pub fn read(&self, hier: &str, file: &str) -> String {
-        let d = self.dir(hier).unwrap_or_else(|| panic!("no {hier} hierarchy"));
-        std::fs::read_to_string(d.join(file)).unwrap_or_else(|e| panic!("read {}/{file}: {e}", d.display()))
+        let d = self
+            .dir(hier)
+            .unwrap_or_else(|| panic!("no {hier} hierarchy"));
+        std::fs::read_to_string(d.join(file))
+            .unwrap_or_else(|e| panic!("read {}/{file}: {e}", d.display()))
     }
 
     /// Starts `script` under sh, moved into this cgroup (every hierarchy)
@@ -136,7 +164,10 @@ impl KernelCgroup {
         }
         let child = Command::new("sh")
             .arg("-c")
-            .arg(format!("{join} exec sh -c '{}'", script.replace('\'', "'\\''")))
+            .arg(format!(
+                "{join} exec sh -c '{}'",
+                script.replace('\'', "'\\''")
+            ))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -184,7 +215,10 @@ pub fn kill_and_remove(dir: &Path) {
     for _ in 0..50 {
         let mut any = false;
         for d in &dirs {
-            for pid in std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default().lines() {
+            for pid in std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+            {
                 any = true;
                 let _ = Command::new("kill").arg("-9").arg(pid.trim()).status();
             }
@@ -222,10 +256,14 @@ fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
 /// Removes `cgpe-test-<pid>-*` cgroups left by test processes that died.
 pub fn sweep_leftovers() {
     for r in roots() {
-        let Ok(rd) = std::fs::read_dir(&r) else { continue };
+        let Ok(rd) = std::fs::read_dir(&r) else {
+            continue;
+        };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(rest) = name.strip_prefix("cgpe-test-") else { continue };
+            let Some(rest) = name.strip_prefix("cgpe-test-") else {
+                continue;
+            };
             let pid = rest.split('-').next().unwrap_or("");
             if Path::new("/proc").join(pid).exists() {
                 continue;
@@ -237,7 +275,10 @@ pub fn sweep_leftovers() {
 
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// The exporter binary running as a child, killed on drop.
@@ -265,7 +306,10 @@ impl ExporterProcess {
             if let Ok((200, _)) = http_get(port, "/readyz") {
                 break;
             }
-            assert!(t0.elapsed() < Duration::from_secs(20), "exporter not ready within 20 s");
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "exporter not ready within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         p
@@ -284,7 +328,10 @@ impl ExporterProcess {
 
 impl Drop for ExporterProcess {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -302,7 +349,12 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
     http_request(port, "GET", path, &[])
 }
 
-pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, String)> {
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
@@ -319,12 +371,18 @@ pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("bad response: {text:.200}")))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, dechunk(&text, body)))
 }
 
 fn dechunk(head: &str, body: String) -> String {
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return body;
     }
     let mut out = String::new();
@@ -373,7 +431,11 @@ impl Exposition {
                 "-Inf" => f64::NEG_INFINITY,
                 v => v.parse().unwrap_or(f64::NAN),
             };
-            samples.push(Sample { name, labels, value });
+            samples.push(Sample {
+                name,
+                labels,
+                value,
+            });
         }
         Exposition { samples }
     }
@@ -384,9 +446,12 @@ impl Exposition {
     }
 
     pub fn find(&self, name: &str, want: &[(&str, &str)]) -> Option<&Sample> {
-        self.samples
-            .iter()
-            .find(|s| s.name == name && want.iter().all(|(k, v)| s.labels.get(*k).map(|x| x == v).unwrap_or(false)))
+        self.samples.iter().find(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(|x| x == v).unwrap_or(false))
+        })
     }
 
     pub fn all(&self, name: &str) -> Vec<&Sample> {
@@ -394,7 +459,10 @@ impl Exposition {
     }
 
     pub fn cgroups(&self) -> std::collections::BTreeSet<String> {
-        self.samples.iter().filter_map(|s| s.labels.get("cgroup").cloned()).collect()
+        self.samples
+            .iter()
+            .filter_map(|s| s.labels.get("cgroup").cloned())
+            .collect()
     }
 }
 
@@ -448,7 +516,11 @@ pub fn promtool_check_metrics(text: &str) -> Result<bool, String> {
     if out.status.success() {
         Ok(true)
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -467,7 +539,11 @@ impl SysctlGuard {
         let lock = SYSCTL_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let old = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
         std::fs::write(path, value).unwrap_or_else(|e| panic!("write {path}: {e}"));
-        SysctlGuard { path: PathBuf::from(path), old: old.trim().to_string(), _lock: lock }
+        SysctlGuard {
+            path: PathBuf::from(path),
+            old: old.trim().to_string(),
+            _lock: lock,
+        }
     }
 }
 

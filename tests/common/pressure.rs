@@ -16,11 +16,15 @@ pub struct BigFile {
 
 impl BigFile {
     pub fn new(bytes: usize) -> BigFile {
-        let path = Path::new("/var/tmp").join(format!("cgpe-pressure-{}-{}", std::process::id(), bytes));
+        let path =
+            Path::new("/var/tmp").join(format!("cgpe-pressure-{}-{}", std::process::id(), bytes));
         if !path.exists() {
             let status = Command::new("sh")
                 .arg("-c")
-                .arg(format!("head -c {bytes} /dev/urandom > '{}' && sync", path.display()))
+                .arg(format!(
+                    "head -c {bytes} /dev/urandom > '{}' && sync",
+                    path.display()
+                ))
                 .status()
                 .expect("make the pressure file");
             assert!(status.success(), "could not write {}", path.display());
