@@ -60,6 +60,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 // === PodNames: the pure part ===
 
+/// `(pod, namespace, container)`: the names [`Kubelet::lookup`] adds to a
+/// series. The container is `None` for pod-level cgroups and containers the
+/// kubelet does not list (the sandbox).
+pub type PodLabels = (Arc<str>, Arc<str>, Option<Arc<str>>);
+
 /// Names for one pod, keyed in [`PodNames`] by pod UID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodInfo {
@@ -96,11 +101,7 @@ impl PodNames {
     /// CRI-O's conmon have cgroups but no status entry).
     ///
     /// Allocation-free: hash lookups on `&str` and `Arc` clones.
-    pub fn lookup(
-        &self,
-        pod_uid: &str,
-        container_id: Option<&str>,
-    ) -> Option<(Arc<str>, Arc<str>, Option<Arc<str>>)> {
+    pub fn lookup(&self, pod_uid: &str, container_id: Option<&str>) -> Option<PodLabels> {
         let pod = self.pods.get(pod_uid)?;
         let container = container_id.and_then(|id| pod.container(id)).cloned();
         Some((pod.name.clone(), pod.namespace.clone(), container))
@@ -264,29 +265,29 @@ pub enum KubeletError {
     Tls(#[from] rustls::Error),
     #[error("GET {url}: {source}")]
     Request {
-        url: Uri,
+        url: Arc<str>,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: Box<hyper_util::client::legacy::Error>,
     },
     #[error("GET {url}: no complete response within {timeout:?}")]
-    Timeout { url: Uri, timeout: Duration },
+    Timeout { url: Arc<str>, timeout: Duration },
     #[error("GET {url}: HTTP {status}{hint}")]
     Status {
-        url: Uri,
+        url: Arc<str>,
         status: StatusCode,
         hint: &'static str,
     },
     #[error("GET {url}: body larger than {limit} bytes")]
-    TooLarge { url: Uri, limit: usize },
+    TooLarge { url: Arc<str>, limit: usize },
     #[error("GET {url}: reading body: {source}")]
     Body {
-        url: Uri,
+        url: Arc<str>,
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
     #[error("GET {url}: {source}")]
     Parse {
-        url: Uri,
+        url: Arc<str>,
         #[source]
         source: ParseError,
     },
@@ -545,6 +546,8 @@ enum Health {
 pub struct Kubelet {
     client: HttpClient,
     pods_url: Uri,
+    /// The same, for error messages.
+    pods_url_str: Arc<str>,
     token_file: Option<PathBuf>,
     /// The last token read, kept for when a re-read fails mid-rotation.
     token: Mutex<Option<HeaderValue>>,
@@ -637,6 +640,7 @@ impl Kubelet {
         let _ = refreshes.get_or_create(&[("outcome", "success")]);
         Ok(Kubelet {
             client,
+            pods_url_str: pods_url.to_string().into(),
             pods_url,
             token_file: opts.token_file,
             token: Mutex::new(token),
@@ -701,11 +705,7 @@ impl Kubelet {
     /// cgroup path; see [`PodNames::lookup`]. Takes a read lock, never
     /// blocks on the network: an unknown pod UID only signals the refresh
     /// task (at most once per [`RefreshIntervals::miss`]).
-    pub fn lookup(
-        &self,
-        pod_uid: &str,
-        container_id: Option<&str>,
-    ) -> Option<(Arc<str>, Arc<str>, Option<Arc<str>>)> {
+    pub fn lookup(&self, pod_uid: &str, container_id: Option<&str>) -> Option<PodLabels> {
         let found = self
             .names
             .read()
@@ -891,8 +891,8 @@ impl Kubelet {
     }
 
     async fn fetch(&self) -> Result<PodNames, KubeletError> {
-        let url = self.pods_url.clone();
-        let mut req = Request::get(url.clone());
+        let url = self.pods_url_str.clone();
+        let mut req = Request::get(self.pods_url.clone());
         if let Some(auth) = self.authorization()? {
             req = req.header(AUTHORIZATION, auth);
         }
@@ -911,7 +911,7 @@ impl Kubelet {
                 .await
                 .map_err(|source| KubeletError::Request {
                     url: url.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let status = resp.status();
             if !status.is_success() {
