@@ -14,8 +14,10 @@
 //! kept, `cgroup_psi_exporter_kubelet_up` drops to 0, and the outage is
 //! logged once (`warn!`) with its recovery (`info!`), not once per attempt.
 //!
-//! The kubelet authorizes `/pods` as the `nodes/proxy` subresource (verb
-//! `get`); see `docs/kubernetes.md`.
+//! The kubelet authorizes `GET /pods` as verb `get` on the `nodes/pods`
+//! subresource (fine-grained kubelet authorization, on by default since
+//! Kubernetes 1.33) and falls back to `nodes/proxy`, the only subresource
+//! older kubelets check; see `docs/kubernetes.md`.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
@@ -43,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::KubernetesConfig;
+use crate::labels::PathLabels;
 
 /// Where Kubernetes mounts the pod's service account token. Used when
 /// `kubernetes.token_file` is empty and the file exists (in a pod).
@@ -414,9 +417,9 @@ impl KubeletOptions {
 /// (`kubernetes.insecure_skip_verify: true`).
 ///
 /// Risk: anyone who can intercept traffic between this pod and the node's
-/// port 10250 can impersonate the kubelet, receive the bearer token (which
-/// can read every pod on the node through `nodes/proxy`) and feed us false
-/// names. It is the common setting because kubelets serve self-signed
+/// port 10250 can impersonate the kubelet, receive the bearer token (good
+/// for `nodes/pods`, or the much broader `nodes/proxy` on older clusters)
+/// and feed us false names. It is the common setting because kubelets serve self-signed
 /// certificates unless `serverTLSBootstrap` is on. The traffic stays on the
 /// node (host IP to host network), which limits who can intercept it.
 ///
@@ -717,6 +720,41 @@ impl Kubelet {
         found
     }
 
+    /// [`Kubelet::lookup`] for the labels a cgroup path gave; `None` for
+    /// cgroups that are not a pod's. What the collector calls per cgroup.
+    pub fn lookup_labels(&self, labels: &PathLabels) -> Option<PodLabels> {
+        let uid = labels.pod_uid.as_deref()?;
+        self.lookup(uid, labels.container_id.as_deref())
+    }
+
+    /// What the registry's watcher calls for each cgroup it discovers:
+    /// requests a refresh when the cgroup belongs to a pod, or a container,
+    /// the cache does not know yet (a new pod, a restarted container).
+    /// Cheap for known ones, so the initial walk can call it for every
+    /// cgroup; a sandbox container (never listed) costs one debounced
+    /// refresh when it appears.
+    pub fn notice_cgroup(&self, labels: &PathLabels) {
+        let Some(uid) = labels.pod_uid.as_deref() else {
+            return;
+        };
+        let known = {
+            let names = self
+                .names
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match names.pod(uid) {
+                None => false,
+                Some(pod) => labels
+                    .container_id
+                    .as_deref()
+                    .is_none_or(|id| pod.container(id).is_some()),
+            }
+        };
+        if !known {
+            self.request_refresh();
+        }
+    }
+
     /// Asks the refresh task for a fetch soon (within
     /// [`RefreshIntervals::debounce`]). Non-blocking; requests made while a
     /// fetch is pending coalesce into it. Call it when a pod cgroup appears.
@@ -918,7 +956,7 @@ impl Kubelet {
                 let hint = match status {
                     StatusCode::UNAUTHORIZED => " (token rejected: check kubernetes.token_file)",
                     StatusCode::FORBIDDEN => {
-                        " (RBAC: the service account needs get on nodes/proxy)"
+                        " (RBAC: the service account needs get on nodes/pods, or nodes/proxy before Kubernetes 1.33)"
                     }
                     _ => "",
                 };
@@ -1196,6 +1234,46 @@ mod tests {
             Kubelet::new(o),
             Err(KubeletError::ReadFile { .. })
         ));
+    }
+
+    #[test]
+    fn path_labels_resolve_and_unknown_cgroups_ask_for_a_refresh() {
+        let k = Kubelet::new(opts("http://127.0.0.1:1")).expect("valid");
+        *k.names.write().expect("lock") =
+            Arc::new(parse_pod_list(sample().as_bytes()).expect("sample parses"));
+        let labels = crate::labels::from_path(&crate::cgroupfs::CgroupPath::new(&format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CID_APP}.scope",
+            UID_A.replace('-', "_")
+        )));
+        let (pod, ns, c) = k.lookup_labels(&labels).expect("known");
+        assert_eq!(
+            (&*pod, &*ns, c.as_deref()),
+            ("web-7d9f8b6c5-x2x9q", "shop", Some("app"))
+        );
+        assert!(k.lookup_labels(&PathLabels::default()).is_none());
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let requested = |k: &Kubelet| {
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_millis(20), k.notify.notified())
+                    .await
+                    .is_ok()
+            })
+        };
+        k.notice_cgroup(&labels);
+        k.notice_cgroup(&PathLabels::default());
+        assert!(!requested(&k), "known pod and container, or no pod");
+        let mut unknown = labels.clone();
+        unknown.container_id = Some("ab".repeat(32).into());
+        k.notice_cgroup(&unknown);
+        assert!(requested(&k), "unknown container of a known pod");
+        unknown.pod_uid = Some("11111111-2222-3333-4444-555555555555".into());
+        unknown.container_id = None;
+        k.notice_cgroup(&unknown);
+        assert!(requested(&k), "unknown pod");
     }
 
     #[test]
