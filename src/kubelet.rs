@@ -638,8 +638,8 @@ impl Kubelet {
             );
         }
         let refreshes = Family::default();
-        // Every outcome is present from the start, so rate() works on the
-        // first failure.
+        // The success series exists from the first scrape, so ratios of
+        // failures to successes have a denominator before any fetch.
         let _ = refreshes.get_or_create(&[("outcome", "success")]);
         Ok(Kubelet {
             client,
