@@ -19,6 +19,7 @@ use crate::cli::Args;
 use crate::collector::selfmetrics::SelfCollector;
 use crate::collector::{CgroupCollector, Families};
 use crate::config::Config;
+use crate::kubelet::Kubelet;
 use crate::registry::{Filter, Registry, RescanReason};
 
 /// Exit code for bad flags, config or paths (sysexits `EX_USAGE`); clap's
@@ -124,16 +125,21 @@ fn check_paths(args: &Args) -> anyhow::Result<Arc<Layout>> {
 struct Exporter {
     registry: Arc<Registry>,
     prom: PromRegistry,
+    kubelet: Option<Arc<Kubelet>>,
 }
 
-fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> Exporter {
+fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<Exporter> {
     let registry = Registry::new(layout, Filter::from_config(&config.cgroups));
+    let kubelet = Kubelet::from_config(&config.kubernetes)
+        .context("kubernetes.kubelet_url")?
+        .map(Arc::new);
     let collector = CgroupCollector::new(
         registry.clone(),
         args.procfs.clone(),
         Families::from_config(&config.metrics),
         None,
-    );
+    )
+    .with_kubelet(kubelet.clone());
     let scrape_stats = collector.stats.clone();
     let mut prom = PromRegistry::default();
     prom.register_collector(Box::new(collector));
@@ -143,11 +149,18 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> Exporter
             args.procfs.clone(),
         )));
     }
-    Exporter { registry, prom }
+    if let Some(k) = &kubelet {
+        k.register_metrics(&mut prom);
+    }
+    Ok(Exporter {
+        registry,
+        prom,
+        kubelet,
+    })
 }
 
 fn once(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<()> {
-    let ex = build_exporter(args, config, layout);
+    let ex = build_exporter(args, config, layout)?;
     ex.registry.rescan(RescanReason::Initial);
     let mut out = String::new();
     crate::collector::with_deadline(Instant::now() + crate::collector::DEFAULT_DEADLINE, || {
@@ -163,8 +176,12 @@ fn once(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<()>
 
 async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let ex = build_exporter(&args, &config, layout);
+    let ex = build_exporter(&args, &config, layout)?;
     let ready = Arc::new(AtomicBool::new(false));
+    if let Some(k) = &ex.kubelet {
+        k.clone().spawn(shutdown.clone());
+        spawn_kubelet_notifier(ex.registry.clone(), k.clone(), shutdown.clone());
+    }
 
     let addr =
         crate::http::parse_listen_address(&args.listen_address).map_err(anyhow::Error::msg)?;
@@ -213,6 +230,39 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
     watcher.join().await;
     info!("stopped");
     Ok(())
+}
+
+/// Tells the kubelet cache about new pod cgroups, so names are fetched when
+/// a pod starts rather than at the next periodic refresh.
+fn spawn_kubelet_notifier(
+    registry: Arc<Registry>,
+    kubelet: Arc<Kubelet>,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let (initial, mut rx) = registry.subscribe();
+        for ev in initial {
+            if let crate::registry::RegistryEvent::Added { path, .. } = ev {
+                if let Some(e) = registry.get(&path) {
+                    kubelet.notice_cgroup(&e.labels);
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                ev = rx.recv() => match ev {
+                    Some(crate::registry::RegistryEvent::Added { path, .. }) => {
+                        if let Some(e) = registry.get(&path) {
+                            kubelet.notice_cgroup(&e.labels);
+                        }
+                    }
+                    Some(_) => {}
+                    None => return,
+                },
+            }
+        }
+    });
 }
 
 type Reload = Option<crate::http::ReloadFn>;

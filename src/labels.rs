@@ -139,11 +139,22 @@ fn container_id(part: &str) -> Option<String> {
 }
 
 /// The label set of every per-cgroup series: `cgroup` first, then the
-/// labels its path implies.
+/// labels its path implies, then the kubelet's names when enrichment is on.
 #[derive(Debug, Clone, Copy)]
 pub struct CgroupLabels<'a> {
     pub path: &'a CgroupPath,
     pub labels: &'a PathLabels,
+    pub pod: Option<&'a crate::kubelet::PodLabels>,
+}
+
+impl<'a> CgroupLabels<'a> {
+    pub fn new(path: &'a CgroupPath, labels: &'a PathLabels) -> Self {
+        CgroupLabels {
+            path,
+            labels,
+            pod: None,
+        }
+    }
 }
 
 impl EncodeLabelSet for CgroupLabels<'_> {
@@ -152,6 +163,13 @@ impl EncodeLabelSet for CgroupLabels<'_> {
         ("cgroup", self.path.as_str()).encode(encoder.encode_label())?;
         for pair in self.labels.pairs() {
             pair.encode(encoder.encode_label())?;
+        }
+        if let Some((pod, namespace, container)) = self.pod {
+            if let Some(c) = container {
+                ("container", &**c).encode(encoder.encode_label())?;
+            }
+            ("namespace", &**namespace).encode(encoder.encode_label())?;
+            ("pod", &**pod).encode(encoder.encode_label())?;
         }
         Ok(())
     }

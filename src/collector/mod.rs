@@ -27,6 +27,7 @@ use tracing::{debug, warn};
 
 use crate::cgroupfs::parse::{self, DevNum};
 use crate::cgroupfs::reader::{CgroupStats, ReadError, Reader, Shared, Skip};
+use crate::kubelet::{Kubelet, PodLabels};
 use crate::labels::CgroupLabels;
 use crate::registry::{CgroupEntry, Registry};
 
@@ -165,9 +166,16 @@ pub struct CgroupCollector {
     done: Condvar,
     devices: Mutex<HashMap<DevNum, Arc<str>>>,
     pub stats: Arc<ScrapeStats>,
+    kubelet: Option<Arc<Kubelet>>,
 }
 
 impl CgroupCollector {
+    /// Adds `pod`, `namespace` and `container` from the kubelet's pod list.
+    pub fn with_kubelet(mut self, kubelet: Option<Arc<Kubelet>>) -> Self {
+        self.kubelet = kubelet;
+        self
+    }
+
     /// Descriptors held by the fd cache, and its bound.
     pub fn fd_cache(&self) -> (usize, usize) {
         (self.shared.fds.len(), self.shared.fds.capacity())
@@ -207,6 +215,7 @@ impl CgroupCollector {
             done: Condvar::new(),
             devices: Mutex::new(HashMap::new()),
             stats: Arc::new(ScrapeStats::default()),
+            kubelet: None,
         }
     }
 
@@ -372,6 +381,15 @@ impl CgroupCollector {
         c: &Collected,
         mut encoder: DescriptorEncoder<'_>,
     ) -> Result<(), fmt::Error> {
+        // Kubelet names, looked up once per cgroup per scrape.
+        let pods: Vec<Option<PodLabels>> = match &self.kubelet {
+            Some(k) => c
+                .rows
+                .iter()
+                .map(|(e, _)| k.lookup_labels(&e.labels))
+                .collect(),
+            None => vec![None; c.rows.len()],
+        };
         for fam in SCALARS {
             if !self.families.enabled(fam.name, &fam.unit, &fam.ty) {
                 continue;
@@ -379,17 +397,19 @@ impl CgroupCollector {
             let mut any = c
                 .rows
                 .iter()
-                .filter_map(|(e, s)| (fam.get)(s).map(|v| (e, v)))
+                .zip(pods.iter())
+                .filter_map(|((e, s), pod)| (fam.get)(s).map(|v| (e, pod, v)))
                 .peekable();
             if any.peek().is_none() {
                 continue;
             }
             let mut me =
                 encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
-            for (e, v) in any {
+            for (e, pod, v) in any {
                 let labels = CgroupLabels {
                     path: &e.path,
                     labels: &e.labels,
+                    pod: pod.as_ref(),
                 };
                 encode_value(me.encode_family(&labels)?, &fam.ty, v)?;
             }
@@ -402,19 +422,19 @@ impl CgroupCollector {
                 .unwrap_or_else(|| Arc::from(d.to_string().as_str()))
         };
 
-        self.encode_labeled(&mut encoder, &names::MEMORY_STAT, c, |s, emit| {
+        self.encode_labeled(&mut encoder, &names::MEMORY_STAT, c, &pods, |s, emit| {
             for (k, v) in &s.memory_stat {
                 emit(&[("stat", k)], *v as f64)?;
             }
             Ok(())
         })?;
-        self.encode_labeled(&mut encoder, &names::MEMORY_EVENTS, c, |s, emit| {
+        self.encode_labeled(&mut encoder, &names::MEMORY_EVENTS, c, &pods, |s, emit| {
             for (k, v) in &s.memory_events {
                 emit(&[("event", k)], *v as f64)?;
             }
             Ok(())
         })?;
-        self.encode_labeled(&mut encoder, &names::MEMORY_NUMA, c, |s, emit| {
+        self.encode_labeled(&mut encoder, &names::MEMORY_NUMA, c, &pods, |s, emit| {
             for (node, stat, v) in &s.memory_numa {
                 emit(&[("node", &node.to_string()), ("stat", stat)], *v as f64)?;
             }
@@ -428,7 +448,7 @@ impl CgroupCollector {
             (&names::IO_WRITES, |d| d.writes),
         ];
         for (fam, get) in io_fams {
-            self.encode_labeled(&mut encoder, fam, c, |s, emit| {
+            self.encode_labeled(&mut encoder, fam, c, &pods, |s, emit| {
                 for d in &s.io {
                     if let Some(v) = get(d) {
                         emit(&[("device", &dev(&d.dev))], v as f64)?;
@@ -445,7 +465,7 @@ impl CgroupCollector {
             (&names::IO_LIMIT_WRITE_IOPS, |l| l.write_iops),
         ];
         for (fam, get) in lim_fams {
-            self.encode_labeled(&mut encoder, fam, c, |s, emit| {
+            self.encode_labeled(&mut encoder, fam, c, &pods, |s, emit| {
                 for l in &s.io_limits {
                     if let Some(v) = get(l) {
                         emit(&[("device", &dev(&l.dev))], v as f64)?;
@@ -454,7 +474,7 @@ impl CgroupCollector {
                 Ok(())
             })?;
         }
-        self.encode_labeled(&mut encoder, &names::HUGETLB_USAGE, c, |s, emit| {
+        self.encode_labeled(&mut encoder, &names::HUGETLB_USAGE, c, &pods, |s, emit| {
             for (size, usage, _) in &s.hugetlb {
                 if let Some(v) = usage {
                     emit(&[("pagesize", size)], *v as f64)?;
@@ -462,7 +482,7 @@ impl CgroupCollector {
             }
             Ok(())
         })?;
-        self.encode_labeled(&mut encoder, &names::HUGETLB_LIMIT, c, |s, emit| {
+        self.encode_labeled(&mut encoder, &names::HUGETLB_LIMIT, c, &pods, |s, emit| {
             for (size, _, limit) in &s.hugetlb {
                 if let Some(v) = limit {
                     emit(&[("pagesize", size)], *v as f64)?;
@@ -481,6 +501,7 @@ impl CgroupCollector {
         encoder: &mut DescriptorEncoder<'_>,
         fam: &Labeled,
         c: &Collected,
+        pods: &[Option<PodLabels>],
         mut rows: impl FnMut(
             &CgroupStats,
             &mut dyn FnMut(&[(&str, &str)], f64) -> Result<(), fmt::Error>,
@@ -504,10 +525,11 @@ impl CgroupCollector {
         }
         let mut me =
             encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
-        for (e, s) in &c.rows {
+        for ((e, s), pod) in c.rows.iter().zip(pods.iter()) {
             let labels = CgroupLabels {
                 path: &e.path,
                 labels: &e.labels,
+                pod: pod.as_ref(),
             };
             rows(s, &mut |extra, v| {
                 encode_value(me.encode_family(&(labels, extra))?, &fam.ty, v)

@@ -154,13 +154,7 @@ const NET_FAMILIES: [(&str, Option<Unit>, &str, Getter); 8] = [
 fn cg<'a>(
     (path, c): (&'a CgroupPath, &'a CgroupNamespaces),
 ) -> (CgroupLabels<'a>, &'a CgroupNamespaces) {
-    (
-        CgroupLabels {
-            path,
-            labels: &c.labels,
-        },
-        c,
-    )
+    (CgroupLabels::new(path, &c.labels), c)
 }
 
 /// Encodes a snapshot family by family. Public so tests and `--once` can
