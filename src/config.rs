@@ -485,10 +485,13 @@ impl Config {
         // A first pass into a plain value reports YAML syntax errors as
         // such (the typed pass may trip over the type of a half-parsed node
         // first) and lets a file of only comments mean "all defaults".
-        let value: serde_yaml::Value =
-            serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, &e))?;
-        if value.is_null() {
-            return Ok(Config::default());
+        match serde_yaml::from_str::<serde_yaml::Value>(text) {
+            Ok(value) if value.is_null() => return Ok(Config::default()),
+            Ok(_) => {}
+            // A value `Value` cannot hold (an integer beyond 64 bits) is
+            // not a syntax error: let the typed pass say what was expected.
+            Err(e) if e.to_string().contains("expected any YAML value") => {}
+            Err(e) => return Err(yaml_error(file, text, &e)),
         }
         serde_yaml::from_str(text).map_err(|e| yaml_error(file, text, &e))
     }
@@ -799,14 +802,15 @@ fn is_label_name(s: &str) -> bool {
 }
 
 /// Finds `{{ name }}` placeholders: yields the text before each, the
-/// trimmed name and the raw placeholder; `Err` for an unclosed `{{`.
+/// trimmed name and the raw placeholder; for an unclosed `{{`, `Err` with
+/// all the remaining text.
 fn placeholders(tpl: &str) -> impl Iterator<Item = Result<(&str, &str, &str), &str>> {
     let mut rest = tpl;
     std::iter::from_fn(move || {
         let open = rest.find("{{")?;
         let after = &rest[open + 2..];
         let Some(close) = after.find("}}") else {
-            let bad = &rest[open..];
+            let bad = rest;
             rest = "";
             return Some(Err(bad));
         };
@@ -972,7 +976,8 @@ pub fn has_cap_sys_resource(procfs: &Path) -> bool {
 fn yaml_error(file: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
     let raw = e.to_string();
     let (line, column) = match e.location() {
-        Some(l) => (l.line(), l.column()),
+        Some(l) => duplicate_key_location(text, &raw, l.line(), l.column())
+            .unwrap_or((l.line(), l.column())),
         None => fallback_location(text, &raw),
     };
     ConfigError::Syntax {
@@ -1005,9 +1010,62 @@ fn fallback_location(text: &str, message: &str) -> (usize, usize) {
     (1, 1)
 }
 
+/// serde_norway reports a duplicate key at the start of its mapping; the
+/// second occurrence of the key (same indentation, further down) is where
+/// the user has to look. Block mappings only; `None` leaves the mapping's
+/// position.
+fn duplicate_key_location(
+    text: &str,
+    message: &str,
+    line: usize,
+    column: usize,
+) -> Option<(usize, usize)> {
+    let key = ["duplicate entry with key \"", "duplicate field `"]
+        .iter()
+        .find_map(|m| message.split_once(m))
+        .and_then(|(_, rest)| rest.split(['"', '`']).next())?;
+    let indent = column.checked_sub(1)?;
+    let mut seen = 0;
+    for (i, l) in text.lines().enumerate().skip(line.checked_sub(1)?) {
+        let content = l.trim_start();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        // Only the mapping's first line may start before its column (the
+        // `- ` of a sequence item); anything else that does ends it.
+        let Some((prefix, rest)) = l.split_at_checked(indent) else {
+            break;
+        };
+        if !prefix.chars().all(|c| c == ' ') && !(i + 1 == line && prefix.trim() == "-") {
+            break;
+        }
+        let is_key = rest
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with(':'));
+        if is_key {
+            seen += 1;
+            if seen == 2 {
+                return Some((i + 1, column));
+            }
+        }
+    }
+    None
+}
+
 fn tidy_message(raw: &str) -> String {
     let mut m = strip_positions(raw);
+    // Numbers read better unquoted: `integer 1`, not `integer "1"`.
+    for kind in ["integer `", "floating point `"] {
+        if let Some(i) = m.find(kind) {
+            let open = i + kind.len() - 1;
+            if let Some(len) = m[open + 1..].find('`') {
+                m.replace_range(open + 1 + len..open + 2 + len, "");
+                m.replace_range(open..open + 1, "");
+            }
+        }
+    }
     for (from, to) in [
+        ("invalid type: map,", "invalid type: mapping,"),
         (" as u128", ""),
         (" as i128", ""),
         ("expected usize", "expected a non-negative integer"),
@@ -1269,5 +1327,1082 @@ impl<'de> Deserialize<'de> for KeyText {
             }
         }
         d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "config.yaml";
+
+    /// A valid rule on lines 1-6; tests append keys at line 7 onwards with
+    /// six spaces of indentation (values of `window:` start at column 15).
+    const RULE: &str = "psi:\n  rules:\n    - name: mem\n      cgroups: [\"/\"]\n      resource: memory\n      threshold: 150ms\n";
+
+    fn rule_with(extra: &str) -> String {
+        format!("{RULE}{extra}")
+    }
+
+    fn strict() -> ValidationContext {
+        ValidationContext::default()
+    }
+
+    fn privileged() -> ValidationContext {
+        ValidationContext {
+            cap_sys_resource: true,
+            known_families: Vec::new(),
+        }
+    }
+
+    /// Asserts a schema/syntax error at exactly `line:column` whose message
+    /// contains `fragment`.
+    #[track_caller]
+    fn assert_syntax(text: &str, line: usize, column: usize, fragment: &str) {
+        match Config::parse_str(text, Path::new(FILE)) {
+            Err(ConfigError::Syntax {
+                file,
+                line: l,
+                column: c,
+                message,
+            }) => {
+                assert_eq!(file, Path::new(FILE));
+                assert_eq!((l, c), (line, column), "location of {message:?}");
+                assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+                assert!(!message.contains('\n'), "not one line: {message:?}");
+                assert!(!message.contains(" at line "), "{message:?}");
+            }
+            other => panic!("expected a syntax error for {text:?}, got {other:?}"),
+        }
+    }
+
+    fn validation_errors(text: &str, ctx: &ValidationContext) -> Vec<ValidationError> {
+        match Config::parse_str_with(text, Path::new(FILE), ctx) {
+            Err(ConfigError::Validation { errors, .. }) => errors,
+            other => panic!("expected validation errors for {text:?}, got {other:?}"),
+        }
+    }
+
+    /// Asserts that validation reports `path` at `line:column` with a
+    /// message containing `fragment`.
+    #[track_caller]
+    fn assert_invalid(
+        text: &str,
+        ctx: &ValidationContext,
+        path: &str,
+        line: usize,
+        column: usize,
+        fragment: &str,
+    ) {
+        let errors = validation_errors(text, ctx);
+        let e = errors
+            .iter()
+            .find(|e| e.path == path)
+            .unwrap_or_else(|| panic!("no error at {path} in {errors:?}"));
+        assert_eq!((e.line, e.column), (Some(line), Some(column)), "{e}");
+        assert!(
+            e.message.contains(fragment),
+            "{:?} lacks {fragment:?}",
+            e.message
+        );
+    }
+
+    #[track_caller]
+    fn assert_valid(text: &str, ctx: &ValidationContext) -> Config {
+        match Config::parse_str_with(text, Path::new(FILE), ctx) {
+            Ok(cfg) => cfg,
+            Err(e) => panic!("{text:?} should be valid: {e}"),
+        }
+    }
+
+    // === schema and syntax errors: file:line:column ===
+
+    #[test]
+    fn unknown_resource_names_the_variant_and_choices() {
+        let text = RULE.replace("resource: memory", "resource: gpu");
+        assert_syntax(
+            &text,
+            5,
+            17,
+            "psi.rules[0].resource: unknown variant \"gpu\", expected one of cpu, memory, io, irq",
+        );
+        let err = Config::parse_str(&text, Path::new(FILE)).unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("config.yaml:5:17: psi.rules[0].resource: unknown variant \"gpu\""));
+    }
+
+    #[test]
+    fn misspelt_resource_gets_a_suggestion() {
+        let text = RULE.replace("resource: memory", "resource: memroy");
+        assert_syntax(&text, 5, 17, "(did you mean \"memory\"?)");
+    }
+
+    #[test]
+    fn unknown_kind_is_located_at_its_value() {
+        assert_syntax(
+            &rule_with("      kind: smoe\n"),
+            7,
+            13,
+            "psi.rules[0].kind: unknown variant \"smoe\", expected \"some\" or \"full\"",
+        );
+    }
+
+    #[test]
+    fn bad_duration_unit_is_located_at_its_value() {
+        let text = RULE.replace("threshold: 150ms", "threshold: 2x");
+        assert_syntax(
+            &text,
+            6,
+            18,
+            "psi.rules[0].threshold: invalid duration \"2x\": unknown unit \"x\"",
+        );
+    }
+
+    #[test]
+    fn duration_without_unit_asks_for_one() {
+        assert_syntax(
+            &rule_with("      window: 3\n"),
+            7,
+            15,
+            "psi.rules[0].window: invalid duration \"3\": a unit is needed, e.g. 3s or 3ms",
+        );
+    }
+
+    #[test]
+    fn duration_of_wrong_type_is_located() {
+        assert_syntax(
+            &rule_with("      resolve_after: [1s]\n"),
+            7,
+            22,
+            "psi.rules[0].resolve_after: invalid type: sequence, expected a duration such as 150ms or 2s",
+        );
+    }
+
+    #[test]
+    fn alerting_timeout_duration_is_checked() {
+        assert_syntax(
+            "alerting:\n  timeout: soon\n",
+            2,
+            12,
+            "alerting.timeout: invalid duration \"soon\"",
+        );
+    }
+
+    #[test]
+    fn unknown_rule_key_is_located_at_the_key_with_suggestion() {
+        assert_syntax(
+            &rule_with("      windw: 2s\n"),
+            7,
+            7,
+            "psi.rules[0]: unknown field \"windw\", expected one of name, cgroups, resource, kind, threshold, window, resolve_after, labels, annotations (did you mean \"window\"?)",
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_is_reported() {
+        assert_syntax(
+            "cgroup:\n  include: []\n",
+            1,
+            1,
+            "unknown field \"cgroup\", expected one of cgroups, metrics, namespaces, psi, alerting, kubernetes (did you mean \"cgroups\"?)",
+        );
+    }
+
+    #[test]
+    fn unknown_key_after_known_ones_is_located_at_itself() {
+        assert_syntax(
+            "cgroups:\n  include: []\n  inclde: []\n",
+            3,
+            3,
+            "cgroups: unknown field \"inclde\"",
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_flow_mapping_is_located() {
+        assert_syntax(
+            "psi:\n  rules:\n    - {name: a, cgroups: [\"/\"], resource: cpu, threshold: 1s, bogus: 1}\n",
+            3,
+            63,
+            "psi.rules[0]: unknown field \"bogus\"",
+        );
+    }
+
+    #[test]
+    fn string_for_integer_is_a_type_error() {
+        assert_syntax(
+            "cgroups:\n  max_depth: abc\n",
+            2,
+            14,
+            "cgroups.max_depth: invalid type: string \"abc\", expected a non-negative integer",
+        );
+    }
+
+    #[test]
+    fn negative_depth_is_a_type_error() {
+        assert_syntax(
+            "cgroups:\n  max_depth: -1\n",
+            2,
+            14,
+            "cgroups.max_depth: invalid type: integer -1, expected a non-negative integer",
+        );
+    }
+
+    #[test]
+    fn float_for_integer_is_a_type_error() {
+        assert_syntax(
+            "alerting:\n  queue_capacity: 1.5\n",
+            2,
+            19,
+            "alerting.queue_capacity: invalid type: floating point 1.5, expected a non-negative integer",
+        );
+    }
+
+    #[test]
+    fn huge_integer_is_a_type_error() {
+        assert_syntax(
+            "cgroups:\n  max_cgroups: 99999999999999999999999\n",
+            2,
+            16,
+            "cgroups.max_cgroups: invalid type: integer 99999999999999999999999, expected a non-negative integer",
+        );
+    }
+
+    #[test]
+    fn string_for_list_is_a_type_error() {
+        assert_syntax(
+            "cgroups:\n  include: \"/a\"\n",
+            2,
+            12,
+            "cgroups.include: invalid type: string \"/a\", expected a list",
+        );
+    }
+
+    #[test]
+    fn list_for_section_is_a_type_error() {
+        assert_syntax(
+            "cgroups: []\n",
+            1,
+            10,
+            "cgroups: invalid type: sequence, expected a mapping",
+        );
+    }
+
+    #[test]
+    fn mapping_for_rules_is_a_type_error() {
+        assert_syntax(
+            "psi:\n  rules:\n    name: a\n",
+            3,
+            5,
+            "psi.rules: invalid type: mapping, expected a list",
+        );
+    }
+
+    #[test]
+    fn yes_is_not_a_boolean() {
+        assert_syntax(
+            "namespaces:\n  enabled: yes\n",
+            2,
+            12,
+            "namespaces.enabled: invalid type: string \"yes\", expected a boolean",
+        );
+    }
+
+    #[test]
+    fn integer_is_not_a_boolean() {
+        assert_syntax(
+            "alerting:\n  oom_kills: 1\n",
+            2,
+            14,
+            "alerting.oom_kills: invalid type: integer 1, expected a boolean",
+        );
+    }
+
+    #[test]
+    fn nested_list_in_string_list_is_a_type_error() {
+        assert_syntax(
+            "metrics:\n  disable: [a, [b]]\n",
+            2,
+            16,
+            "metrics.disable[1]: invalid type: sequence, expected a string",
+        );
+    }
+
+    #[test]
+    fn label_value_must_be_a_string() {
+        assert_syntax(
+            &rule_with("      labels: {team: [a]}\n"),
+            7,
+            22,
+            "psi.rules[0].labels.team: invalid type: sequence, expected a string",
+        );
+    }
+
+    #[test]
+    fn missing_required_rule_field_is_located_at_the_rule() {
+        let text = RULE.replace("      resource: memory\n", "");
+        assert_syntax(&text, 3, 7, "psi.rules[0]: missing field \"resource\"");
+    }
+
+    #[test]
+    fn top_level_list_is_a_type_error() {
+        assert_syntax("- 1\n", 1, 1, "invalid type: sequence, expected a mapping");
+    }
+
+    #[test]
+    fn unclosed_flow_sequence_is_a_syntax_error() {
+        assert_syntax(
+            "cgroups:\n  include: [\"/a\"\n",
+            3,
+            1,
+            "did not find expected ',' or ']'",
+        );
+    }
+
+    #[test]
+    fn tab_indentation_is_a_syntax_error() {
+        assert_syntax(
+            "cgroups:\n\tinclude: []\n",
+            2,
+            1,
+            "found character that cannot start any token",
+        );
+    }
+
+    #[test]
+    fn bad_indentation_is_a_syntax_error() {
+        assert_syntax(
+            "psi:\n  rules:\n    - name: a\n   cgroups: []\n",
+            4,
+            4,
+            "did not find expected key",
+        );
+    }
+
+    #[test]
+    fn unclosed_quote_is_a_syntax_error() {
+        assert_syntax(
+            "kubernetes:\n  kubelet_url: \"http://x\n",
+            3,
+            1,
+            "found unexpected end of stream",
+        );
+    }
+
+    #[test]
+    fn duplicate_key_points_at_the_second_occurrence() {
+        assert_syntax(
+            "cgroups:\n  max_depth: 1\n  include: []\n  max_depth: 2\n",
+            4,
+            3,
+            "cgroups: duplicate entry with key \"max_depth\"",
+        );
+    }
+
+    #[test]
+    fn duplicate_key_in_a_rule_points_at_the_second_occurrence() {
+        assert_syntax(
+            &rule_with("      # again\n      threshold: 1s\n"),
+            8,
+            7,
+            "duplicate entry with key \"threshold\"",
+        );
+    }
+
+    #[test]
+    fn unknown_alias_is_a_syntax_error() {
+        assert_syntax("cgroups: &a {}\nmetrics: *b\n", 2, 10, "unknown anchor");
+    }
+
+    #[test]
+    fn second_document_is_rejected_at_its_marker() {
+        assert_syntax(
+            "cgroups: {}\n---\nmetrics: {}\n",
+            2,
+            1,
+            "more than one document",
+        );
+    }
+
+    #[test]
+    fn syntax_error_display_is_one_line_with_file_line_column() {
+        let err = Config::parse_str("cgroups:\n  max_depth: abc\n", Path::new("/etc/cgpe.yaml"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/etc/cgpe.yaml:2:14: cgroups.max_depth: invalid type: string \"abc\", expected a non-negative integer"
+        );
+    }
+
+    // === defaults and tolerated forms ===
+
+    #[test]
+    fn empty_or_comment_only_file_means_defaults() {
+        for text in ["", "\n\n", "# nothing here\n", "---\n", "~\n"] {
+            assert_eq!(assert_valid(text, &strict()), Config::default(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn empty_sections_mean_defaults() {
+        let cfg = assert_valid(
+            "cgroups:\nmetrics:\nnamespaces:\npsi:\n  rules:\nalerting:\nkubernetes:\n",
+            &strict(),
+        );
+        assert_eq!(cfg, Config::default());
+        let cfg = assert_valid(&rule_with("      labels:\n      annotations:\n"), &strict());
+        assert!(cfg.psi.rules[0].labels.is_empty());
+    }
+
+    #[test]
+    fn rule_defaults_are_filled_in() {
+        let cfg = assert_valid(RULE, &strict());
+        let r = &cfg.psi.rules[0];
+        assert_eq!(r.kind, PsiKind::Some);
+        assert_eq!(r.window, Duration::from_secs(2));
+        assert_eq!(r.resolve_after, Duration::from_secs(30));
+        assert_eq!(r.threshold, Duration::from_millis(150));
+        assert_eq!(r.trigger_line(), "some 150000 2000000");
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let text = r#"
+cgroups:
+  include: ["**"]
+  exclude: []
+  max_depth: 10
+  max_cgroups: 20000
+metrics:
+  disable: []
+namespaces: { enabled: true }
+psi:
+  rules:
+    - name: memory-pressure
+      cgroups: ["/kubepods.slice/**"]
+      resource: memory
+      kind: some
+      threshold: 150ms
+      window: 2s
+      resolve_after: 30s
+      labels: { severity: warning }
+      annotations: { summary: "memory pressure in {{ cgroup }}" }
+alerting:
+  alertmanagers: ["http://alertmanager:9093"]
+  webhooks: []
+  timeout: 5s
+  oom_kills: true
+kubernetes:
+  kubelet_url: ""
+"#;
+        let cfg = assert_valid(text, &strict());
+        assert_eq!(cfg.psi.rules[0].name, "memory-pressure");
+        assert_eq!(cfg.alerting.alertmanagers, ["http://alertmanager:9093"]);
+    }
+
+    // === semantic validation ===
+
+    #[test]
+    fn one_second_window_needs_cap_sys_resource() {
+        let text = rule_with("      window: 1s\n");
+        let errors = validation_errors(&text, &strict());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].display_in(Path::new(FILE)),
+            "config.yaml:7:15: psi.rules[0].window: 1s: without CAP_SYS_RESOURCE the kernel accepts only windows that are multiples of 2s (grant CAP_SYS_RESOURCE or use 2s, 4s, ...)"
+        );
+        assert_valid(&text, &privileged());
+    }
+
+    #[test]
+    fn odd_seconds_window_needs_cap_sys_resource() {
+        let text = rule_with("      window: 3s\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].window",
+            7,
+            15,
+            "multiples of 2s",
+        );
+        assert_valid(&text, &privileged());
+        assert_valid(&rule_with("      window: 4s\n"), &strict());
+        assert_valid(&rule_with("      window: 10s\n"), &strict());
+    }
+
+    #[test]
+    fn window_outside_kernel_limits_is_rejected_even_with_the_capability() {
+        for w in ["200ms", "20s"] {
+            let text = rule_with(&format!("      window: {w}\n      threshold: 100ms\n"));
+            let text = text.replace("      threshold: 150ms\n", "");
+            assert_invalid(
+                &text,
+                &privileged(),
+                "psi.rules[0].window",
+                6,
+                15,
+                "must be between 500ms and 10s",
+            );
+        }
+        assert_valid(
+            &rule_with("      window: 500ms\n      resolve_after: 1s\n").replace("150ms", "100ms"),
+            &privileged(),
+        );
+    }
+
+    #[test]
+    fn sub_microsecond_durations_are_rejected() {
+        let text = rule_with("      window: 1s 500ns\n");
+        assert_invalid(
+            &text,
+            &privileged(),
+            "psi.rules[0].window",
+            7,
+            15,
+            "whole number of microseconds",
+        );
+        let text = RULE.replace("threshold: 150ms", "threshold: 150ms 10ns");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].threshold",
+            6,
+            18,
+            "whole number of microseconds",
+        );
+    }
+
+    #[test]
+    fn zero_threshold_is_rejected() {
+        let text = RULE.replace("threshold: 150ms", "threshold: 0s");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].threshold",
+            6,
+            18,
+            "must be greater than 0",
+        );
+    }
+
+    #[test]
+    fn threshold_above_window_is_rejected() {
+        let text = RULE.replace("threshold: 150ms", "threshold: 3s");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].threshold",
+            6,
+            18,
+            "3s: must not exceed the window (2s)",
+        );
+        // The kernel accepts threshold == window ("stalled the whole window").
+        assert_valid(
+            &RULE.replace("threshold: 150ms", "threshold: 2s"),
+            &strict(),
+        );
+    }
+
+    #[test]
+    fn resolve_after_shorter_than_window_is_rejected() {
+        let text = rule_with("      window: 4s\n      resolve_after: 2s\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].resolve_after",
+            8,
+            22,
+            "must be at least the window (4s)",
+        );
+    }
+
+    #[test]
+    fn rule_names_must_be_alertnames() {
+        let text = RULE.replace("name: mem", "name: \"memory pressure\"");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].name",
+            3,
+            13,
+            "use letters, digits",
+        );
+        let text = RULE.replace("name: mem", "name: \"\"");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].name",
+            3,
+            13,
+            "must not be empty",
+        );
+        let text = RULE.replace("name: mem", "name: 1mem");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].name",
+            3,
+            13,
+            "starting with a letter",
+        );
+        assert_valid(
+            &RULE.replace("name: mem", "name: mem.pressure:high-1_x"),
+            &strict(),
+        );
+    }
+
+    #[test]
+    fn duplicate_rule_names_are_rejected_at_the_second() {
+        let text = format!(
+            "{RULE}    - name: mem\n      cgroups: [\"/a\"]\n      resource: io\n      threshold: 1s\n"
+        );
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[1].name",
+            7,
+            13,
+            "duplicate rule name \"mem\" (also psi.rules[0])",
+        );
+    }
+
+    #[test]
+    fn rule_needs_a_cgroup() {
+        let text = RULE.replace("cgroups: [\"/\"]", "cgroups: []");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].cgroups",
+            4,
+            16,
+            "at least one cgroup glob",
+        );
+    }
+
+    #[test]
+    fn invalid_rule_glob_is_located_at_the_element() {
+        let text = RULE.replace("cgroups: [\"/\"]", "cgroups: [\"/\", \"/a**\"]");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].cgroups[1]",
+            4,
+            22,
+            "invalid glob \"/a**\": \"**\" must be a whole path segment",
+        );
+    }
+
+    #[test]
+    fn irq_pressure_has_only_full() {
+        let text = RULE.replace("resource: memory", "resource: irq");
+        // kind defaults to some: reported at the rule, where kind is missing.
+        assert_invalid(&text, &strict(), "psi.rules[0].kind", 3, 7, "only \"full\"");
+        assert_valid(
+            &rule_with("      kind: full\n").replace("memory", "irq"),
+            &strict(),
+        );
+    }
+
+    #[test]
+    fn cpu_full_is_allowed() {
+        assert_valid(
+            &rule_with("      kind: full\n").replace("memory", "cpu"),
+            &strict(),
+        );
+    }
+
+    #[test]
+    fn alertname_label_is_rejected() {
+        let text = rule_with("      labels:\n        alertname: Foo\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].labels.alertname",
+            8,
+            20,
+            "alertname is set from the rule name",
+        );
+    }
+
+    #[test]
+    fn reserved_and_invalid_label_names_are_rejected() {
+        let text = rule_with(
+            "      labels:\n        cgroup: x\n        a-b: y\n        __meta: z\n        severity: page\n",
+        );
+        let errors = validation_errors(&text, &strict());
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].labels.cgroup",
+            8,
+            17,
+            "set by the agent",
+        );
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].labels.a-b",
+            9,
+            14,
+            "not a valid label name",
+        );
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].labels.__meta",
+            10,
+            17,
+            "reserved",
+        );
+    }
+
+    #[test]
+    fn label_keys_with_dots_are_located_exactly() {
+        let text = rule_with("      labels:\n        app.kubernetes.io/name: x\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].labels.app.kubernetes.io/name",
+            8,
+            33,
+            "not a valid label name",
+        );
+    }
+
+    #[test]
+    fn unknown_template_placeholder_is_rejected() {
+        let text =
+            rule_with("      annotations:\n        summary: \"{{ cgroup }} at {{ $value }}\"\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].annotations.summary",
+            8,
+            18,
+            "unknown placeholder \"{{ $value }}\"",
+        );
+        let text = rule_with("      annotations:\n        summary: \"{{ cgroup \"\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].annotations.summary",
+            8,
+            18,
+            "unclosed",
+        );
+        let text = rule_with("      annotations:\n        bad-name: x\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].annotations.bad-name",
+            8,
+            19,
+            "not a valid annotation name",
+        );
+    }
+
+    #[test]
+    fn known_template_placeholders_pass() {
+        assert_valid(
+            &rule_with(
+                "      annotations:\n        summary: \"{{cgroup}} {{ rule }} {{  resource }} {{kind }} {{ value }} {{ node }}\"\n",
+            ),
+            &strict(),
+        );
+    }
+
+    #[test]
+    fn invalid_include_and_exclude_globs_are_located() {
+        let text =
+            "cgroups:\n  include:\n    - \"**\"\n    - \"/a/[b\"\n  exclude: [\"/x/../y\"]\n";
+        assert_invalid(
+            text,
+            &strict(),
+            "cgroups.include[1]",
+            4,
+            7,
+            "unclosed \"[\"",
+        );
+        assert_invalid(text, &strict(), "cgroups.exclude[0]", 5, 13, "not allowed");
+    }
+
+    #[test]
+    fn zero_max_cgroups_is_rejected() {
+        assert_invalid(
+            "cgroups:\n  max_cgroups: 0\n",
+            &strict(),
+            "cgroups.max_cgroups",
+            2,
+            16,
+            "at least 1",
+        );
+    }
+
+    #[test]
+    fn metric_families_are_checked_when_known() {
+        let ctx = ValidationContext {
+            cap_sys_resource: false,
+            known_families: vec![
+                "cgroup_memory_stat_bytes",
+                "cgroup_cpu_usage_seconds",
+                "cgroup_memory_numa_bytes",
+            ],
+        };
+        let text = "metrics:\n  disable: [cgroup_memory_stat_byte, cgroup_cpu_usage_seconds_total]\n  enable: [cgroup_memory_numa_bytes]\n";
+        assert_invalid(
+            text,
+            &ctx,
+            "metrics.disable[0]",
+            2,
+            13,
+            "unknown metric family \"cgroup_memory_stat_byte\" (did you mean \"cgroup_memory_stat_bytes\"?)",
+        );
+        assert_eq!(validation_errors(text, &ctx).len(), 1);
+        // Without a family list the names are not checked.
+        assert_valid(text, &strict());
+    }
+
+    #[test]
+    fn family_both_enabled_and_disabled_is_rejected() {
+        let text = "metrics:\n  disable: [x]\n  enable: [y, x]\n";
+        assert_invalid(
+            text,
+            &strict(),
+            "metrics.enable[1]",
+            3,
+            15,
+            "both enabled and disabled",
+        );
+    }
+
+    #[test]
+    fn receiver_urls_are_checked() {
+        let text = "alerting:\n  alertmanagers:\n    - http://am:9093\n    - ftp://am\n    - http://am:99999\n  webhooks: [\"https://user:pw@hook/x\"]\n  external_url: \"exporter:9753\"\n";
+        let errors = validation_errors(text, &strict());
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert_invalid(
+            text,
+            &strict(),
+            "alerting.alertmanagers[1]",
+            4,
+            7,
+            "scheme \"ftp\" is not http or https",
+        );
+        assert_invalid(
+            text,
+            &strict(),
+            "alerting.alertmanagers[2]",
+            5,
+            7,
+            "invalid port \"99999\"",
+        );
+        assert_invalid(
+            text,
+            &strict(),
+            "alerting.webhooks[0]",
+            6,
+            14,
+            "credentials",
+        );
+        assert_invalid(
+            text,
+            &strict(),
+            "alerting.external_url",
+            7,
+            17,
+            "expected a URL",
+        );
+    }
+
+    #[test]
+    fn zero_timeout_and_queue_are_rejected() {
+        let text = "alerting:\n  timeout: 0s\n  queue_capacity: 0\n";
+        assert_invalid(text, &strict(), "alerting.timeout", 2, 12, "greater than 0");
+        assert_invalid(
+            text,
+            &strict(),
+            "alerting.queue_capacity",
+            3,
+            19,
+            "at least 1",
+        );
+    }
+
+    #[test]
+    fn kubelet_url_is_checked_when_set() {
+        assert_invalid(
+            "kubernetes:\n  kubelet_url: \"10.0.0.1:10250\"\n",
+            &strict(),
+            "kubernetes.kubelet_url",
+            2,
+            16,
+            "expected a URL",
+        );
+        assert_valid(
+            "kubernetes:\n  kubelet_url: \"https://10.0.0.1:10250\"\n",
+            &strict(),
+        );
+        assert_valid("kubernetes:\n  kubelet_url: \"\"\n", &strict());
+    }
+
+    #[test]
+    fn every_problem_is_reported_one_line_each() {
+        let text = "cgroups:\n  max_cgroups: 0\nalerting:\n  timeout: 0s\n";
+        let err = Config::parse_str(text, Path::new(FILE)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config.yaml:2:16: cgroups.max_cgroups: must be at least 1\nconfig.yaml:4:12: alerting.timeout: must be greater than 0"
+        );
+    }
+
+    #[test]
+    fn validate_without_text_has_no_location() {
+        let mut cfg = Config::default();
+        cfg.alerting.queue_capacity = 0;
+        let errors = cfg.validate(&strict()).unwrap_err();
+        assert_eq!(errors[0].line, None);
+        assert_eq!(
+            errors[0].display_in(Path::new(FILE)),
+            "config.yaml: alerting.queue_capacity: must be at least 1"
+        );
+        assert_eq!(Config::default().validate(&strict()), Ok(()));
+    }
+
+    #[test]
+    fn error_on_an_unwritten_key_points_at_its_parent() {
+        let segs = vec![
+            PathSegment::Key("psi".into()),
+            PathSegment::Key("rules".into()),
+            PathSegment::Index(0),
+            PathSegment::Key("window".into()),
+        ];
+        assert_eq!(locate(RULE, &segs), None);
+        assert_eq!(locate(RULE, &segs[..3]), Some((3, 7)));
+        let mut e = ValidationError::new(&FieldPath(segs), "x".into());
+        e.locate_in(RULE);
+        assert_eq!((e.line, e.column), (Some(3), Some(7)));
+    }
+
+    // === helpers ===
+
+    #[test]
+    fn render_template_fills_known_and_keeps_unknown() {
+        let vars = [("cgroup", "/kubepods.slice"), ("value", "0.2")];
+        assert_eq!(
+            render_template("pressure in {{ cgroup }} ({{value}}) {{ node }}", &vars),
+            "pressure in /kubepods.slice (0.2) {{ node }}"
+        );
+        assert_eq!(render_template("no placeholders", &vars), "no placeholders");
+        assert_eq!(render_template("tail {{ cgroup", &vars), "tail {{ cgroup");
+        assert_eq!(
+            render_template("{{cgroup}}{{cgroup}}", &vars),
+            "/kubepods.slice/kubepods.slice"
+        );
+        assert_eq!(render_template("", &vars), "");
+        assert_eq!(
+            render_template("é {{ cgroup }} ü", &vars),
+            "é /kubepods.slice ü"
+        );
+    }
+
+    #[test]
+    fn http_urls_are_parsed() {
+        let u = parse_http_url("http://alertmanager:9093").unwrap();
+        assert_eq!(
+            (u.scheme, u.host, u.port, u.path),
+            ("http", "alertmanager", Some(9093), "")
+        );
+        let u = parse_http_url("HTTPS://[::1]:8443/hook?t=1").unwrap();
+        assert_eq!(
+            (u.scheme, u.host, u.port, u.path),
+            ("https", "::1", Some(8443), "/hook?t=1")
+        );
+        let u = parse_http_url("https://am.example.com/prefix/").unwrap();
+        assert_eq!(
+            (u.host, u.port, u.path),
+            ("am.example.com", None, "/prefix/")
+        );
+        for (bad, why) in [
+            ("alertmanager:9093", "expected a URL"),
+            ("ftp://x", "not http or https"),
+            ("http://", "missing host"),
+            ("http://:80", "missing host"),
+            ("http://a:0", "invalid port"),
+            ("http://a:", "invalid port"),
+            ("http://a:+80", "invalid port"),
+            ("http://a b", "whitespace"),
+            ("http://a/#x", "fragments"),
+            ("http://u@a", "credentials"),
+            ("http://[::1", "unclosed"),
+            ("http://[zz]", "invalid IPv6"),
+            ("http://[::1]x", "expected \":port\""),
+            ("http://a%b", "invalid host"),
+        ] {
+            let err = parse_http_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cap_sys_resource_is_read_from_cap_eff() {
+        let dir = tempfile::tempdir().unwrap();
+        let status = dir.path().join("self");
+        std::fs::create_dir(&status).unwrap();
+        let write = |capeff: &str| {
+            std::fs::write(
+                status.join("status"),
+                format!("Name:\tcgroup-psi-exp\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t{capeff}\nCapBnd:\t000001ffffffffff\n"),
+            )
+            .unwrap();
+        };
+        write("000001ffffffffff");
+        assert!(has_cap_sys_resource(dir.path()));
+        write("0000000001000000");
+        assert!(has_cap_sys_resource(dir.path()));
+        write("00000000a80425fb"); // Docker's default set: no CAP_SYS_RESOURCE
+        assert!(!has_cap_sys_resource(dir.path()));
+        write("0000000000000000");
+        assert!(!has_cap_sys_resource(dir.path()));
+        write("garbage");
+        assert!(!has_cap_sys_resource(dir.path()));
+        assert!(!has_cap_sys_resource(&dir.path().join("missing")));
+        write("0000000001000000");
+        assert!(ValidationContext::detect(dir.path()).cap_sys_resource);
+    }
+
+    #[test]
+    fn to_yaml_round_trips_defaults() {
+        let cfg = Config::default();
+        let yaml = cfg.to_yaml();
+        assert!(yaml.contains("timeout: 5s"), "{yaml}");
+        assert_eq!(Config::parse_str(&yaml, Path::new(FILE)).unwrap(), cfg);
+    }
+
+    #[test]
+    fn to_yaml_round_trips_a_full_config() {
+        let text = rule_with(
+            "      kind: full\n      window: 4s\n      resolve_after: 1m 30s\n      labels: {severity: page}\n      annotations: {summary: \"{{ cgroup }} stalls\"}\ncgroups:\n  include: [\"/kubepods.slice/**\"]\n  exclude: [\"**/*.mount\"]\n  max_depth: 6\nmetrics:\n  disable: [cgroup_memory_stat_bytes]\nalerting:\n  alertmanagers: [\"http://am:9093\"]\n  webhooks: [\"https://hook/x\"]\n  timeout: 1500ms\n  queue_capacity: 10\nkubernetes:\n  kubelet_url: \"https://127.0.0.1:10250\"\n  insecure_skip_verify: true\n",
+        );
+        let cfg = assert_valid(&text, &strict());
+        assert_eq!(cfg.psi.rules[0].resolve_after, Duration::from_secs(90));
+        let yaml = cfg.to_yaml();
+        assert!(yaml.contains("threshold: 150ms"), "{yaml}");
+        assert!(yaml.contains("timeout: 1s 500ms"), "{yaml}");
+        let again = assert_valid(&yaml, &strict());
+        assert_eq!(again, cfg);
+        assert_eq!(again.to_yaml(), yaml);
+    }
+
+    #[test]
+    fn suggestions_need_a_close_match() {
+        assert_eq!(
+            suggest("windw", ["window", "kind"].into_iter()),
+            Some("window")
+        );
+        assert_eq!(suggest("zzz", ["window", "kind"].into_iter()), None);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
 }
