@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::glob::Glob;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     // A section written with no value (`psi:` with everything below it
@@ -27,19 +27,6 @@ pub struct Config {
     pub alerting: AlertingConfig,
     #[serde(deserialize_with = "null_as_default")]
     pub kubernetes: KubernetesConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            cgroups: CgroupsConfig::default(),
-            metrics: MetricsConfig::default(),
-            namespaces: NamespacesConfig::default(),
-            psi: PsiConfig::default(),
-            alerting: AlertingConfig::default(),
-            kubernetes: KubernetesConfig::default(),
-        }
-    }
 }
 
 /// Which cgroups are tracked: cardinality guards.
@@ -1036,7 +1023,8 @@ fn duplicate_key_location(
         let Some((prefix, rest)) = l.split_at_checked(indent) else {
             break;
         };
-        if !prefix.chars().all(|c| c == ' ') && !(i + 1 == line && prefix.trim() == "-") {
+        let item_start = i + 1 == line && prefix.trim() == "-";
+        if !(prefix.chars().all(|c| c == ' ') || item_start) {
             break;
         }
         let is_key = rest
