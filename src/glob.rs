@@ -614,4 +614,58 @@ mod tests {
         assert_eq!(g("/a/**/**/b"), g("/a/**/**/b"));
         assert!(g("/a/**/**/b").matches("/a/b"));
     }
+
+    /// Obviously-correct exponential matcher to check the fast one against.
+    fn naive(pat: &[&str], path: &[&str]) -> bool {
+        match pat.split_first() {
+            None => path.is_empty(),
+            Some((&"**", rest)) => (0..=path.len()).any(|k| naive(rest, &path[k..])),
+            Some((seg, rest)) => match path.split_first() {
+                Some((p, prest)) => naive_seg(seg.as_bytes(), p.as_bytes()) && naive(rest, prest),
+                None => false,
+            },
+        }
+    }
+
+    fn naive_seg(pat: &[u8], s: &[u8]) -> bool {
+        match pat.split_first() {
+            None => s.is_empty(),
+            Some((b'*', rest)) => (0..=s.len()).any(|k| naive_seg(rest, &s[k..])),
+            Some((b'?', rest)) => !s.is_empty() && naive_seg(rest, &s[1..]),
+            Some((b'[', _)) => {
+                // Only "[ab]" is generated.
+                !s.is_empty() && (s[0] == b'a' || s[0] == b'b') && naive_seg(&pat[4..], &s[1..])
+            }
+            Some((c, rest)) => s.first() == Some(c) && naive_seg(rest, &s[1..]),
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_matcher_agrees_with_naive(
+            pat in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "*", "?", "**", "a*", "*b", "[ab]", "a?b", "*a*"]),
+                0..5,
+            ),
+            path in proptest::collection::vec(
+                proptest::sample::select(vec!["a", "b", "ab", "ba", "aab", "bab"]),
+                0..6,
+            ),
+        ) {
+            let pattern = format!("/{}", pat.join("/"));
+            let joined = format!("/{}", path.join("/"));
+            let glob = Glob::new(&pattern).unwrap();
+            proptest::prop_assert_eq!(glob.matches(&joined), naive(&pat, &path), "{} {}", pattern, joined);
+            // could_match_below must never miss a matching descendant.
+            for cut in 0..path.len() {
+                let dir = format!("/{}", path[..cut].join("/"));
+                if glob.matches(&joined) {
+                    proptest::prop_assert!(glob.could_match_below(&dir), "{} {} {}", pattern, dir, joined);
+                }
+                if glob.matches_everything_below(&dir) {
+                    proptest::prop_assert!(glob.matches(&joined), "{} {} {}", pattern, dir, joined);
+                }
+            }
+        }
+    }
 }
