@@ -2393,4 +2393,33 @@ kubernetes:
         assert_eq!(edit_distance("", "ab"), 2);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
     }
+
+    #[test]
+    fn truncated_and_mangled_example_never_panics() {
+        let full = include_str!("../examples/config.yaml");
+        let ctx = strict();
+        let check = |text: &str| match Config::parse_str_with(text, Path::new(FILE), &ctx) {
+            Ok(_) => {}
+            Err(ConfigError::Syntax { line, column, .. }) => {
+                assert!(line >= 1 && column >= 1, "{text:?}");
+                assert!(line <= text.lines().count() + 1, "{text:?}");
+            }
+            Err(ConfigError::Validation { errors, .. }) => assert!(!errors.is_empty()),
+            Err(e) => panic!("unexpected {e}"),
+        };
+        let cuts: Vec<usize> = full.char_indices().map(|(i, _)| i).step_by(5).collect();
+        for &cut in &cuts {
+            check(&full[..cut]);
+            let mut mangled = full.to_string();
+            mangled.insert_str(cut, ": [");
+            check(&mangled);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "[a-z_:{}\\[\\],\"' \n\t#&*!|>-]{0,80}") {
+            let _ = Config::parse_str(&text, Path::new(FILE));
+        }
+    }
 }
