@@ -631,7 +631,8 @@ fn family_known(known: &[&str], name: &str) -> bool {
 pub const PSI_WINDOW_MIN: Duration = Duration::from_millis(500);
 pub const PSI_WINDOW_MAX: Duration = Duration::from_secs(10);
 /// Without `CAP_SYS_RESOURCE` the kernel accepts only windows that are a
-/// multiple of this (unprivileged triggers, Linux 6.5+).
+/// multiple of this: unprivileged triggers ride on the 2s averaging work
+/// instead of spawning a real-time polling thread.
 pub const PSI_UNPRIVILEGED_WINDOW_STEP: Duration = Duration::from_secs(2);
 
 /// Labels the agent sets on every PSI alert; a rule may not override them.
