@@ -1,0 +1,82 @@
+//! Every shipped example config parses and validates under the strictest
+//! context (no CAP_SYS_RESOURCE, as in a hardened DaemonSet), so what users
+//! copy from `examples/` works as is.
+
+use std::path::{Path, PathBuf};
+
+use cgroup_psi_exporter::config::{Config, ValidationContext};
+
+fn example_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn examples_exist() {
+    let names: Vec<String> = example_files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"config.yaml".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"config-minimal.yaml".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn every_example_parses_and_validates_without_cap_sys_resource() {
+    let strict = ValidationContext {
+        cap_sys_resource: false,
+        known_families: Vec::new(),
+    };
+    for file in example_files() {
+        let cfg =
+            Config::load_with(&file, &strict).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(
+            !cfg.psi.rules.is_empty(),
+            "{}: an example without rules",
+            file.display()
+        );
+        assert_eq!(cfg.validate(&strict), Ok(()));
+        // What --check-config prints parses back to the same config.
+        let again = Config::parse_str(&cfg.to_yaml(), Path::new("normalised.yaml"))
+            .unwrap_or_else(|e| panic!("{}: normalised form: {e}", file.display()));
+        assert_eq!(again, cfg, "{}", file.display());
+    }
+}
+
+#[test]
+fn full_example_uses_every_section() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yaml");
+    let cfg = Config::load(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    for section in [
+        "cgroups:",
+        "metrics:",
+        "namespaces:",
+        "psi:",
+        "alerting:",
+        "kubernetes:",
+    ] {
+        assert!(text.contains(section), "missing {section}");
+    }
+    assert!(
+        cfg.psi.rules.iter().any(|r| r.cgroups == ["/"]),
+        "no host rule"
+    );
+    let resources: Vec<&str> = cfg.psi.rules.iter().map(|r| r.resource.name()).collect();
+    for r in ["cpu", "memory", "io"] {
+        assert!(resources.contains(&r), "no {r} rule");
+    }
+    assert!(!cfg.alerting.alertmanagers.is_empty());
+    assert!(!cfg.alerting.webhooks.is_empty());
+    assert!(!cfg.metrics.disable.is_empty());
+    assert!(!cfg.kubernetes.kubelet_url.is_empty());
+}
