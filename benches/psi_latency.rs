@@ -8,7 +8,6 @@
 //! `CGPE_BENCH_RUNS` (default 3) sets the number of pressure episodes.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::process::{Child, Command, Stdio};

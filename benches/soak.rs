@@ -10,7 +10,6 @@
 //! Exits non-zero when a check fails.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeSet;

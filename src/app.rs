@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -18,7 +18,7 @@ use crate::cgroupfs::Layout;
 use crate::cli::Args;
 use crate::collector::selfmetrics::SelfCollector;
 use crate::collector::{CgroupCollector, Families};
-use crate::config::Config;
+use crate::config::{Config, ValidationContext};
 use crate::kubelet::Kubelet;
 use crate::registry::{Filter, Registry, RescanReason};
 
@@ -35,7 +35,7 @@ pub fn main() -> i32 {
     if args.check_config {
         return check_config(&args);
     }
-    let config = match load_config(args.config_file.as_deref()) {
+    let config = match load_config(args.config_file.as_deref(), &args.procfs) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -81,15 +81,32 @@ pub fn main() -> i32 {
     }
 }
 
-fn load_config(file: Option<&Path>) -> anyhow::Result<Config> {
+fn load_config(file: Option<&Path>, procfs: &Path) -> anyhow::Result<Config> {
     match file {
         None => Ok(Config::default()),
-        Some(f) => Ok(Config::load(f)?),
+        Some(f) => Ok(Config::load_with(f, &validation_context(procfs))?),
+    }
+}
+
+/// What validation needs to know about this process: whether it holds
+/// `CAP_SYS_RESOURCE` (PSI windows), and the family names that exist.
+fn validation_context(procfs: &Path) -> ValidationContext {
+    static FAMILIES: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let families = FAMILIES.get_or_init(|| {
+        // Leaked once per process: the names live as long as it does.
+        crate::collector::names::all_exported()
+            .into_iter()
+            .map(|n| &*Box::leak(n.into_boxed_str()))
+            .collect()
+    });
+    ValidationContext {
+        known_families: families.clone(),
+        ..ValidationContext::detect(procfs)
     }
 }
 
 fn check_config(args: &Args) -> i32 {
-    match load_config(args.config_file.as_deref()) {
+    match load_config(args.config_file.as_deref(), &args.procfs) {
         Ok(c) => {
             let mut out = std::io::stdout().lock();
             let name = args
@@ -213,7 +230,7 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
     }
 
     let (config_tx, _config_rx) = watch::channel(Arc::new(config));
-    let reload = make_reload(args.config_file.clone(), config_tx);
+    let reload = make_reload(args.config_file.clone(), args.procfs.clone(), config_tx);
 
     let server = crate::http::Server {
         registry: Arc::new(ex.prom),
@@ -270,26 +287,28 @@ type Reload = Option<crate::http::ReloadFn>;
 /// SIGHUP and `POST /-/reload` both re-read the config file: a valid one
 /// replaces the running config, a broken one is refused with a log line and
 /// the old one keeps running.
-fn make_reload(file: Option<PathBuf>, tx: watch::Sender<Arc<Config>>) -> Reload {
+fn make_reload(file: Option<PathBuf>, procfs: PathBuf, tx: watch::Sender<Arc<Config>>) -> Reload {
     let file = file?;
     let tx = Arc::new(Mutex::new(tx));
-    Some(Arc::new(move || match Config::load(&file) {
-        Ok(c) => {
-            let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
-            let old = tx.borrow().clone();
-            if old.cgroups != c.cgroups
-                || old.metrics != c.metrics
-                || old.namespaces != c.namespaces
-            {
-                warn!("cgroups, metrics and namespaces sections take effect on restart only");
+    Some(Arc::new(move || {
+        match Config::load_with(&file, &validation_context(&procfs)) {
+            Ok(c) => {
+                let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
+                let old = tx.borrow().clone();
+                if old.cgroups != c.cgroups
+                    || old.metrics != c.metrics
+                    || old.namespaces != c.namespaces
+                {
+                    warn!("cgroups, metrics and namespaces sections take effect on restart only");
+                }
+                tx.send_replace(Arc::new(c));
+                info!(file = %file.display(), "config reloaded");
+                Ok(())
             }
-            tx.send_replace(Arc::new(c));
-            info!(file = %file.display(), "config reloaded");
-            Ok(())
-        }
-        Err(e) => {
-            error!(error = %e, "config reload refused; the running config stays");
-            Err(e.to_string())
+            Err(e) => {
+                error!(error = %e, "config reload refused; the running config stays");
+                Err(e.to_string())
+            }
         }
     }))
 }

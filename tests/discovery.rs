@@ -118,8 +118,8 @@ async fn include_exclude_and_depth_bound_what_is_tracked() {
     let d = v2_tree();
     let root = d.path();
     let filter = Filter {
-        include: vec![cgroup_psi_exporter::glob::Glob::new("/keep/**")],
-        exclude: vec![cgroup_psi_exporter::glob::Glob::new("/keep/skip")],
+        include: vec![cgroup_psi_exporter::glob::Glob::new("/keep/**").expect("glob")],
+        exclude: vec![cgroup_psi_exporter::glob::Glob::new("/keep/skip").expect("glob")],
         max_depth: 3,
         max_cgroups: 100,
     };

@@ -122,7 +122,7 @@ fn metrics_match_the_kernel_files() {
     for s in m1
         .samples
         .iter()
-        .filter(|s| s.name.ends_with("_total") && s.labels.get("cgroup").is_some())
+        .filter(|s| s.name.ends_with("_total") && s.labels.contains_key("cgroup"))
     {
         if let Some(v2v) = m2
             .samples

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -60,9 +60,9 @@ impl FdCache {
         let soft = procfs::process::Process::myself()
             .and_then(|p| p.limits())
             .ok()
-            .and_then(|l| match l.max_open_files.soft_limit {
-                procfs::process::LimitValue::Value(v) => Some(v as usize),
-                procfs::process::LimitValue::Unlimited => Some(1 << 20),
+            .map(|l| match l.max_open_files.soft_limit {
+                procfs::process::LimitValue::Value(v) => v as usize,
+                procfs::process::LimitValue::Unlimited => 1 << 20,
             })
             .unwrap_or(1024);
         (soft / 2).saturating_sub(512).min(16384)
@@ -81,9 +81,7 @@ impl FdCache {
     }
 
     fn shard(&self, path: &Path) -> &Mutex<HashMap<PathBuf, Entry>> {
-        let mut h = self.hasher.build_hasher();
-        path.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(path) as usize) % SHARDS]
     }
 
     /// Starts a scrape: closes entries idle for a few scrapes.

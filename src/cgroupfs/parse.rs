@@ -142,7 +142,6 @@ pub struct IoStatEntry {
     pub dios: Option<u64>,
 }
 
-
 /// One device line of v2 `io.max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IoMaxEntry {
@@ -196,7 +195,8 @@ pub fn parse_u64(text: &str) -> Result<u64, ParseError> {
     if t.is_empty() {
         return Err(ParseError::new(1, "empty"));
     }
-    t.parse().map_err(|_| ParseError::new(1, "not an unsigned integer"))
+    t.parse()
+        .map_err(|_| ParseError::new(1, "not an unsigned integer"))
 }
 
 /// A v1 "unlimited" value: `PAGE_COUNTER_MAX` pages printed in bytes
@@ -213,7 +213,9 @@ pub fn parse_limit(text: &str) -> Result<Limit, ParseError> {
         "" => Err(ParseError::new(1, "empty")),
         "max" | "-1" => Ok(Limit::Max),
         _ => {
-            let v: u64 = t.parse().map_err(|_| ParseError::new(1, "not a number or max"))?;
+            let v: u64 = t
+                .parse()
+                .map_err(|_| ParseError::new(1, "not a number or max"))?;
             if v >= V1_UNLIMITED_MIN {
                 Ok(Limit::Max)
             } else {
@@ -228,11 +230,16 @@ pub fn parse_cpu_max(text: &str) -> Result<CpuMax, ParseError> {
     let mut it = text.split_ascii_whitespace();
     let quota = match it.next() {
         Some("max") => Limit::Max,
-        Some(q) => Limit::Value(q.parse().map_err(|_| ParseError::new(1, "quota is not a number or max"))?),
+        Some(q) => Limit::Value(
+            q.parse()
+                .map_err(|_| ParseError::new(1, "quota is not a number or max"))?,
+        ),
         None => return Err(ParseError::new(1, "empty")),
     };
     let period = match it.next() {
-        Some(p) => p.parse().map_err(|_| ParseError::new(1, "period is not a number"))?,
+        Some(p) => p
+            .parse()
+            .map_err(|_| ParseError::new(1, "period is not a number"))?,
         // Kernel quirk: a bare quota is accepted on write; the period then
         // defaults to 100 ms.
         None => 100_000,
@@ -243,7 +250,10 @@ pub fn parse_cpu_max(text: &str) -> Result<CpuMax, ParseError> {
 /// Flat keyed files (`key value` per line): an iterator-free helper that
 /// calls `f(key, value)` per well-formed line and skips lines whose value is
 /// not a u64. Errors only on a file with no well-formed line at all.
-pub fn parse_flat_keyed<'a>(text: &'a str, mut f: impl FnMut(&'a str, u64)) -> Result<(), ParseError> {
+pub fn parse_flat_keyed<'a>(
+    text: &'a str,
+    mut f: impl FnMut(&'a str, u64),
+) -> Result<(), ParseError> {
     let mut any = false;
     for line in text.lines() {
         let mut it = line.split_ascii_whitespace();
@@ -345,13 +355,26 @@ fn parse_psi_line(rest: &str, line: usize) -> Result<PsiLine, ParseError> {
             "avg10" => avg10 = v.parse::<f64>().ok().filter(|x| x.is_finite()),
             "avg60" => avg60 = v.parse::<f64>().ok().filter(|x| x.is_finite()),
             "avg300" => avg300 = v.parse::<f64>().ok().filter(|x| x.is_finite()),
-            "total" => total = Some(v.parse::<u64>().map_err(|_| ParseError::new(line, "total is not an integer"))?),
+            "total" => {
+                total = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| ParseError::new(line, "total is not an integer"))?,
+                )
+            }
             _ => {}
         }
     }
     match (avg10, avg60, avg300, total) {
-        (Some(avg10), Some(avg60), Some(avg300), Some(total)) => Ok(PsiLine { avg10, avg60, avg300, total }),
-        _ => Err(ParseError::new(line, "missing avg10, avg60, avg300 or total")),
+        (Some(avg10), Some(avg60), Some(avg300), Some(total)) => Ok(PsiLine {
+            avg10,
+            avg60,
+            avg300,
+            total,
+        }),
+        _ => Err(ParseError::new(
+            line,
+            "missing avg10, avg60, avg300 or total",
+        )),
     }
 }
 
@@ -374,10 +397,16 @@ pub fn parse_psi(text: &str) -> Result<Psi, ParseError> {
 }
 
 fn parse_dev(s: &str, line: usize) -> Result<DevNum, ParseError> {
-    let (ma, mi) = s.split_once(':').ok_or(ParseError::new(line, "device is not major:minor"))?;
+    let (ma, mi) = s
+        .split_once(':')
+        .ok_or(ParseError::new(line, "device is not major:minor"))?;
     Ok(DevNum {
-        major: ma.parse().map_err(|_| ParseError::new(line, "bad major number"))?,
-        minor: mi.parse().map_err(|_| ParseError::new(line, "bad minor number"))?,
+        major: ma
+            .parse()
+            .map_err(|_| ParseError::new(line, "bad major number"))?,
+        minor: mi
+            .parse()
+            .map_err(|_| ParseError::new(line, "bad minor number"))?,
     })
 }
 
@@ -393,7 +422,9 @@ pub fn parse_io_stat(text: &str) -> Result<Vec<IoStatEntry>, ParseError> {
             ..IoStatEntry::default()
         };
         for kv in it {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             let Ok(v) = v.parse::<u64>() else { continue };
             match k {
                 "rbytes" => e.rbytes = Some(v),
@@ -414,7 +445,9 @@ fn limit_field(v: &str, line: usize) -> Result<Limit, ParseError> {
     if v == "max" {
         Ok(Limit::Max)
     } else {
-        v.parse().map(Limit::Value).map_err(|_| ParseError::new(line, "limit is not a number or max"))
+        v.parse()
+            .map(Limit::Value)
+            .map_err(|_| ParseError::new(line, "limit is not a number or max"))
     }
 }
 
@@ -431,7 +464,9 @@ pub fn parse_io_max(text: &str) -> Result<Vec<IoMaxEntry>, ParseError> {
             wiops: Limit::Max,
         };
         for kv in it {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             match k {
                 "rbps" => e.rbps = limit_field(v, i + 1)?,
                 "wbps" => e.wbps = limit_field(v, i + 1)?,
@@ -452,11 +487,25 @@ pub fn parse_io_weight(text: &str) -> Result<IoWeight, ParseError> {
     for (i, line) in text.lines().enumerate() {
         let mut it = line.split_ascii_whitespace();
         match (it.next(), it.next()) {
-            (Some("default"), Some(v)) => w.default = Some(v.parse().map_err(|_| ParseError::new(i + 1, "bad default weight"))?),
-            (Some(bare), None) => w.default = Some(bare.parse().map_err(|_| ParseError::new(i + 1, "bad weight"))?),
+            (Some("default"), Some(v)) => {
+                w.default = Some(
+                    v.parse()
+                        .map_err(|_| ParseError::new(i + 1, "bad default weight"))?,
+                )
+            }
+            (Some(bare), None) => {
+                w.default = Some(
+                    bare.parse()
+                        .map_err(|_| ParseError::new(i + 1, "bad weight"))?,
+                )
+            }
             (Some(dev), Some(v)) => {
                 let dev = parse_dev(dev, i + 1)?;
-                w.devices.push((dev, v.parse().map_err(|_| ParseError::new(i + 1, "bad device weight"))?));
+                w.devices.push((
+                    dev,
+                    v.parse()
+                        .map_err(|_| ParseError::new(i + 1, "bad device weight"))?,
+                ));
             }
             _ => {}
         }
@@ -478,11 +527,17 @@ pub fn parse_blkio_throttle(text: &str) -> Result<Vec<BlkioEntry>, ParseError> {
             (Some("Total"), Some(_), None) => saw_total = true,
             (Some(dev), Some(op), Some(v)) => {
                 let dev = parse_dev(dev, i + 1)?;
-                let v: u64 = v.parse().map_err(|_| ParseError::new(i + 1, "bad counter"))?;
+                let v: u64 = v
+                    .parse()
+                    .map_err(|_| ParseError::new(i + 1, "bad counter"))?;
                 let idx = match out.iter().position(|e| e.dev == dev) {
                     Some(p) => p,
                     None => {
-                        out.push(BlkioEntry { dev, read: None, write: None });
+                        out.push(BlkioEntry {
+                            dev,
+                            read: None,
+                            write: None,
+                        });
                         out.len() - 1
                     }
                 };
@@ -507,8 +562,13 @@ pub fn parse_blkio_device_limits(text: &str) -> Result<Vec<(DevNum, u64)>, Parse
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let mut it = line.split_ascii_whitespace();
-        let (Some(dev), Some(v)) = (it.next(), it.next()) else { continue };
-        out.push((parse_dev(dev, i + 1)?, v.parse().map_err(|_| ParseError::new(i + 1, "bad limit"))?));
+        let (Some(dev), Some(v)) = (it.next(), it.next()) else {
+            continue;
+        };
+        out.push((
+            parse_dev(dev, i + 1)?,
+            v.parse().map_err(|_| ParseError::new(i + 1, "bad limit"))?,
+        ));
     }
     Ok(out)
 }
@@ -531,8 +591,12 @@ pub fn parse_cpuset_count(text: &str) -> Result<u32, ParseError> {
             Some((a, b)) => (a, b),
             None => (part, part),
         };
-        let a: u32 = a.parse().map_err(|_| ParseError::new(1, "bad CPU number"))?;
-        let b: u32 = b.parse().map_err(|_| ParseError::new(1, "bad CPU number"))?;
+        let a: u32 = a
+            .parse()
+            .map_err(|_| ParseError::new(1, "bad CPU number"))?;
+        let b: u32 = b
+            .parse()
+            .map_err(|_| ParseError::new(1, "bad CPU number"))?;
         if a > b || b >= MAX_CPU {
             return Err(ParseError::new(1, "bad CPU range"));
         }
@@ -559,11 +623,17 @@ pub fn parse_numa_stat(text: &str) -> Result<NumaStat<'_>, ParseError> {
         let _ = nodes_from_first;
         let mut nodes = Vec::new();
         for kv in it {
-            let Some((n, v)) = kv.split_once('=') else { continue };
+            let Some((n, v)) = kv.split_once('=') else {
+                continue;
+            };
             let Some(node) = n.strip_prefix('N').and_then(|x| x.parse::<u32>().ok()) else {
                 continue;
             };
-            nodes.push((node, v.parse().map_err(|_| ParseError::new(i + 1, "bad node value"))?));
+            nodes.push((
+                node,
+                v.parse()
+                    .map_err(|_| ParseError::new(i + 1, "bad node value"))?,
+            ));
         }
         out.entries.push((name, nodes));
     }
@@ -608,8 +678,10 @@ mod tests {
     const IO_PRESSURE: &str = "some avg10=0.03 avg60=0.15 avg300=0.25 total=9891610\nfull avg10=0.01 avg60=0.12 avg300=0.24 total=9326581\n";
     const V1_MEMORY_STAT: &str = "cache 9502720\nrss 7770112\nrss_huge 0\nshmem 9084928\nmapped_file 7573504\ndirty 36864\nwriteback 0\nworkingset_refault_anon 0\nworkingset_refault_file 275\nswap 0\nhierarchical_memory_limit 9223372036854771712\ntotal_cache 1454329856\ntotal_inactive_file 559964160\n";
     const V1_OOM_CONTROL: &str = "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n";
-    const V1_CPU_STAT: &str = "nr_periods 0\nnr_throttled 0\nthrottled_time 0\nnr_bursts 0\nburst_time 0\n";
-    const UNIFIED_CPU_STAT: &str = "usage_usec 322137034\nuser_usec 233417489\nsystem_usec 88719545\nnice_usec 0\n";
+    const V1_CPU_STAT: &str =
+        "nr_periods 0\nnr_throttled 0\nthrottled_time 0\nnr_bursts 0\nburst_time 0\n";
+    const UNIFIED_CPU_STAT: &str =
+        "usage_usec 322137034\nuser_usec 233417489\nsystem_usec 88719545\nnice_usec 0\n";
     const PARTITIONS: &str = "major minor  #blocks  name\n\n 254        0  268435456 vda\n";
     // In the shapes of cgroup-v2.rst as a v2 host prints them.
     const V2_CPU_STAT: &str = "usage_usec 1186093\nuser_usec 745066\nsystem_usec 441027\ncore_sched.force_idle_usec 0\nnr_periods 120\nnr_throttled 9\nthrottled_usec 313581\nnr_bursts 0\nburst_usec 0\n";
@@ -630,22 +702,35 @@ mod tests {
         let irq = parse_psi("full avg10=0.00 avg60=0.00 avg300=0.00 total=8494").expect("irq");
         assert!(irq.some.is_none() && irq.full.map(|l| l.total) == Some(8494));
         // Unknown prefixes are ignored.
-        assert!(parse_psi("future avg10=1\nsome avg10=0.00 avg60=0.00 avg300=0.00 total=1\n").is_ok());
+        assert!(
+            parse_psi("future avg10=1\nsome avg10=0.00 avg60=0.00 avg300=0.00 total=1\n").is_ok()
+        );
         assert!(parse_psi("").is_err());
         assert!(parse_psi("some avg10=0.00 total=x\n").is_err());
-        assert!(parse_psi("some avg10=0.00 avg60=0.00 avg300=0.00 tot").is_err(), "truncated line");
+        assert!(
+            parse_psi("some avg10=0.00 avg60=0.00 avg300=0.00 tot").is_err(),
+            "truncated line"
+        );
     }
 
     #[test]
     fn cpu_stat_v2_v1_and_unified_without_controller() {
         let c = parse_cpu_stat(V2_CPU_STAT).expect("v2");
-        assert_eq!((c.usage_usec, c.nr_periods, c.nr_throttled, c.throttled_usec), (Some(1186093), Some(120), Some(9), Some(313581)));
+        assert_eq!(
+            (c.usage_usec, c.nr_periods, c.nr_throttled, c.throttled_usec),
+            (Some(1186093), Some(120), Some(9), Some(313581))
+        );
         let u = parse_cpu_stat(UNIFIED_CPU_STAT).expect("unified");
         assert_eq!(u.usage_usec, Some(322137034));
         assert_eq!(u.nr_periods, None, "absent without the cpu controller");
         let v1 = parse_cpu_stat_v1(V1_CPU_STAT).expect("v1");
         assert_eq!(v1.throttled_time, Some(0));
-        assert_eq!(parse_cpuacct_stat("user 24100\nsystem 9159\n").expect("cpuacct").user, Some(24100));
+        assert_eq!(
+            parse_cpuacct_stat("user 24100\nsystem 9159\n")
+                .expect("cpuacct")
+                .user,
+            Some(24100)
+        );
         assert!(parse_cpu_stat("garbage\n").is_err());
         assert!(parse_cpu_stat("").is_err());
     }
@@ -658,9 +743,21 @@ mod tests {
         assert_eq!(parse_limit("9223372036854775807"), Ok(Limit::Max));
         assert_eq!(parse_limit("268435456\n"), Ok(Limit::Value(268435456)));
         assert!(parse_limit("").is_err());
-        assert!(parse_limit("99999999999999999999999").is_err(), "overflow is an error, not a panic");
-        assert_eq!(parse_cpu_max("max 100000\n").expect("max").quota, Limit::Max);
-        assert_eq!(parse_cpu_max("150000 100000\n").expect("q"), CpuMax { quota: Limit::Value(150000), period: 100000 });
+        assert!(
+            parse_limit("99999999999999999999999").is_err(),
+            "overflow is an error, not a panic"
+        );
+        assert_eq!(
+            parse_cpu_max("max 100000\n").expect("max").quota,
+            Limit::Max
+        );
+        assert_eq!(
+            parse_cpu_max("150000 100000\n").expect("q"),
+            CpuMax {
+                quota: Limit::Value(150000),
+                period: 100000
+            }
+        );
         assert!(parse_cpu_max("abc 100000").is_err());
         assert_eq!(parse_u64("4096\n"), Ok(4096));
         assert!(parse_u64("").is_err() && parse_u64("-3").is_err());
@@ -673,13 +770,25 @@ mod tests {
         assert!(seen.contains(&("total_inactive_file", 559964160)));
         assert!(seen.contains(&("hierarchical_memory_limit", 9223372036854771712)));
         let mut n = 0;
-        parse_flat_keyed("anon 1\nweird line here\nfile x\nshmem 2", |_, _| n += 1).expect("partial");
+        parse_flat_keyed("anon 1\nweird line here\nfile x\nshmem 2", |_, _| n += 1)
+            .expect("partial");
         assert_eq!(n, 2);
-        let ev = parse_memory_events("low 0\nhigh 3\nmax 1\noom 1\noom_kill 1\noom_group_kill 0\nsomething_new 5\n").expect("events");
-        assert_eq!((ev.high, ev.oom_kill, ev.oom_group_kill), (Some(3), Some(1), Some(0)));
+        let ev = parse_memory_events(
+            "low 0\nhigh 3\nmax 1\noom 1\noom_kill 1\noom_group_kill 0\nsomething_new 5\n",
+        )
+        .expect("events");
+        assert_eq!(
+            (ev.high, ev.oom_kill, ev.oom_group_kill),
+            (Some(3), Some(1), Some(0))
+        );
         let oc = parse_oom_control(V1_OOM_CONTROL).expect("oom_control");
         assert_eq!(oc.oom_kill, Some(0));
-        assert_eq!(parse_cgroup_events("populated 1\nfrozen 0\n").expect("events").populated, Some(true));
+        assert_eq!(
+            parse_cgroup_events("populated 1\nfrozen 0\n")
+                .expect("events")
+                .populated,
+            Some(true)
+        );
     }
 
     #[test]
@@ -691,7 +800,10 @@ mod tests {
         assert_eq!(s[2].rbytes, None, "idle loop device line");
         assert!(parse_io_stat("x:y rbytes=1\n").is_err());
         let m = parse_io_max("8:16 rbps=2097152 wbps=max riops=max wiops=120\n").expect("io.max");
-        assert_eq!((m[0].rbps, m[0].wbps, m[0].wiops), (Limit::Value(2097152), Limit::Max, Limit::Value(120)));
+        assert_eq!(
+            (m[0].rbps, m[0].wbps, m[0].wiops),
+            (Limit::Value(2097152), Limit::Max, Limit::Value(120))
+        );
         assert!(parse_io_max("").expect("empty").is_empty());
         let w = parse_io_weight("default 100\n8:0 200\n").expect("weight");
         assert_eq!(w.default, Some(100));
@@ -702,11 +814,23 @@ mod tests {
     #[test]
     fn blkio_throttle_rows() {
         let b = parse_blkio_throttle("8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 0\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 12288\nTotal 12288\n").expect("blkio");
-        assert_eq!(b, vec![BlkioEntry { dev: DevNum { major: 8, minor: 0 }, read: Some(4096), write: Some(8192) }]);
+        assert_eq!(
+            b,
+            vec![BlkioEntry {
+                dev: DevNum { major: 8, minor: 0 },
+                read: Some(4096),
+                write: Some(8192)
+            }]
+        );
         // This machine's root: no device rows, only the Total.
-        assert!(parse_blkio_throttle("Total 0\n").expect("total only").is_empty());
+        assert!(parse_blkio_throttle("Total 0\n")
+            .expect("total only")
+            .is_empty());
         assert!(parse_blkio_throttle("").is_err());
-        assert_eq!(parse_blkio_device_limits("8:0 1048576\n").expect("limits"), vec![(DevNum { major: 8, minor: 0 }, 1048576)]);
+        assert_eq!(
+            parse_blkio_device_limits("8:0 1048576\n").expect("limits"),
+            vec![(DevNum { major: 8, minor: 0 }, 1048576)]
+        );
         assert!(parse_blkio_device_limits("").expect("no limits").is_empty());
     }
 
@@ -724,12 +848,22 @@ mod tests {
     fn numa_freezer_and_partitions() {
         let v2 = parse_numa_stat("anon N0=1234 N1=0\nfile N0=99\n").expect("v2");
         assert_eq!(v2.entries[0], ("anon", vec![(0, 1234), (1, 0)]));
-        let v1 = parse_numa_stat("total=3 N0=3\nfile=1 N0=1\nhierarchical_total=9 N0=9\n").expect("v1");
+        let v1 =
+            parse_numa_stat("total=3 N0=3\nfile=1 N0=1\nhierarchical_total=9 N0=9\n").expect("v1");
         assert_eq!(v1.entries.len(), 2);
         assert_eq!(v1.entries[0], ("total", vec![(0, 3)]));
         assert_eq!(parse_freezer_state("FROZEN\n"), Ok(FreezerState::Frozen));
         assert!(parse_freezer_state("MELTED").is_err());
         let p = parse_partitions(PARTITIONS);
-        assert_eq!(p, vec![Partition { dev: DevNum { major: 254, minor: 0 }, name: "vda".into() }]);
+        assert_eq!(
+            p,
+            vec![Partition {
+                dev: DevNum {
+                    major: 254,
+                    minor: 0
+                },
+                name: "vda".into()
+            }]
+        );
     }
 }

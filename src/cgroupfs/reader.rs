@@ -480,12 +480,12 @@ impl Reader {
     ) -> Result<(), ReadError> {
         // cpu.stat exists in every v2 cgroup (usage even without the cpu
         // controller), so it doubles as the "does this cgroup exist" probe.
-        match self.read(h, cg, "cpu.stat") {
-            Ok(text) => match {
-                let parsed = parse::parse_cpu_stat(text);
-                self.probed = true;
-                parsed
-            } {
+        let probe = self.read(h, cg, "cpu.stat").map(parse::parse_cpu_stat);
+        if probe.is_ok() {
+            self.probed = true;
+        }
+        match probe {
+            Ok(parsed) => match parsed {
                 Ok(c) => {
                     let sec = |us: Option<u64>| us.map(|v| v as f64 / 1e6);
                     s.cpu_usage_seconds = sec(c.usage_usec);
@@ -821,11 +821,7 @@ impl Reader {
                 fill(&mut s.cpuset_cpus, eff);
             }
             Controller::Memory => self.read_v1_memory(h, cg, s, soft)?,
-            Controller::Blkio => {
-                if !self.skip.io {
-                    self.read_v1_blkio(h, cg, s, soft)?;
-                }
-            }
+            Controller::Blkio if !self.skip.io => self.read_v1_blkio(h, cg, s, soft)?,
             Controller::Pids if !self.skip.pids && !cg.is_root() => {
                 fill(
                     &mut s.pids_current,

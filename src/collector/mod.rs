@@ -404,7 +404,7 @@ impl CgroupCollector {
                 continue;
             }
             let mut me =
-                encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
+                encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty)?;
             for (e, pod, v) in any {
                 let labels = CgroupLabels {
                     path: &e.path,
@@ -523,8 +523,7 @@ impl CgroupCollector {
         if !any {
             return Ok(());
         }
-        let mut me =
-            encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty.clone())?;
+        let mut me = encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty)?;
         for ((e, s), pod) in c.rows.iter().zip(pods.iter()) {
             let labels = CgroupLabels {
                 path: &e.path,
@@ -539,14 +538,19 @@ impl CgroupCollector {
     }
 }
 
+/// Whole numbers (bytes, counts) are written as integers, the rest as
+/// floats: `268435456`, not `268435456.0`.
 fn encode_value(
     me: prometheus_client::encoding::MetricEncoder<'_>,
     ty: &MetricType,
     v: f64,
 ) -> Result<(), fmt::Error> {
-    match ty {
-        MetricType::Counter => ConstCounter::new(v).encode(me),
-        _ => ConstGauge::new(v).encode(me),
+    let whole = v.fract() == 0.0 && v.abs() < 9.0e15;
+    match (ty, whole) {
+        (MetricType::Counter, true) if v >= 0.0 => ConstCounter::new(v as u64).encode(me),
+        (MetricType::Counter, _) => ConstCounter::new(v).encode(me),
+        (_, true) => ConstGauge::new(v as i64).encode(me),
+        (_, false) => ConstGauge::new(v).encode(me),
     }
 }
 

@@ -76,7 +76,7 @@ pub struct Filter {
 impl Default for Filter {
     fn default() -> Self {
         Filter {
-            include: vec![Glob::new("**")],
+            include: Glob::new("**").into_iter().collect(),
             exclude: Vec::new(),
             max_depth: 10,
             max_cgroups: 20000,
@@ -87,8 +87,10 @@ impl Default for Filter {
 impl Filter {
     pub fn from_config(c: &crate::config::CgroupsConfig) -> Filter {
         Filter {
-            include: c.include.iter().map(|g| Glob::new(g)).collect(),
-            exclude: c.exclude.iter().map(|g| Glob::new(g)).collect(),
+            // Validated with the config: a pattern that does not compile
+            // cannot reach here, and would only be dropped.
+            include: c.include.iter().filter_map(|g| Glob::new(g).ok()).collect(),
+            exclude: c.exclude.iter().filter_map(|g| Glob::new(g).ok()).collect(),
             max_depth: c.max_depth,
             max_cgroups: c.max_cgroups,
         }

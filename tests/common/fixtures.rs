@@ -53,6 +53,7 @@ fn new_tree() -> Tree {
 fn v2_cgroup(dir: &Path, n: u64, limits: bool) {
     let w = |f: &str, c: &str| write(&dir.join(f), c);
     w("cgroup.procs", "");
+    w("cgroup.controllers", "cpuset cpu io memory hugetlb pids\n");
     w("cgroup.events", &format!("populated {}\nfrozen 0\n", n % 2));
     w("cpu.stat", &format!(
         "usage_usec {}\nuser_usec {}\nsystem_usec {}\ncore_sched.force_idle_usec 0\nnr_periods {}\nnr_throttled {}\nthrottled_usec {}\nnr_bursts 0\nburst_usec 0\n",
@@ -325,6 +326,8 @@ fn v1_tree(with_unified: bool) -> Tree {
         for (rel, n) in [("docker", 1u64), (&format!("docker/{CONTAINER_ID}"), 2)] {
             let d = u.join(rel);
             write(&d.join("cgroup.procs"), "");
+            // Hybrid: no controller is enabled in unified/.
+            write(&d.join("cgroup.controllers"), "");
             write(&d.join("cgroup.events"), "populated 1\nfrozen 0\n");
             // Hybrid quirk: cpu.stat in unified/ has usage only (no cpu
             // controller there); throttling comes from v1 cpu/.
