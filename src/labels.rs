@@ -58,6 +58,16 @@ pub fn from_path(path: &CgroupPath) -> PathLabels {
     }
     let mut labels = PathLabels::default();
     if let Some(last) = parts.last() {
+        // A container outside Kubernetes: `system.slice/docker-<id>.scope`
+        // (systemd driver) or `docker/<id>` (cgroupfs driver).
+        let bare_id = parts.len() >= 2
+            && matches!(
+                parts[parts.len() - 2],
+                "docker" | "containerd" | "libpod_parent"
+            );
+        if last.ends_with(".scope") || bare_id {
+            labels.container_id = container_id(last).map(Into::into);
+        }
         if last.ends_with(".service") || last.ends_with(".scope") || last.ends_with(".slice") {
             labels.unit = Some((*last).into());
         }
@@ -236,6 +246,26 @@ mod tests {
         ));
         assert_eq!(c.pod_uid.as_deref(), Some(UID));
         assert_eq!(c.qos_class, Some("besteffort"));
+    }
+
+    #[test]
+    fn containers_outside_kubernetes() {
+        let d = l(&format!("/system.slice/docker-{CID}.scope"));
+        assert_eq!(d.container_id.as_deref(), Some(CID));
+        assert_eq!(
+            d.unit.as_deref(),
+            Some(format!("docker-{CID}.scope").as_str())
+        );
+        assert_eq!(
+            l(&format!("/docker/{CID}")).container_id.as_deref(),
+            Some(CID)
+        );
+        assert_eq!(l("/docker/notanid").container_id, None);
+        assert_eq!(
+            l(&format!("/mine/{CID}")).container_id,
+            None,
+            "a bare id only under a runtime's folder"
+        );
     }
 
     #[test]
