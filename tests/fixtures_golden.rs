@@ -101,12 +101,13 @@ fn v2_golden() {
 #[test]
 fn v1_golden() {
     let t = check("v1");
-    let c = format!("/docker/{}", fixtures::CONTAINER_ID);
+    let id = fixtures::CONTAINER_ID;
+    let c = format!("/docker/{id}");
     assert!(t.contains(&format!(
-        "cgroup_memory_limit_bytes{{cgroup=\"{c}\"}} 134217728"
+        "cgroup_memory_limit_bytes{{cgroup=\"{c}\",container_id=\"{id}\"}} 134217728"
     )));
-    assert!(t.contains(&format!("cgroup_cpu_limit_cores{{cgroup=\"{c}\"}} 0.5")));
-    assert!(t.contains(&format!("cgroup_cpu_shares{{cgroup=\"{c}\"}} 2048")));
+    assert!(t.contains(&format!("cgroup_cpu_limit_cores{{cgroup=\"{c}\",container_id=\"{id}\"}} 0.5")));
+    assert!(t.contains(&format!("cgroup_cpu_shares{{cgroup=\"{c}\",container_id=\"{id}\"}} 2048")));
     assert!(
         !t.contains("cgroup_memory_limit_bytes{cgroup=\"/docker\"}"),
         "v1 unlimited is absent"
@@ -120,19 +121,20 @@ fn v1_golden() {
 #[test]
 fn hybrid_golden() {
     let t = check("hybrid");
-    let c = format!("/docker/{}", fixtures::CONTAINER_ID);
+    let id = fixtures::CONTAINER_ID;
+    let c = format!("/docker/{id}");
     // usage from unified/cpu.stat, throttling from v1 cpu.stat, memory from v1.
     assert!(t.contains(&format!(
-        "cgroup_cpu_usage_seconds_total{{cgroup=\"{c}\"}} 1.998"
+        "cgroup_cpu_usage_seconds_total{{cgroup=\"{c}\",container_id=\"{id}\"}} 1.998"
     )));
     assert!(t.contains(&format!(
-        "cgroup_cpu_throttled_periods_total{{cgroup=\"{c}\"}} 14"
+        "cgroup_cpu_throttled_periods_total{{cgroup=\"{c}\",container_id=\"{id}\"}} 14"
     )));
     assert!(t.contains(&format!(
-        "cgroup_memory_usage_bytes{{cgroup=\"{c}\"}} 80000000"
+        "cgroup_memory_usage_bytes{{cgroup=\"{c}\",container_id=\"{id}\"}} 80000000"
     )));
     assert!(t.contains(&format!(
-        "cgroup_pressure_memory_waiting_seconds_total{{cgroup=\"{c}\"}} 0.004"
+        "cgroup_pressure_memory_waiting_seconds_total{{cgroup=\"{c}\",container_id=\"{id}\"}} 0.004"
     )));
 }
 
