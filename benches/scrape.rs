@@ -289,8 +289,16 @@ fn main() {
     let exe = env!("CARGO_BIN_EXE_cgroup-psi-exporter");
     let cfg = std::env::temp_dir().join("cgpe-bench.yaml");
     let _ = fs::write(&cfg, "namespaces: { enabled: false }\n");
+    // The same with every file cached, as far as RLIMIT_NOFILE allows: the
+    // cost of that is kernel memory (see docs/performance.md).
+    let big = std::env::temp_dir().join("cgpe-bench-bigcache.yaml");
+    let _ = fs::write(
+        &big,
+        "namespaces: { enabled: false }\nmetrics: { fd_cache: 18000 }\n",
+    );
     destroy_tree();
     let mut rows = Vec::new();
+    let mut big_rows = Vec::new();
     for &n in &ns {
         make_tree(n);
         let files = all_files();
@@ -353,6 +361,15 @@ fn main() {
             ratio,
             run.cpu_per_scrape,
             run.peak_rss_kb as f64 / 1024.0
+        );
+    }
+    println!();
+    println!("| N cgroups | scrape with `metrics.fd_cache: 18000` | ratio |");
+    println!("| --- | --- | --- |");
+    for (n, ratio, median) in &big_rows {
+        println!(
+            "| {n} | {:.1} ms | {ratio:.2} |",
+            median.as_secs_f64() * 1e3
         );
     }
     match node_run {

@@ -154,7 +154,7 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
         registry.clone(),
         args.procfs.clone(),
         Families::from_config(&config.metrics),
-        None,
+        config.metrics.fd_cache,
     )
     .with_kubelet(kubelet.clone());
     let scrape_stats = collector.stats.clone();

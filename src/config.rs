@@ -64,6 +64,12 @@ pub struct MetricsConfig {
     /// Costly families that are off unless named here
     /// (`cgroup_memory_numa_bytes`).
     pub enable: Vec<String>,
+    /// Stat files kept open between scrapes and re-read with `pread`
+    /// (~2 µs instead of ~13 µs a file). Each costs one fd and ~4.4 KiB of
+    /// kernel memory charged to the exporter's cgroup. Unset: half the soft
+    /// `RLIMIT_NOFILE`, at most 8192. 0 turns the cache off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_cache: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

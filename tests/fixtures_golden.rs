@@ -106,8 +106,12 @@ fn v1_golden() {
     assert!(t.contains(&format!(
         "cgroup_memory_limit_bytes{{cgroup=\"{c}\",container_id=\"{id}\"}} 134217728"
     )));
-    assert!(t.contains(&format!("cgroup_cpu_limit_cores{{cgroup=\"{c}\",container_id=\"{id}\"}} 0.5")));
-    assert!(t.contains(&format!("cgroup_cpu_shares{{cgroup=\"{c}\",container_id=\"{id}\"}} 2048")));
+    assert!(t.contains(&format!(
+        "cgroup_cpu_limit_cores{{cgroup=\"{c}\",container_id=\"{id}\"}} 0.5"
+    )));
+    assert!(t.contains(&format!(
+        "cgroup_cpu_shares{{cgroup=\"{c}\",container_id=\"{id}\"}} 2048"
+    )));
     assert!(
         !t.contains("cgroup_memory_limit_bytes{cgroup=\"/docker\"}"),
         "v1 unlimited is absent"

@@ -224,7 +224,7 @@ pub struct Shared {
     /// Files found absent in a hierarchy (a kernel feature that is off, such
     /// as `memory.memsw.*` without swap accounting): not opened again until
     /// the memo is cleared, every [`ABSENT_MEMO_TTL`].
-    absent: RwLock<HashSet<(u8, Box<str>)>>,
+    absent: RwLock<HashMap<u8, HashSet<Box<str>>>>,
     absent_since: Mutex<Instant>,
 }
 
@@ -240,7 +240,7 @@ impl Shared {
             procfs,
             hugetlb_sizes,
             fds: FdCache::new(fd_cache),
-            absent: RwLock::new(HashSet::new()),
+            absent: RwLock::new(HashMap::new()),
             absent_since: Mutex::new(Instant::now()),
         }
     }
@@ -262,14 +262,17 @@ impl Shared {
         self.absent
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&(h, Box::from(file)))
+            .get(&h)
+            .is_some_and(|set| set.contains(file))
     }
 
     fn mark_absent(&self, h: u8, file: &str) {
         self.absent
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert((h, Box::from(file)));
+            .entry(h)
+            .or_default()
+            .insert(Box::from(file));
     }
 }
 
