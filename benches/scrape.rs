@@ -298,7 +298,7 @@ fn main() {
     );
     destroy_tree();
     let mut rows = Vec::new();
-    let mut big_rows = Vec::new();
+    let mut big_rows: Vec<(usize, f64, Duration)> = Vec::new();
     for &n in &ns {
         make_tree(n);
         let files = all_files();
