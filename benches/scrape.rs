@@ -303,20 +303,32 @@ fn main() {
         make_tree(n);
         let files = all_files();
         let plain = median((0..reps.min(7)).map(|_| plain_loop(&files)).collect());
-        let port = free_port();
-        let child = Command::new(exe)
-            .args([
-                "--web.listen-address",
-                &format!("127.0.0.1:{port}"),
-                "--log.level",
-                "warn",
-            ])
-            .arg("--config.file")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start exporter");
-        let run = bench_server(child, port, "/metrics", reps, true);
+        let start = |cfg: &Path| {
+            let port = free_port();
+            let child = Command::new(exe)
+                .args([
+                    "--web.listen-address",
+                    &format!("127.0.0.1:{port}"),
+                    "--log.level",
+                    "warn",
+                ])
+                .arg("--config.file")
+                .arg(cfg)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start exporter");
+            bench_server(child, port, "/metrics", reps, true)
+        };
+        let big_run = start(&big);
+        let big_ratio = big_run.median.as_secs_f64() / plain.as_secs_f64();
+        println!(
+            "N={n}: with fd_cache 18000: scrape_median={:.1}ms ratio={big_ratio:.2} cpu_per_scrape={:.3}s peak_rss={:.1}MiB",
+            big_run.median.as_secs_f64() * 1e3,
+            big_run.cpu_per_scrape,
+            big_run.peak_rss_kb as f64 / 1024.0
+        );
+        big_rows.push((n, big_ratio, big_run.median));
+        let run = start(&cfg);
         let ratio = run.median.as_secs_f64() / plain.as_secs_f64();
         println!(
             "N={n}: files={} scrape_median={:.1}ms plain_loop={:.1}ms ratio={:.2} cpu_per_scrape={:.3}s peak_rss={:.1}MiB bench_cgroups_exported={}/{}",
