@@ -91,6 +91,8 @@ pub struct KernelCgroup {
     pub name: String,
     pub dirs: Vec<PathBuf>,
     children: Vec<Child>,
+    /// Directories this guard created, removed deepest first on drop.
+    created: Vec<PathBuf>,
 }
 
 impl KernelCgroup {
@@ -112,10 +114,38 @@ impl KernelCgroup {
             }
             dirs.push(d);
         }
+        let created = dirs.clone();
         KernelCgroup {
             name,
             dirs,
             children: Vec::new(),
+            created,
+        }
+    }
+
+    /// A cgroup at a given nested path (`a.slice/b.slice/c.scope`) in every
+    /// hierarchy; only the directories made here are removed on drop.
+    pub fn at(rel: &str) -> KernelCgroup {
+        sweep_leftovers();
+        let mut dirs = Vec::new();
+        let mut created = Vec::new();
+        for r in roots() {
+            let mut d = r.clone();
+            for part in rel.split('/').filter(|p| !p.is_empty()) {
+                d = d.join(part);
+                if !d.exists() {
+                    std::fs::create_dir(&d)
+                        .unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+                    created.push(d.clone());
+                }
+            }
+            dirs.push(d);
+        }
+        KernelCgroup {
+            name: rel.trim_matches('/').to_string(),
+            dirs,
+            children: Vec::new(),
+            created,
         }
     }
 
@@ -197,6 +227,11 @@ impl Drop for KernelCgroup {
         }
         for d in &self.dirs {
             kill_and_remove(d);
+        }
+        let mut created = self.created.clone();
+        created.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for d in created {
+            kill_and_remove(&d);
         }
     }
 }

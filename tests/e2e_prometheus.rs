@@ -1,0 +1,191 @@
+//! The ecosystem end to end: a real Prometheus (Debian package) scrapes the
+//! exporter; a cgroup made here at a Kubernetes-shaped path carries the
+//! right `pod_uid`, `container_id` and `qos_class` in Prometheus; the live
+//! exposition passes `promtool check metrics`; and the dashboards' queries
+//! return data while a cgroup is under real memory pressure. Needs root.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{pressure, ExporterProcess, KernelCgroup};
+
+const POD_UID: &str = "7c1e2f3a-4b5c-4d6e-8f90-0123456789ab";
+const CONTAINER_ID: &str = "9f8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a39281706f5e4d3c2b1a0";
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target_port: u16) -> Option<Prometheus> {
+        if Command::new("prometheus")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = common::free_port();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: cgroup-psi-exporter\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n        labels: {{ node: test-node }}\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            child,
+            port,
+            _dir: dir,
+        };
+        let t0 = Instant::now();
+        while common::http_get(port, "/-/ready").map(|r| r.0).ok() != Some(200) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "prometheus not ready"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(p)
+    }
+
+    /// Instant query; the result vector.
+    fn query(&self, q: &str) -> Vec<serde_json::Value> {
+        let enc: String = q
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let (s, body) =
+            common::http_get(self.port, &format!("/api/v1/query?query={enc}")).expect("query");
+        assert_eq!(s, 200, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn wait_for(&self, q: &str) -> Vec<serde_json::Value> {
+        let t0 = Instant::now();
+        loop {
+            let r = self.query(q);
+            if !r.is_empty() {
+                return r;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "no data for {q}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn kubernetes_shaped_cgroup_carries_pod_labels_in_a_real_prometheus() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let path = format!(
+        "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CONTAINER_ID}.scope",
+        POD_UID.replace('-', "_")
+    );
+    let mut cg = KernelCgroup::at(&path);
+    cg.spawn("sleep 120");
+    let ex = ExporterProcess::start(&[]);
+    let Some(prom) = Prometheus::start(ex.port) else {
+        return common::skip("prometheus not installed (apt-get install prometheus)");
+    };
+    let r = prom.wait_for(&format!(
+        "cgroup_cpu_usage_seconds_total{{container_id=\"{CONTAINER_ID}\"}}"
+    ));
+    let m = &r[0]["metric"];
+    assert_eq!(m["pod_uid"], POD_UID);
+    assert_eq!(m["qos_class"], "burstable");
+    assert_eq!(m["cgroup"], format!("/{path}"));
+    // The pod-level cgroup has the pod but no container.
+    let pod = prom.wait_for(&format!(
+        "cgroup_memory_usage_bytes{{pod_uid=\"{POD_UID}\",container_id=\"\"}}"
+    ));
+    assert!(pod[0]["metric"]["cgroup"]
+        .as_str()
+        .unwrap_or("")
+        .ends_with(".slice"));
+    // And the live exposition lints clean.
+    match common::promtool_check_metrics(&ex.scrape_text()) {
+        Ok(true) => {}
+        Ok(false) => common::skip("promtool not installed"),
+        Err(e) => panic!("promtool check metrics: {e}"),
+    }
+}
+
+#[test]
+fn dashboard_queries_return_data_from_a_real_prometheus() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let checker = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts/ecosystem/check-dashboard-queries.py");
+    if !checker.exists() {
+        return common::skip("scripts/ecosystem/check-dashboard-queries.py missing");
+    }
+    let mut cg = KernelCgroup::new("dash");
+    pressure::cap_memory(&cg, pressure::LIMIT);
+    let file = pressure::BigFile::new((pressure::LIMIT * 8) as usize);
+    pressure::start_readers(&mut cg, &file, 40, 2);
+    cg.spawn("sleep 60");
+    let cfg = std::env::temp_dir().join(format!("cgpe-dash-{}.yaml", std::process::id()));
+    std::fs::write(
+        &cfg,
+        format!(
+            "psi:\n  rules:\n    - name: DashMemoryPressure\n      cgroups: [\"{}\"]\n      resource: memory\n      threshold: 50ms\n      window: 2s\n",
+            cg.path()
+        ),
+    )
+    .expect("config");
+    let ex = ExporterProcess::start(&["--config.file", cfg.to_str().expect("utf8")]);
+    let Some(prom) = Prometheus::start(ex.port) else {
+        return common::skip("prometheus not installed (apt-get install prometheus)");
+    };
+    // Enough samples for rate() over the dashboards' windows.
+    prom.wait_for("cgroup_pressure_memory_waiting_seconds_total");
+    std::thread::sleep(Duration::from_secs(25));
+    let out = Command::new("python3")
+        .arg(&checker)
+        .arg(format!("http://127.0.0.1:{}", prom.port))
+        .output()
+        .expect("run the dashboard query checker");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(
+        out.status.success(),
+        "fewer than 90% of dashboard queries returned data:\n{text}"
+    );
+}
