@@ -176,6 +176,7 @@ def dur_minutes(s):
 
 
 def main():
+    out_path = sys.argv[1] if len(sys.argv) > 1 else OUT
     rules = {}
     for g in yaml.safe_load(open(RULES))["groups"]:
         for r in g["rules"]:
@@ -224,10 +225,10 @@ def main():
             out.append("      - eval_time: 40m")
             out.append(f"        alertname: {name}")
             out.append("        exp_alerts: []")
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(out_path, "w") as f:
         f.write("\n".join(out) + "\n")
-    print(f"wrote {OUT}: {len(rules)} alerts")
+    print(f"wrote {out_path}: {len(rules)} alerts")
 
 
 if __name__ == "__main__":

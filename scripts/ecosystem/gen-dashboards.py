@@ -8,6 +8,8 @@ import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DS = {"type": "prometheus", "uid": "${datasource}"}
+# Output folder: dashboards/ unless given as the first argument.
+OUTDIR = os.path.join(ROOT, "dashboards")
 
 
 class Board:
@@ -122,7 +124,7 @@ class Board:
         self.d["panels"].append(p)
 
     def write(self, name):
-        path = os.path.join(ROOT, "dashboards", name)
+        path = os.path.join(OUTDIR, name)
         with open(path, "w") as f:
             json.dump(self.d, f, indent=2)
             f.write("\n")
@@ -321,6 +323,10 @@ def psi_agent():
 
 
 if __name__ == "__main__":
+    import sys
+    if len(sys.argv) > 1:
+        OUTDIR = sys.argv[1]
+        os.makedirs(OUTDIR, exist_ok=True)
     node_overview()
     cgroup_detail()
     psi_agent()
