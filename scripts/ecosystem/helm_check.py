@@ -76,10 +76,11 @@ def check_daemonset(obj, values):
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     check(mounts["proc"]["mountPath"] == "/host/proc" and mounts["proc"].get("readOnly"), "/host/proc read-only")
     rules = ((values.get("config") or {}).get("psi") or {}).get("rules")
+    forced = (values.get("hostPaths") or {}).get("cgroupfsReadWrite")
     cg = mounts["cgroupfs"]
     check(cg["mountPath"] == "/host/sys/fs/cgroup", "cgroupfs mount path")
-    check(bool(cg.get("readOnly")) == (not rules),
-          "cgroupfs must be read-only exactly when no PSI rules are configured")
+    check(bool(cg.get("readOnly")) == (not rules and not forced),
+          "cgroupfs must be read-only unless PSI rules are configured or hostPaths.cgroupfsReadWrite")
     env = {e["name"]: e for e in c.get("env", [])}
     check(env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
           "NODE_NAME from the downward API")

@@ -55,9 +55,14 @@ app.kubernetes.io/part-of: cgroup-psi-exporter
 {{- end }}
 {{- end }}
 
-{{/* True when PSI trigger rules are configured: the cgroupfs mount must then be writable. */}}
+{{/* True when PSI trigger rules are configured. */}}
 {{- define "cgroup-psi-exporter.psiEnabled" -}}
 {{- if and .Values.config.psi .Values.config.psi.rules }}true{{ end }}
+{{- end }}
+
+{{/* True when the cgroupfs mount must be writable: PSI rules, or asked for. */}}
+{{- define "cgroup-psi-exporter.cgroupfsWritable" -}}
+{{- if or (include "cgroup-psi-exporter.psiEnabled" .) .Values.hostPaths.cgroupfsReadWrite }}true{{ end }}
 {{- end }}
 
 {{/*
