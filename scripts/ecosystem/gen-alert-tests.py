@@ -72,6 +72,12 @@ def pressure(alert, res, kind, host, thr):
     step = round((thr + 0.05) * 60)  # stalled seconds per minute
     series = [(f"{metric}{{{lbl(hot)}}}", f"0+{step}x50"),
               (f"{metric}{{{lbl(cool)}}}", f"0+{max(1, int(thr * 60) - 3)}x50")]
+    if not host:
+        # aggregate slices above the hot cgroup are as hot, but left out
+        for agg in ("/kubepods.slice", "/kubepods.slice/kubepods-burstable.slice", "/kubepods/burstable",
+                    "/system.slice"):
+            series.append((f'{metric}{{cgroup="{agg}", instance="node-1:9753", job="cgroup-psi-exporter"}}',
+                           f"0+{step}x50"))
     return series, [(hot, step / 60)]
 
 
