@@ -142,6 +142,22 @@ fn kubernetes_shaped_cgroup_carries_pod_labels_in_a_real_prometheus() {
     }
 }
 
+/// `major:minor` of the whole disk holding `path`, as blkio and io.max
+/// want it.
+fn block_device_of(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let sys = std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+    // A partition: throttle its disk.
+    if sys.join("partition").exists() {
+        let parent = std::fs::read_to_string(sys.join("../dev")).ok()?;
+        return Some(parent.trim().to_string());
+    }
+    Some(format!("{major}:{minor}"))
+}
+
 #[test]
 fn dashboard_queries_return_data_from_a_real_prometheus() {
     if let Some(r) = common::kernel_unavailable() {
@@ -152,16 +168,38 @@ fn dashboard_queries_return_data_from_a_real_prometheus() {
     if !checker.exists() {
         return common::skip("scripts/ecosystem/check-dashboard-queries.py missing");
     }
+    // Conditions every panel needs: memory pressure, IO, CPU throttling, a
+    // pids limit, an OOM kill, and the PSI agent with a receiver.
+    let v2 = common::pure_v2();
     let mut cg = KernelCgroup::new("dash");
     pressure::cap_memory(&cg, pressure::LIMIT);
     let file = pressure::BigFile::new((pressure::LIMIT * 8) as usize);
-    pressure::start_readers(&mut cg, &file, 40, 2);
-    cg.spawn("sleep 60");
+    // Kernel quirk: v1 blkio.throttle.io_service_* only count IO of cgroups
+    // that have a throttle rule on the device; a limit no one reaches does.
+    if let Some(dev) = block_device_of(&file.path) {
+        if v2 {
+            let _ = std::fs::write(cg.dirs[0].join("io.max"), format!("{dev} rbps=100000000000"));
+        } else if let Some(d) = cg.dir("blkio") {
+            let _ = std::fs::write(d.join("blkio.throttle.read_bps_device"), format!("{dev} 100000000000"));
+        }
+    }
+    if v2 {
+        cg.write("", "cpu.max", "20000 100000");
+        cg.write("", "pids.max", "200");
+    } else {
+        cg.write("cpu", "cpu.cfs_quota_us", "20000");
+        cg.write("pids", "pids.max", "200");
+    }
+    pressure::start_readers(&mut cg, &file, 45, 2);
+    cg.spawn("end=$(( $(date +%s) + 45 )); while [ $(date +%s) -lt $end ]; do :; done");
+    let mut oom = KernelCgroup::new("dashoom");
+    pressure::cap_memory(&oom, 32 << 20);
+    oom.spawn("for i in 1 2 3 4 5 6; do python3 -c 'b = bytearray(200 << 20)' ; sleep 3; done");
     let cfg = std::env::temp_dir().join(format!("cgpe-dash-{}.yaml", std::process::id()));
     std::fs::write(
         &cfg,
         format!(
-            "psi:\n  rules:\n    - name: DashMemoryPressure\n      cgroups: [\"{}\"]\n      resource: memory\n      threshold: 50ms\n      window: 2s\n",
+            "psi:\n  rules:\n    - name: DashMemoryPressure\n      cgroups: [\"{}\"]\n      resource: memory\n      threshold: 50ms\n      window: 2s\nalerting:\n  alertmanagers: [\"http://127.0.0.1:9\"]\n",
             cg.path()
         ),
     )
