@@ -991,6 +991,8 @@ impl Reader {
             return Ok(());
         }
         // The `_recursive` files include descendants, as v2's io.stat does.
+        // Kernel quirk (v1, seen on 6.18): these only count IO of cgroups
+        // with a throttle rule on the device; otherwise just `Total 0`.
         let bytes = match self.get(
             h,
             cg,
