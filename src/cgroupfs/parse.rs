@@ -41,8 +41,9 @@ impl Limit {
     }
 }
 
-/// A block device as `io.stat` and `blkio.*` name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A block device as `io.stat` and `blkio.*` name it. The default, `0:0`,
+/// only fills `IoStatEntry::default()`; no real device has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct DevNum {
     pub major: u32,
     pub minor: u32,
@@ -140,12 +141,6 @@ pub struct IoStatEntry {
     pub wios: Option<u64>,
     pub dbytes: Option<u64>,
     pub dios: Option<u64>,
-}
-
-impl Default for DevNum {
-    fn default() -> Self {
-        DevNum { major: 0, minor: 0 }
-    }
 }
 
 /// One device line of v2 `io.max`.
