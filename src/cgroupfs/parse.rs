@@ -6,6 +6,14 @@
 //! unknown lines are ignored (new kernels add them); a value the kernel does
 //! not give is `None` (an absent series), never `0` or `-1`.
 //!
+//! Errors: an empty file, or one with no usable line, is a `ParseError`,
+//! except where the kernel itself writes an empty file for "nothing here"
+//! (`io.stat`, `io.max`, `blkio.weight_device`, the
+//! `blkio.throttle.*_device` files, an empty cpuset), which give an empty
+//! value. Nothing here panics or allocates per line beyond the returned
+//! values: these run for every cgroup on every scrape, and are fuzzed with
+//! arbitrary input in `tests/fuzz_parsers.rs`.
+//!
 //! Formats: <https://docs.kernel.org/admin-guide/cgroup-v2.html#interface-files>
 
 use std::fmt;
@@ -375,6 +383,9 @@ pub fn parse_flat_keyed<'a>(
     }
 }
 
+/// Only the keys the exporter uses are kept; a file with none of them is
+/// an error (the wrong file, not an idle cgroup: the kernel always writes
+/// the usage keys).
 pub fn parse_cpu_stat(text: &str) -> Result<CpuStat, ParseError> {
     let mut s = CpuStat::default();
     flat_keyed_known(text, |k, v| {
@@ -409,6 +420,8 @@ pub fn parse_cpu_stat_v1(text: &str) -> Result<CpuStatV1, ParseError> {
     Ok(s)
 }
 
+/// Ticks are USER_HZ (`sysconf(_SC_CLK_TCK)`), not jiffies: the caller
+/// converts.
 pub fn parse_cpuacct_stat(text: &str) -> Result<CpuacctStat, ParseError> {
     let mut s = CpuacctStat::default();
     flat_keyed_known(text, |k, v| {
@@ -423,6 +436,7 @@ pub fn parse_cpuacct_stat(text: &str) -> Result<CpuacctStat, ParseError> {
     Ok(s)
 }
 
+/// Also `memory.events.local`, which has the same keys.
 pub fn parse_memory_events(text: &str) -> Result<MemoryEvents, ParseError> {
     let mut s = MemoryEvents::default();
     flat_keyed_known(text, |k, v| {
@@ -442,6 +456,8 @@ pub fn parse_memory_events(text: &str) -> Result<MemoryEvents, ParseError> {
     Ok(s)
 }
 
+/// `oom_kill` is a counter; `under_oom` and `oom_kill_disable` are 0/1
+/// flags kept as numbers as the kernel writes them.
 pub fn parse_oom_control(text: &str) -> Result<OomControl, ParseError> {
     let mut s = OomControl::default();
     flat_keyed_known(text, |k, v| {
@@ -824,6 +840,7 @@ pub fn parse_numa_stat(text: &str) -> Result<NumaStat<'_>, ParseError> {
 
 // === misc ===
 
+/// The v1 freezer's state; v2 reports freezing in `cgroup.events`.
 pub fn parse_freezer_state(text: &str) -> Result<FreezerState, ParseError> {
     match single_token(text)? {
         "THAWED" => Ok(FreezerState::Thawed),
