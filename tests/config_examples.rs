@@ -12,6 +12,11 @@ fn example_files() -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        // Exporter configs only: examples/ also holds a Prometheus config.
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("config"))
+        })
         .collect();
     files.sort();
     files

@@ -178,9 +178,15 @@ fn dashboard_queries_return_data_from_a_real_prometheus() {
     // that have a throttle rule on the device; a limit no one reaches does.
     if let Some(dev) = block_device_of(&file.path) {
         if v2 {
-            let _ = std::fs::write(cg.dirs[0].join("io.max"), format!("{dev} rbps=100000000000"));
+            let _ = std::fs::write(
+                cg.dirs[0].join("io.max"),
+                format!("{dev} rbps=100000000000"),
+            );
         } else if let Some(d) = cg.dir("blkio") {
-            let _ = std::fs::write(d.join("blkio.throttle.read_bps_device"), format!("{dev} 100000000000"));
+            let _ = std::fs::write(
+                d.join("blkio.throttle.read_bps_device"),
+                format!("{dev} 100000000000"),
+            );
         }
     }
     if v2 {
