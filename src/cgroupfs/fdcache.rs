@@ -36,11 +36,13 @@ struct Entry {
 pub struct FdCache {
     shards: Vec<Mutex<HashMap<PathBuf, Entry>>>,
     hasher: std::collections::hash_map::RandomState,
-    capacity: usize,
+    /// Shrinks when the process runs out of descriptors (see `read`).
+    capacity: AtomicUsize,
     len: AtomicUsize,
     generation: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
+    pub backoffs: AtomicU64,
 }
 
 impl FdCache {
@@ -49,11 +51,12 @@ impl FdCache {
         FdCache {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
-            capacity,
+            capacity: AtomicUsize::new(capacity),
             len: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            backoffs: AtomicU64::new(0),
         }
     }
 
@@ -80,7 +83,30 @@ impl FdCache {
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Out of descriptors (EMFILE/ENFILE): close half the cache and halve
+    /// its bound, so sockets, PSI triggers and plain reads get fds again.
+    fn back_off(&self) {
+        let len = self.len();
+        self.capacity.store(len / 2, Ordering::Relaxed);
+        let mut closed = 0;
+        for s in &self.shards {
+            if closed >= len / 2 + 1 {
+                break;
+            }
+            let mut m = s.lock().unwrap_or_else(|e| e.into_inner());
+            closed += m.len();
+            m.clear();
+        }
+        self.len.fetch_sub(closed.min(self.len()), Ordering::Relaxed);
+        self.backoffs.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            closed,
+            capacity = len / 2,
+            "out of file descriptors: fd cache shrunk (raise RLIMIT_NOFILE or lower metrics.fd_cache)"
+        );
     }
 
     fn shard(&self, path: &Path) -> &Mutex<HashMap<PathBuf, Entry>> {
@@ -104,7 +130,7 @@ impl FdCache {
     /// Reads the whole file at `path` into `buf` (cleared first).
     pub fn read(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
-        if self.capacity == 0 {
+        if self.capacity() == 0 {
             return plain_read(path, buf);
         }
         let g = self.generation.load(Ordering::Relaxed);
@@ -129,9 +155,16 @@ impl FdCache {
             }
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let file = File::open(path)?;
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) && !self.is_empty() => {
+                self.back_off();
+                File::open(path)?
+            }
+            Err(e) => return Err(e),
+        };
         pread_all(&file, buf)?;
-        if self.len.load(Ordering::Relaxed) < self.capacity {
+        if self.len.load(Ordering::Relaxed) < self.capacity() {
             let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
             if m.insert(path.to_path_buf(), Entry { file, used: g })
                 .is_none()
