@@ -1,1 +1,6 @@
-//! (being written)
+//! PSI alerting agent (being written).
+pub mod metrics;
+pub mod state;
+pub mod trigger;
+
+pub use metrics::PsiMetrics;
