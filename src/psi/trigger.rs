@@ -191,11 +191,12 @@ impl Trigger {
             }
             Err(e) => return Err(TriggerError::from_io(path, "write", spec, e)),
         }
-        let fd = register(file).map_err(|e| TriggerError::Io {
-            path: path.to_path_buf(),
-            op: "register",
-            source: e,
-        })?;
+        let fd =
+            register(file, Interest::PRIORITY | Interest::ERROR).map_err(|e| TriggerError::Io {
+                path: path.to_path_buf(),
+                op: "register",
+                source: e,
+            })?;
         Ok(Trigger {
             fd,
             path: path.to_path_buf(),
@@ -223,17 +224,16 @@ impl Trigger {
     }
 }
 
-/// Registers a pressure-file fd with the tokio reactor for `POLLPRI` and
-/// `POLLERR`.
+/// Registers an fd we own (a pressure file, an eventfd) with the tokio
+/// reactor. The one place the crate calls tokio's `unsafe` registration.
 #[allow(unsafe_code)]
-fn register(file: File) -> io::Result<AsyncFd<File>> {
+pub(crate) fn register(file: File, interest: Interest) -> io::Result<AsyncFd<File>> {
     // SAFETY: `register_with_interest` requires that the fd stays open and
     // keeps referring to the same file description while the `AsyncFd`
     // owns it. `File` owns its descriptor, returns the same one from
     // `as_raw_fd` for its whole life, and closes it only when dropped, which
     // happens when (and only when) the `AsyncFd` is dropped.
-    unsafe { AsyncFd::register_with_interest(file, Interest::PRIORITY | Interest::ERROR) }
-        .map_err(io::Error::from)
+    unsafe { AsyncFd::register_with_interest(file, interest) }.map_err(io::Error::from)
 }
 
 #[cfg(test)]
