@@ -57,12 +57,23 @@ pub fn webhook_body(alerts: &[Alert]) -> Value {
                 "startsAt": rfc3339(a.starts_at),
                 "endsAt": a.ends_at.map(rfc3339),
                 "generatorURL": a.generator_url,
-                "fingerprint": a.key(),
+                "fingerprint": fingerprint(&a.key()),
                 "contributors": contributors,
             })
         })
         .collect();
     json!({"version": "1", "status": status, "alerts": list})
+}
+
+/// A short hex id of an alert's label set (FNV-1a 64), as Alertmanager
+/// gives its webhook alerts a `fingerprint`.
+pub fn fingerprint(key: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 /// `2026-11-29T04:05:06.123Z`. Times before 1970 print as the epoch.
