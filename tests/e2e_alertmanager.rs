@@ -81,7 +81,7 @@ async fn pressure_alert_reaches_alertmanager_with_labels_and_resolves() {
     if !ready() {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     sweep();
     let tmp = tempfile::tempdir().expect("tmp");
     let am = Alertmanager::start(tmp.path());
@@ -217,7 +217,7 @@ async fn alert_fired_while_alertmanager_is_down_arrives_after_restart() {
     if !ready() {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     sweep();
     let tmp = tempfile::tempdir().expect("tmp");
     let mut am = Alertmanager::start(tmp.path());
@@ -304,7 +304,7 @@ async fn reload_rearms_changed_rules_and_keeps_unchanged_triggers() {
     if !ready() {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     sweep();
     let parent = TestCgroup::new(&unique("reload"), false);
     let kids: Vec<TestCgroup> = (0..3)
@@ -375,8 +375,8 @@ async fn reload_rearms_changed_rules_and_keeps_unchanged_triggers() {
         "{text}"
     );
     assert!(
-        text.contains("psi_triggers_armed{rule=\"drop\"} 0"),
-        "{text}"
+        !text.contains("rule=\"drop\""),
+        "no stale series of a removed rule: {text}"
     );
 
     // A config the kernel refuses (1 s window, no CAP_SYS_RESOURCE) that
@@ -414,7 +414,7 @@ async fn parent_alert_names_the_pressured_sibling_first() {
     if !ready() {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     sweep();
     let tmp = tempfile::tempdir().expect("tmp");
     let am = Alertmanager::start(tmp.path());

@@ -34,7 +34,7 @@ async fn trigger_fires_under_real_memory_pressure_and_reports_gone_after_rmdir()
     if !kernel_ok() {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     sweep();
     let cg = TestCgroup::new(&unique("fire"), true);
     let file = cg.v2.join("memory.pressure");
@@ -78,7 +78,7 @@ async fn rule_glob_arms_new_cgroups_fast_and_gone_ones_cost_no_cpu() {
     if !kernel_ok() {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     sweep();
     let parent = TestCgroup::new(&unique("lat"), false);
     let registry = registry();
@@ -121,6 +121,13 @@ async fn rule_glob_arms_new_cgroups_fast_and_gone_ones_cost_no_cpu() {
     assert!(median < Duration::from_millis(100), "median {median:?}");
     assert_eq!(agent.armed().len(), N);
 
+    // Armed but quiet triggers cost nothing either.
+    let c0 = process_cpu();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = process_cpu().saturating_sub(c0);
+    println!("CPU while idle with {N} armed triggers: {cpu:?} over 3 s");
+    assert!(cpu < Duration::from_millis(150), "idle agent used {cpu:?}");
+
     // Remove every cgroup behind the registry's back: each trigger must
     // report Gone and be dropped, after which the agent idles.
     for c in &children {
@@ -156,7 +163,7 @@ async fn oom_kill_in_a_memory_cgroup_sends_an_alert_at_once() {
     if !kernel_ok() {
         return;
     }
-    let _serial = serial();
+    let _serial = serial().await;
     sweep();
     let registry = registry();
     let hook = Capture::start().await;

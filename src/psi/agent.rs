@@ -25,7 +25,7 @@ use crate::config::{AlertingConfig, Config};
 use crate::registry::{Registry, RegistryEvent};
 
 use super::attribution::{self, Samples};
-use super::metrics::{PsiMetrics, TriggerEventLabels};
+use super::metrics::{PsiMetrics, RuleLabels, TriggerEventLabels};
 use super::oom::{OomEvent, OomV1, OomV2};
 use super::rules::{render_template, RuleRt};
 use super::state::{AlertState, Transition};
@@ -824,6 +824,16 @@ impl Agent {
                 removed += 1;
             } else {
                 kept += 1;
+            }
+        }
+        // A rule gone by name leaves no stale series behind.
+        for old in &self.rules {
+            if !new.iter().any(|n| n.rule.name == old.rule.name) {
+                let l = RuleLabels {
+                    rule: old.rule.name.clone(),
+                };
+                self.metrics.triggers_armed.remove(&l);
+                self.metrics.alerts_firing.remove(&l);
             }
         }
         let old_rules = std::mem::replace(&mut self.rules, new.clone());

@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cgroup_psi_exporter::cgroupfs::{CgroupPath, Controller, HierarchyId, Layout};
@@ -20,10 +20,12 @@ use cgroup_psi_exporter::registry::{Filter, Registry};
 
 pub const CGROUPFS: &str = "/sys/fs/cgroup";
 
-/// Kernel tests share cgroups and the machine's memory: one at a time.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+/// Kernel tests share cgroups and the machine's memory: one at a time. An
+/// async lock, as it is held across awaits (each test has its own runtime;
+/// tokio's mutex works across runtimes).
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 fn must_not_skip() -> bool {
