@@ -195,7 +195,6 @@ impl Agent {
             node = %self.node,
             "PSI agent started"
         );
-        config.mark_unchanged();
         let mut config_open = true;
         let mut registry_open = true;
         loop {

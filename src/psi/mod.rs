@@ -75,7 +75,10 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> AgentHandle {
     let status = agent::SharedStatus::default();
-    let cfg = config.borrow().clone();
+    let mut config = config;
+    // Mark the starting config seen here, not in the task: an update sent
+    // before the task first runs must still count as a change.
+    let cfg = config.borrow_and_update().clone();
     let agent = agent::Agent::new(registry, procfs, &cfg, metrics, status.clone());
     let task = tokio::spawn(agent.run(config, shutdown.clone()));
     AgentHandle {

@@ -177,7 +177,20 @@ impl Trigger {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(path)
-            .map_err(|e| TriggerError::from_io(path, "open", spec, e))?;
+            .map_err(|e| {
+                let e = TriggerError::from_io(path, "open", spec, e);
+                // The cgroup is there but the file is not: this kernel has
+                // no such pressure file (irq.pressure needs
+                // CONFIG_IRQ_TIME_ACCOUNTING; none exist with psi=0).
+                match e {
+                    TriggerError::Vanished { path }
+                        if path.parent().is_some_and(|d| d.is_dir()) =>
+                    {
+                        TriggerError::Unsupported { path }
+                    }
+                    e => e,
+                }
+            })?;
         // One write call: the kernel parses each write as a whole trigger.
         let line = spec.line();
         match file.write(line.as_bytes()) {
@@ -269,6 +282,16 @@ mod tests {
         assert!(spec(PsiKind::Some, 3_000_000, 2_000_000)
             .check(true)
             .is_err());
+    }
+
+    #[test]
+    fn missing_file_in_a_present_cgroup_is_unsupported_not_vanished() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = spec(PsiKind::Some, 150_000, 2_000_000);
+        let e = Trigger::arm(&d.path().join("irq.pressure"), &s).expect_err("no file");
+        assert_eq!(e.reason(), "unsupported", "{e}");
+        let e = Trigger::arm(&d.path().join("gone/memory.pressure"), &s).expect_err("no dir");
+        assert_eq!(e.reason(), "vanished", "{e}");
     }
 
     #[test]
