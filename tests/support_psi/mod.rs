@@ -347,7 +347,7 @@ impl Pressure {
     }
 }
 
-/// Polls `f` every 5 ms until it returns `Some`, up to `timeout`.
+/// Polls `f` every 1 ms until it returns `Some`, up to `timeout`.
 pub async fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + timeout;
     loop {
@@ -357,7 +357,7 @@ pub async fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) ->
         if Instant::now() >= end {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
