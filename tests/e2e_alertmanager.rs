@@ -209,6 +209,24 @@ alerting:
         "psi_alert_notifications_total{{receiver=\"{}\",outcome=\"success\"}}",
         am.url()
     )));
+
+    // The cgroup goes: its trigger is dropped and its series with it.
+    registry.remove_subtree(unified_id(&registry), &cg.path());
+    drop(cg);
+    wait_for(Duration::from_secs(2), || {
+        (!agent.armed().iter().any(|a| a.cgroup == cgs)).then_some(())
+    })
+    .await
+    .expect("trigger of the removed cgroup dropped");
+    let text = exposition(&metrics);
+    assert!(
+        !text.contains(&format!("cgroup=\"{cgs}\"")),
+        "stale series: {text}"
+    );
+    assert!(
+        text.contains("psi_triggers_armed{rule=\"CgroupMemoryPressure\"} 0"),
+        "{text}"
+    );
     agent.shutdown(Duration::from_secs(2)).await;
 }
 

@@ -232,17 +232,18 @@ async fn oom_kill_in_a_memory_cgroup_sends_an_alert_at_once() {
         .as_str()
         .is_some_and(|n| !n.is_empty()));
 
-    // Removal: the watch goes away (registry event or the rmdir wake-up).
+    // Removal behind the registry's back: the kernel signals the eventfd on
+    // rmdir, the re-read of memory.oom_control fails, the watch is dropped.
     drop(p);
     drop(cg);
-    registry.remove_subtree(
-        hier,
-        &cgroup_psi_exporter::cgroupfs::CgroupPath::new(&watched),
-    );
     wait_for(Duration::from_secs(3), || {
         (!agent.oom_watched().contains(&watched)).then_some(())
     })
     .await
-    .expect("OOM watch dropped");
+    .expect("OOM watch dropped after rmdir");
+    registry.remove_subtree(
+        hier,
+        &cgroup_psi_exporter::cgroupfs::CgroupPath::new(&watched),
+    );
     agent.shutdown(Duration::from_secs(2)).await;
 }

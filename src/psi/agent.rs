@@ -553,7 +553,15 @@ impl Agent {
         starts_at: SystemTime,
         contributors: Vec<Contributor>,
     ) -> Alert {
-        let mut labels = rule.rule.labels.clone();
+        // Alertmanager refuses a whole batch over one bad label name, so
+        // such labels are left out (config validation should catch them).
+        let mut labels: BTreeMap<String, String> = rule
+            .rule
+            .labels
+            .iter()
+            .filter(|(k, _)| valid_label_name(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         labels.insert("alertname".into(), rule.rule.name.clone());
         labels.insert("resource".into(), rule.rule.resource.name().into());
         labels.insert("kind".into(), rule.rule.kind.name().into());
@@ -881,6 +889,15 @@ fn event_labels(rule: &RuleRt, path: &CgroupPath) -> TriggerEventLabels {
     }
 }
 
+/// Prometheus label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub(crate) fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -901,4 +918,29 @@ pub(crate) fn node_name(procfs: &Path) -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_follow_prometheus_rules() {
+        assert!(valid_label_name("severity"));
+        assert!(valid_label_name("_x1"));
+        assert!(!valid_label_name("1x"));
+        assert!(!valid_label_name("team-name"));
+        assert!(!valid_label_name(""));
+    }
+
+    #[test]
+    fn node_name_comes_from_procfs_hostname() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(d.path().join("sys/kernel")).expect("mkdir");
+        std::fs::write(d.path().join("sys/kernel/hostname"), "node-7\n").expect("write");
+        if std::env::var("NODE_NAME").is_err() {
+            assert_eq!(node_name(d.path()), "node-7");
+            assert_eq!(node_name(&d.path().join("nope")), "unknown");
+        }
+    }
 }
