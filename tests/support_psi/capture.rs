@@ -1,5 +1,6 @@
 //! A tiny HTTP server that records JSON bodies POSTed to it, and can be
 //! told to fail (503) to exercise retries.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
