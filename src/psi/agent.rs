@@ -568,7 +568,15 @@ impl Agent {
         self.identity_labels(&mut labels, path);
         let threshold = humantime::format_duration(rule.rule.threshold).to_string();
         let window = humantime::format_duration(rule.rule.window).to_string();
+        // `{{ value }}`: the cgroup's own avg10 (%) for the rule's resource
+        // and kind as the alert starts.
+        let value = self
+            .pressure_path(rule, path)
+            .and_then(|f| attribution::read_pressure(&f, rule.rule.kind))
+            .map(|r| format!("{:.2}", r.avg10))
+            .unwrap_or_default();
         let mut vars: Vec<(&str, &str)> = vec![
+            ("value", value.as_str()),
             ("rule", rule.rule.name.as_str()),
             ("resource", rule.rule.resource.name()),
             ("kind", rule.rule.kind.name()),
