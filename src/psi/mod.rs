@@ -1,1 +1,136 @@
-//! (being written)
+//! The PSI alerting agent: kernel PSI triggers on the host's and selected
+//! cgroups' pressure files, an alert state per (rule, cgroup), and OOM-kill
+//! alerts, delivered by [`crate::alerting`].
+//!
+//! Kernel reference: <https://docs.kernel.org/accounting/psi.html>.
+//!
+//! # Wiring (for `app.rs`)
+//!
+//! ```ignore
+//! let metrics = PsiMetrics::new();
+//! metrics.register_metrics(&mut prom_registry);
+//! let (cfg_tx, cfg_rx) = tokio::sync::watch::channel(Arc::new(config));
+//! let agent = psi::spawn(registry.clone(), procfs_root, cfg_rx, metrics, token.clone());
+//! // on reload: cfg_tx.send(Arc::new(new_validated_config))
+//! // on SIGTERM: token.cancel(); agent.shutdown(Duration::from_secs(10)).await;
+//! ```
+//!
+//! - Rules select cgroups of the cgroup2 hierarchy by glob; each match gets a
+//!   trigger when the registry reports it `Added` and loses it on `Removed`
+//!   (or when the kernel reports the fd gone). `/` in a rule means the host,
+//!   `<procfs>/pressure/<resource>`; the cgroup2 root is never matched by a
+//!   glob.
+//! - A trigger event fires the alert; no event for `resolve_after` resolves
+//!   it. Firing alerts are re-sent every [`agent::RESEND_INTERVAL`].
+//! - A parent's alert names its top contributors (leaf cgroups below it by
+//!   stall time), as the `top_contributors` annotation and as structured
+//!   `contributors` in webhook payloads.
+//! - With `alerting.oom_kills`, every OOM kill in a tracked cgroup sends
+//!   `CgroupOOMKill` at once.
+//! - Config updates on the watch channel re-arm changed rules only; the app
+//!   validates before sending.
+
+pub mod agent;
+pub mod attribution;
+pub mod metrics;
+pub mod oom;
+pub mod rules;
+pub mod state;
+pub mod trigger;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::alerting::Notifier;
+use crate::config::Config;
+use crate::registry::Registry;
+
+pub use agent::ArmedInfo;
+pub use metrics::PsiMetrics;
+
+/// Grace used by [`AgentHandle::join`] to flush the alert queues.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// The running agent (PSI triggers and OOM watches).
+#[derive(Debug)]
+pub struct AgentHandle {
+    task: JoinHandle<Notifier>,
+    shutdown: CancellationToken,
+    status: agent::SharedStatus,
+}
+
+/// Starts the agent. It stops when `shutdown` is cancelled (or via
+/// [`AgentHandle::shutdown`]). Must be called inside a tokio runtime.
+pub fn spawn(
+    registry: Arc<Registry>,
+    procfs: PathBuf,
+    config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<PsiMetrics>,
+    shutdown: CancellationToken,
+) -> AgentHandle {
+    let status = agent::SharedStatus::default();
+    let mut config = config;
+    // Mark the starting config seen here, not in the task: an update sent
+    // before the task first runs must still count as a change.
+    let cfg = config.borrow_and_update().clone();
+    let agent = agent::Agent::new(registry, procfs, &cfg, metrics, status.clone());
+    let task = tokio::spawn(agent.run(config, shutdown.clone()));
+    AgentHandle {
+        task,
+        shutdown,
+        status,
+    }
+}
+
+impl AgentHandle {
+    /// Stops arming, then delivers queued alerts for at most `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        self.shutdown.cancel();
+        self.finish(grace).await;
+    }
+
+    /// Waits for the shutdown token, then flushes as `shutdown` does with
+    /// [`DEFAULT_GRACE`].
+    pub async fn join(self) {
+        self.shutdown.cancelled().await;
+        self.finish(DEFAULT_GRACE).await;
+    }
+
+    async fn finish(self, grace: Duration) {
+        match self.task.await {
+            Ok(notifier) => notifier.shutdown(grace).await,
+            Err(e) => warn!(error = %e, "PSI agent task failed"),
+        }
+    }
+
+    /// The triggers armed now.
+    pub fn armed(&self) -> Vec<ArmedInfo> {
+        let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.armed
+            .iter()
+            .map(|((rule, cgroup), id)| ArmedInfo {
+                rule: rule.clone(),
+                cgroup: cgroup.clone(),
+                id: *id,
+            })
+            .collect()
+    }
+
+    /// `(rule, cgroup)` of the alerts firing now.
+    pub fn firing(&self) -> Vec<(String, String)> {
+        let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.firing.iter().cloned().collect()
+    }
+
+    /// Cgroups with an OOM watch.
+    pub fn oom_watched(&self) -> Vec<String> {
+        let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        s.oom_watched.iter().cloned().collect()
+    }
+}

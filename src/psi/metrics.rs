@@ -1,0 +1,128 @@
+//! The agent's own metrics (names are a contract, see DESIGN.md). Counter
+//! names are registered without `_total`: the encoder adds it.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+use crate::alerting::AlertingMetrics;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TriggerEventLabels {
+    pub rule: String,
+    pub cgroup: String,
+    pub resource: &'static str,
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TriggerErrorLabels {
+    pub rule: String,
+    pub reason: &'static str,
+}
+
+/// Everything the PSI agent and its receivers export.
+#[derive(Debug, Default)]
+pub struct PsiMetrics {
+    /// `psi_trigger_events_total{rule,cgroup,resource,kind}`; a cgroup's
+    /// series is removed when the cgroup goes.
+    pub trigger_events: Family<TriggerEventLabels, Counter>,
+    /// `psi_triggers_armed{rule}`.
+    pub triggers_armed: Family<RuleLabels, Gauge>,
+    /// `psi_trigger_errors_total{rule,reason}`.
+    pub trigger_errors: Family<TriggerErrorLabels, Counter>,
+    /// `psi_alerts_firing{rule}`.
+    pub alerts_firing: Family<RuleLabels, Gauge>,
+    /// `psi_alert_notifications_total`, `psi_alert_queue_length`.
+    pub alerting: Arc<AlertingMetrics>,
+}
+
+impl PsiMetrics {
+    pub fn new() -> Arc<PsiMetrics> {
+        Arc::new(PsiMetrics::default())
+    }
+
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "psi_trigger_events",
+            "PSI trigger notifications from the kernel, per rule and cgroup",
+            self.trigger_events.clone(),
+        );
+        registry.register(
+            "psi_triggers_armed",
+            "PSI triggers currently armed, per rule",
+            self.triggers_armed.clone(),
+        );
+        registry.register(
+            "psi_trigger_errors",
+            "PSI triggers that could not be armed or polled, by rule and reason",
+            self.trigger_errors.clone(),
+        );
+        registry.register(
+            "psi_alerts_firing",
+            "PSI alerts firing now, per rule",
+            self.alerts_firing.clone(),
+        );
+        self.alerting.register(registry);
+    }
+
+    pub(crate) fn rule_gauge(family: &Family<RuleLabels, Gauge>, rule: &str, delta: i64) {
+        family
+            .get_or_create(&RuleLabels {
+                rule: rule.to_string(),
+            })
+            .inc_by(delta);
+    }
+
+    pub(crate) fn trigger_error(&self, rule: &str, reason: &'static str) {
+        self.trigger_errors
+            .get_or_create(&TriggerErrorLabels {
+                rule: rule.to_string(),
+                reason,
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_uses_the_contract_names() {
+        let m = PsiMetrics::new();
+        m.trigger_events
+            .get_or_create(&TriggerEventLabels {
+                rule: "r".into(),
+                cgroup: "/a".into(),
+                resource: "memory",
+                kind: "some",
+            })
+            .inc();
+        PsiMetrics::rule_gauge(&m.triggers_armed, "r", 1);
+        PsiMetrics::rule_gauge(&m.alerts_firing, "r", 1);
+        m.trigger_error("r", "invalid");
+        m.alerting.count("http://am", "success", 1);
+        let mut reg = prometheus_client::registry::Registry::default();
+        m.register_metrics(&mut reg);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
+        for want in [
+            "psi_trigger_events_total{rule=\"r\",cgroup=\"/a\",resource=\"memory\",kind=\"some\"} 1",
+            "psi_triggers_armed{rule=\"r\"} 1",
+            "psi_trigger_errors_total{rule=\"r\",reason=\"invalid\"} 1",
+            "psi_alerts_firing{rule=\"r\"} 1",
+            "psi_alert_notifications_total{receiver=\"http://am\",outcome=\"success\"} 1",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! OOM-kill notifications, the moment they happen.
+//!
+//! - cgroup v1 (and hybrid, where the memory controller is v1): an eventfd
+//!   registered through `cgroup.event_control` as `"<eventfd> <fd of
+//!   memory.oom_control>"` wakes us on each OOM of the cgroup; the new
+//!   `oom_kill` count is then read from `memory.oom_control`.
+//!   <https://docs.kernel.org/admin-guide/cgroup-v1/memory.html#oom-control>
+//! - cgroup v2: inotify `IN_MODIFY` on `memory.events` (the kernel calls
+//!   `cgroup_file_notify` when a counter changes); alert when `oom_kill`
+//!   went up. <https://docs.kernel.org/admin-guide/cgroup-v2.html#memory-interface-files>
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use inotify::{Inotify, StreamExt, WatchDescriptor, WatchMask};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::cgroupfs::parse::{parse_memory_events, parse_oom_control};
+use crate::cgroupfs::CgroupPath;
+
+/// What a watcher reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OomEvent {
+    /// `oom_kill` went from `count - delta` to `count`.
+    Kill { count: u64, delta: u64 },
+    /// The cgroup was removed; the watcher has stopped.
+    Gone,
+    /// The watcher failed and has stopped.
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OomError {
+    #[error("{path}: cgroup vanished")]
+    Vanished { path: PathBuf },
+    #[error("{path}: {op}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: no oom_kill counter (kernel before 4.13?)")]
+    NoCounter { path: PathBuf },
+}
+
+impl OomError {
+    fn from_io(path: &Path, op: &'static str, e: io::Error) -> OomError {
+        match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENODEV) => OomError::Vanished {
+                path: path.to_path_buf(),
+            },
+            _ => OomError::Io {
+                path: path.to_path_buf(),
+                op,
+                source: e,
+            },
+        }
+    }
+}
+
+/// Reads the `oom_kill` count from v1 `memory.oom_control`.
+pub fn read_oom_kill_v1(file: &Path) -> Result<u64, OomError> {
+    let text = std::fs::read_to_string(file).map_err(|e| OomError::from_io(file, "read", e))?;
+    parse_oom_control(&text)
+        .ok()
+        .and_then(|o| o.oom_kill)
+        .or_else(|| fallback_key(&text, "oom_kill"))
+        .ok_or_else(|| OomError::NoCounter {
+            path: file.to_path_buf(),
+        })
+}
+
+/// Reads the `oom_kill` count from v2 `memory.events`.
+pub fn read_oom_kill_v2(file: &Path) -> Result<u64, OomError> {
+    let text = std::fs::read_to_string(file).map_err(|e| OomError::from_io(file, "read", e))?;
+    parse_memory_events(&text)
+        .ok()
+        .and_then(|o| o.oom_kill)
+        .or_else(|| fallback_key(&text, "oom_kill"))
+        .ok_or_else(|| OomError::NoCounter {
+            path: file.to_path_buf(),
+        })
+}
+
+/// Flat-keyed lookup used only while the `cgroupfs::parse` functions are
+/// stubs on this branch; the lead removes it at merge.
+fn fallback_key(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+// === v1: eventfd + cgroup.event_control ===
+
+/// A v1 OOM watch on one cgroup directory of the memory hierarchy.
+/// Dropping it closes the eventfd, which makes the kernel drop the event.
+#[derive(Debug)]
+pub struct OomV1 {
+    efd: AsyncFd<File>,
+    oom_control: PathBuf,
+    last: u64,
+}
+
+impl OomV1 {
+    /// Registers for OOM notifications of the cgroup at `dir`.
+    pub fn arm(dir: &Path) -> Result<OomV1, OomError> {
+        let oom_control = dir.join("memory.oom_control");
+        let control = dir.join("cgroup.event_control");
+        let last = read_oom_kill_v1(&oom_control)?;
+        let ocfd =
+            File::open(&oom_control).map_err(|e| OomError::from_io(&oom_control, "open", e))?;
+        let efd = new_eventfd().map_err(|e| OomError::from_io(dir, "eventfd", e))?;
+        let mut ctl = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&control)
+            .map_err(|e| OomError::from_io(&control, "open", e))?;
+        let line = format!("{} {}", efd.as_raw_fd(), ocfd.as_raw_fd());
+        ctl.write_all(line.as_bytes())
+            .map_err(|e| OomError::from_io(&control, "write", e))?;
+        // The kernel holds its own references now; ours to the control
+        // files can go.
+        drop(ocfd);
+        drop(ctl);
+        let efd = super::trigger::register(File::from(efd), Interest::READABLE)
+            .map_err(|e| OomError::from_io(dir, "register", e))?;
+        Ok(OomV1 {
+            efd,
+            oom_control,
+            last,
+        })
+    }
+
+    /// Waits for the next OOM kill, or for the cgroup to go.
+    pub async fn next(&mut self) -> OomEvent {
+        loop {
+            let mut guard = match self.efd.readable().await {
+                Ok(g) => g,
+                Err(e) => return OomEvent::Failed(e.to_string()),
+            };
+            let mut buf = [0u8; 8];
+            match guard.try_io(|inner| inner.get_ref().read(&mut buf)) {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return OomEvent::Failed(e.to_string()),
+                Err(_would_block) => continue,
+            }
+            // Kernel quirk: the event is signalled when the cgroup enters
+            // OOM, before the victim is killed and counted; and rmdir also
+            // signals it. Re-read the counter a few times to tell a kill
+            // from an OOM without kill (oom_kill_disable) and from removal.
+            for delay_ms in [0u64, 20, 100, 500] {
+                if delay_ms > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                }
+                match read_oom_kill_v1(&self.oom_control) {
+                    Ok(n) if n > self.last => {
+                        let delta = n - self.last;
+                        self.last = n;
+                        return OomEvent::Kill { count: n, delta };
+                    }
+                    Ok(_) => {}
+                    Err(OomError::Vanished { .. }) => return OomEvent::Gone,
+                    Err(e) => return OomEvent::Failed(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// A new non-blocking, close-on-exec eventfd.
+#[allow(unsafe_code)]
+fn new_eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) has no memory-safety preconditions. On success it
+    // returns a fresh descriptor that nothing else in the process owns, so
+    // handing it to `OwnedFd` (which closes it exactly once, on drop) is
+    // sound.
+    unsafe {
+        let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+// === v2: inotify on memory.events ===
+
+#[derive(Debug)]
+enum Cmd {
+    Add(CgroupPath, PathBuf),
+    Remove(CgroupPath),
+}
+
+/// One inotify instance watching `memory.events` of every tracked cgroup.
+#[derive(Debug)]
+pub struct OomV2 {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OomV2 {
+    /// Starts the watcher; events go to `out`.
+    pub fn spawn(out: mpsc::UnboundedSender<(CgroupPath, OomEvent)>) -> io::Result<OomV2> {
+        let inotify = Inotify::init()?;
+        let stream = inotify.into_event_stream(vec![0u8; 4096])?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run_v2(stream, rx, out));
+        Ok(OomV2 { cmd: tx, task })
+    }
+
+    /// Watches `memory_events` (the cgroup's `memory.events`).
+    pub fn add(&self, path: CgroupPath, memory_events: PathBuf) {
+        let _ = self.cmd.send(Cmd::Add(path, memory_events));
+    }
+
+    pub fn remove(&self, path: CgroupPath) {
+        let _ = self.cmd.send(Cmd::Remove(path));
+    }
+}
+
+impl Drop for OomV2 {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Watched {
+    path: CgroupPath,
+    file: PathBuf,
+    last: u64,
+}
+
+async fn run_v2(
+    mut stream: inotify::EventStream<Vec<u8>>,
+    mut cmd: mpsc::UnboundedReceiver<Cmd>,
+    out: mpsc::UnboundedSender<(CgroupPath, OomEvent)>,
+) {
+    let mut watches = stream.watches();
+    let mut by_wd: HashMap<WatchDescriptor, Watched> = HashMap::new();
+    let mut by_path: HashMap<CgroupPath, WatchDescriptor> = HashMap::new();
+    loop {
+        tokio::select! {
+            c = cmd.recv() => match c {
+                None => return,
+                Some(Cmd::Add(path, file)) => {
+                    let last = match read_oom_kill_v2(&file) {
+                        Ok(n) => n,
+                        Err(e) => {
+                            debug!(cgroup = %path, error = %e, "no OOM watch");
+                            continue;
+                        }
+                    };
+                    match watches.add(&file, WatchMask::MODIFY) {
+                        Ok(wd) => {
+                            by_path.insert(path.clone(), wd.clone());
+                            by_wd.insert(wd, Watched { path, file, last });
+                        }
+                        Err(e) => warn!(cgroup = %path, error = %e, "cannot watch memory.events"),
+                    }
+                }
+                Some(Cmd::Remove(path)) => {
+                    if let Some(wd) = by_path.remove(&path) {
+                        by_wd.remove(&wd);
+                        // Fails when the kernel already dropped the watch (rmdir).
+                        let _ = watches.remove(wd);
+                    }
+                }
+            },
+            ev = stream.next() => match ev {
+                None => return,
+                Some(Err(e)) => {
+                    warn!(error = %e, "inotify read failed: v2 OOM watch stops");
+                    return;
+                }
+                Some(Ok(ev)) => {
+                    if ev.mask.contains(inotify::EventMask::IGNORED) {
+                        if let Some(w) = by_wd.remove(&ev.wd) {
+                            by_path.remove(&w.path);
+                            let _ = out.send((w.path, OomEvent::Gone));
+                        }
+                        continue;
+                    }
+                    let Some(w) = by_wd.get_mut(&ev.wd) else { continue };
+                    match read_oom_kill_v2(&w.file) {
+                        Ok(n) if n > w.last => {
+                            let delta = n - w.last;
+                            w.last = n;
+                            let _ = out.send((w.path.clone(), OomEvent::Kill { count: n, delta }));
+                        }
+                        Ok(_) => {}
+                        Err(e) => debug!(cgroup = %w.path, error = %e, "memory.events unreadable"),
+                    }
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_kill_counts_read_from_v1_and_v2_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let v1 = d.path().join("memory.oom_control");
+        std::fs::write(&v1, "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n").expect("write");
+        assert_eq!(read_oom_kill_v1(&v1).expect("count"), 3);
+        let v2 = d.path().join("memory.events");
+        std::fs::write(
+            &v2,
+            "low 0\nhigh 0\nmax 4\noom 2\noom_kill 2\noom_group_kill 0\n",
+        )
+        .expect("write");
+        assert_eq!(read_oom_kill_v2(&v2).expect("count"), 2);
+        std::fs::write(&v2, "low 0\n").expect("write");
+        assert!(matches!(
+            read_oom_kill_v2(&v2),
+            Err(OomError::NoCounter { .. })
+        ));
+        assert!(matches!(
+            read_oom_kill_v2(&d.path().join("gone")),
+            Err(OomError::Vanished { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn v2_watch_reports_a_kill_when_memory_events_counts_one() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("memory.events");
+        std::fs::write(&f, "oom 0\noom_kill 0\n").expect("write");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let w = OomV2::spawn(tx).expect("inotify");
+        w.add(CgroupPath::new("/a"), f.clone());
+        // Let the watcher take the command before the file changes.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&f, "oom 1\noom_kill 1\n").expect("write");
+        let (path, ev) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("in time")
+            .expect("event");
+        assert_eq!(path, CgroupPath::new("/a"));
+        assert_eq!(ev, OomEvent::Kill { count: 1, delta: 1 });
+    }
+}

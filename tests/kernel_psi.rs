@@ -1,0 +1,255 @@
+//! Real-kernel tests of the PSI agent (need root, PSI and cgroupfs; they
+//! print `skipped: <reason>` otherwise, and fail instead when
+//! `CGPE_REQUIRE_KERNEL=1` or `CI=true`).
+
+#[path = "support_psi/mod.rs"]
+mod support_psi;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cgroup_psi_exporter::config::{Config, PsiKind};
+use cgroup_psi_exporter::psi::trigger::{Trigger, TriggerError, TriggerEvent, TriggerSpec};
+use cgroup_psi_exporter::psi::{self, PsiMetrics};
+use support_psi::capture::Capture;
+use support_psi::*;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+fn spec(window_us: u64) -> TriggerSpec {
+    TriggerSpec {
+        kind: PsiKind::Some,
+        threshold_us: 150_000,
+        window_us,
+    }
+}
+
+fn config(yaml: &str) -> Arc<Config> {
+    // Straight from YAML, without the app's validation: these tests are
+    // about what the agent does with whatever config it is handed.
+    Arc::new(serde_yaml::from_str::<Config>(yaml).expect("config"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_fires_under_real_memory_pressure_and_reports_gone_after_rmdir() {
+    if !kernel_ok() {
+        return;
+    }
+    let _serial = serial().await;
+    sweep();
+    let cg = TestCgroup::new(&unique("fire"), true);
+    let file = cg.v2.join("memory.pressure");
+
+    // Kernel fact here (no CAP_SYS_RESOURCE): a 1 s window is refused, and
+    // the error says why.
+    match Trigger::arm(&file, &spec(1_000_000)) {
+        Err(e @ TriggerError::Invalid { .. }) => {
+            assert!(e.to_string().contains("multiple of 2s"), "{e}")
+        }
+        other => println!("1 s window accepted (CAP_SYS_RESOURCE?): {other:?}"),
+    }
+
+    let t = Trigger::arm(&file, &spec(2_000_000)).expect("arm some 150000 2000000");
+    let started = Instant::now();
+    let pressure = Pressure::start(&cg, 12);
+    let ev = tokio::time::timeout(Duration::from_secs(20), t.next())
+        .await
+        .expect("trigger fired within 20 s of pressure")
+        .expect("poll");
+    assert_eq!(ev, TriggerEvent::Fired);
+    println!("fired {:?} after pressure started", started.elapsed());
+    // The fd keeps reporting while pressure lasts (at most once per window):
+    // readiness is re-armed after each event.
+    let ev = tokio::time::timeout(Duration::from_secs(8), t.next())
+        .await
+        .expect("a second event while pressure lasts")
+        .expect("poll");
+    assert_eq!(ev, TriggerEvent::Fired);
+    println!("fired again {:?} after pressure started", started.elapsed());
+    drop(pressure);
+
+    cg.rmdir_v2();
+    let gone_at = Instant::now();
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), t.next())
+            .await
+            .expect("an event after rmdir")
+            .expect("poll");
+        if ev == TriggerEvent::Gone {
+            break;
+        }
+    }
+    println!("gone reported {:?} after rmdir", gone_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_glob_arms_new_cgroups_fast_and_gone_ones_cost_no_cpu() {
+    if !kernel_ok() {
+        return;
+    }
+    let _serial = serial().await;
+    sweep();
+    let parent = TestCgroup::new(&unique("lat"), false);
+    let registry = registry();
+    let uid = unified_id(&registry);
+    let cfg = config(&format!(
+        "psi:\n  rules:\n    - name: lat\n      cgroups: ['{}/*']\n      resource: memory\n      threshold: 150ms\n      window: 2s\nalerting:\n  oom_kills: false\n",
+        parent.path()
+    ));
+    let (_tx, rx) = watch::channel(cfg);
+    let metrics = PsiMetrics::new();
+    let token = CancellationToken::new();
+    let agent = psi::spawn(
+        registry.clone(),
+        PathBuf::from("/proc"),
+        rx,
+        metrics.clone(),
+        token.clone(),
+    );
+
+    // CGPE_PSI_ARM_N=1000 measures with more cgroups.
+    let n_env = std::env::var("CGPE_PSI_ARM_N")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let n: usize = n_env.unwrap_or(100).max(10);
+    let mut children = Vec::new();
+    let mut lat = Vec::new();
+    for i in 0..n {
+        let t0 = Instant::now();
+        let cg = TestCgroup::new(&format!("{}/c{i}", parent.rel), false);
+        registry.add(uid, &cg.path());
+        let want = cg.path().to_string();
+        wait_for(Duration::from_secs(2), || {
+            agent.armed().iter().any(|a| a.cgroup == want).then_some(())
+        })
+        .await
+        .expect("armed within 2 s");
+        lat.push(t0.elapsed());
+        children.push(cg);
+    }
+    lat.sort();
+    let median = lat[n / 2];
+    let worst = lat[n - 1];
+    println!("arming latency (mkdir -> armed) over {n} cgroups: median {median:?}, p90 {:?}, worst {worst:?}", lat[n * 9 / 10]);
+    assert!(median < Duration::from_millis(100), "median {median:?}");
+    assert_eq!(agent.armed().len(), n);
+
+    // Armed but quiet triggers cost nothing either.
+    let c0 = process_cpu();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = process_cpu().saturating_sub(c0);
+    println!("CPU while idle with {n} armed triggers: {cpu:?} over 3 s");
+    assert!(cpu < Duration::from_millis(150), "idle agent used {cpu:?}");
+
+    // Remove every cgroup behind the registry's back: each trigger must
+    // report Gone and be dropped, after which the agent idles.
+    for c in &children {
+        c.rmdir_v2();
+    }
+    wait_for(Duration::from_secs(5), || {
+        agent.armed().is_empty().then_some(())
+    })
+    .await
+    .expect("every trigger of a removed cgroup dropped");
+    let c0 = process_cpu();
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = process_cpu().saturating_sub(c0);
+    println!(
+        "CPU while idle after {n} removed triggers: {cpu:?} over {:?}",
+        t0.elapsed()
+    );
+    assert!(cpu < Duration::from_millis(150), "idle agent used {cpu:?}");
+    let mut text = String::new();
+    let mut reg = prometheus_client::registry::Registry::default();
+    metrics.register_metrics(&mut reg);
+    prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
+    assert!(
+        text.contains("psi_triggers_armed{rule=\"lat\"} 0"),
+        "{text}"
+    );
+    agent.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_kill_in_a_memory_cgroup_sends_an_alert_at_once() {
+    if !kernel_ok() {
+        return;
+    }
+    let _serial = serial().await;
+    sweep();
+    let registry = registry();
+    let hook = Capture::start().await;
+    let cfg = config(&format!(
+        "alerting:\n  webhooks: ['{}']\n  oom_kills: true\n  timeout: 2s\n",
+        hook.url
+    ));
+    let (_tx, rx) = watch::channel(cfg);
+    let token = CancellationToken::new();
+    let agent = psi::spawn(
+        registry.clone(),
+        PathBuf::from("/proc"),
+        rx,
+        PsiMetrics::new(),
+        token.clone(),
+    );
+
+    let cg = TestCgroup::new(&unique("oom"), true);
+    let (hier, watched) = match memory_id(&registry) {
+        Some(m) => (m, cg.path().to_string()),
+        None => (unified_id(&registry), cg.path().to_string()), // pure v2
+    };
+    cg.limit_memory(20 << 20);
+    registry.add(unified_id(&registry), &cg.path());
+    registry.add(hier, &cg.path());
+    wait_for(Duration::from_secs(2), || {
+        agent.oom_watched().contains(&watched).then_some(())
+    })
+    .await
+    .expect("OOM watch armed");
+
+    let t0 = Instant::now();
+    let mut p = Proc::sh(&format!(
+        "{} && exec python3 -c 'b = b\"x\" * (200 << 20)'",
+        cg.enter_script()
+    ));
+    assert!(
+        p.wait_timeout(Duration::from_secs(20)),
+        "allocating process ended (killed)"
+    );
+    let alert = wait_for(Duration::from_secs(10), || {
+        hook.alerts().into_iter().find(|a| {
+            a["labels"]["alertname"] == "CgroupOOMKill" && a["labels"]["cgroup"] == watched.as_str()
+        })
+    })
+    .await
+    .expect("CgroupOOMKill alert delivered");
+    println!(
+        "OOM alert delivered {:?} after the process started: {alert}",
+        t0.elapsed()
+    );
+    let count: u64 = alert["annotations"]["oom_kill"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("oom_kill annotation");
+    assert!(count >= 1);
+    assert!(alert["labels"]["node"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty()));
+
+    // Removal behind the registry's back: the kernel signals the eventfd on
+    // rmdir, the re-read of memory.oom_control fails, the watch is dropped.
+    drop(p);
+    drop(cg);
+    wait_for(Duration::from_secs(3), || {
+        (!agent.oom_watched().contains(&watched)).then_some(())
+    })
+    .await
+    .expect("OOM watch dropped after rmdir");
+    registry.remove_subtree(
+        hier,
+        &cgroup_psi_exporter::cgroupfs::CgroupPath::new(&watched),
+    );
+    agent.shutdown(Duration::from_secs(2)).await;
+}

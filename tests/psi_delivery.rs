@@ -1,0 +1,189 @@
+//! Alert delivery against a local HTTP receiver: retries, the keyed
+//! bounded queue, drops, and the shutdown flush. No kernel needed.
+
+#[path = "support_psi/capture.rs"]
+mod capture;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use capture::Capture;
+use cgroup_psi_exporter::alerting::{Alert, AlertingMetrics, NotificationLabels, Notifier};
+use cgroup_psi_exporter::config::AlertingConfig;
+
+fn alert(name: &str, resolved: bool) -> Alert {
+    let mut labels = BTreeMap::new();
+    labels.insert("alertname".to_string(), name.to_string());
+    labels.insert("cgroup".to_string(), "/x".to_string());
+    let now = SystemTime::now();
+    Alert {
+        labels,
+        annotations: BTreeMap::new(),
+        starts_at: now - Duration::from_secs(10),
+        ends_at: resolved.then_some(now - Duration::from_secs(1)),
+        generator_url: "http://test/".to_string(),
+        contributors: Vec::new(),
+    }
+}
+
+fn cfg(url: &str, capacity: usize) -> AlertingConfig {
+    AlertingConfig {
+        webhooks: vec![url.to_string()],
+        timeout: Duration::from_secs(2),
+        queue_capacity: capacity,
+        ..AlertingConfig::default()
+    }
+}
+
+fn outcome(m: &AlertingMetrics, url: &str, outcome: &'static str) -> u64 {
+    m.notifications
+        .get_or_create(&NotificationLabels {
+            receiver: url.to_string(),
+            outcome,
+        })
+        .get()
+}
+
+async fn until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn names(c: &Capture) -> Vec<(String, String)> {
+    c.alerts()
+        .iter()
+        .map(|a| {
+            (
+                a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                a["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_until_the_receiver_answers() {
+    let c = Capture::start().await;
+    c.set_failing(true);
+    let m = Arc::new(AlertingMetrics::default());
+    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    for name in ["a", "b", "c"] {
+        n.notify(&alert(name, false));
+    }
+    assert!(
+        until(Duration::from_secs(5), || c
+            .state
+            .requests
+            .load(Ordering::SeqCst)
+            >= 2)
+        .await
+    );
+    assert!(c.alerts().is_empty());
+    c.set_failing(false);
+    assert!(
+        until(Duration::from_secs(10), || c.alerts().len() == 3).await,
+        "{:?}",
+        names(&c)
+    );
+    assert!(outcome(&m, &c.url, "retry") >= 3);
+    assert_eq!(outcome(&m, &c.url, "success"), 3);
+    let body = &c.bodies()[0];
+    assert_eq!(body["version"], "1");
+    assert_eq!(body["status"], "firing");
+    n.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_firing_alert_resolved_while_queued_is_sent_once_as_resolved() {
+    let c = Capture::start().await;
+    c.set_failing(true);
+    let m = Arc::new(AlertingMetrics::default());
+    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    n.notify(&alert("a", false));
+    assert!(
+        until(Duration::from_secs(5), || c
+            .state
+            .requests
+            .load(Ordering::SeqCst)
+            >= 1)
+        .await
+    );
+    n.notify(&alert("a", true));
+    c.set_failing(false);
+    assert!(until(Duration::from_secs(10), || !c.alerts().is_empty()).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(names(&c), vec![("a".to_string(), "resolved".to_string())]);
+    assert_eq!(outcome(&m, &c.url, "dropped"), 0);
+    n.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn overflow_drops_the_oldest_alerts_and_counts_them() {
+    let c = Capture::start().await;
+    c.set_failing(true);
+    let m = Arc::new(AlertingMetrics::default());
+    let n = Notifier::new(&cfg(&c.url, 2), m.clone());
+    for name in ["a", "b", "c", "d", "e"] {
+        n.notify(&alert(name, false));
+    }
+    assert_eq!(outcome(&m, &c.url, "dropped"), 3);
+    c.set_failing(false);
+    assert!(until(Duration::from_secs(10), || c.alerts().len() == 2).await);
+    let got: Vec<String> = names(&c).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(got, ["d", "e"]);
+    n.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn shutdown_flushes_the_queue_and_gives_up_after_the_grace_period() {
+    let c = Capture::start().await;
+    let m = Arc::new(AlertingMetrics::default());
+    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    n.notify(&alert("a", false));
+    n.shutdown(Duration::from_secs(2)).await;
+    assert_eq!(names(&c).len(), 1, "queued alert delivered during shutdown");
+
+    c.set_failing(true);
+    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    n.notify(&alert("b", false));
+    let t0 = Instant::now();
+    n.shutdown(Duration::from_millis(500)).await;
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(900), "shutdown took {took:?}");
+    assert_eq!(outcome(&m, &c.url, "failure"), 1);
+}
+
+#[tokio::test]
+async fn every_alertmanager_url_gets_the_alerts_as_a_v2_array() {
+    let a = Capture::start().await;
+    let b = Capture::start().await;
+    // Capture URLs end in /hook; an Alertmanager base URL gets
+    // /api/v2/alerts appended, which the capture server accepts too.
+    let base = |c: &Capture| c.url.trim_end_matches("/hook").to_string();
+    let conf = AlertingConfig {
+        alertmanagers: vec![base(&a), base(&b)],
+        timeout: Duration::from_secs(2),
+        ..AlertingConfig::default()
+    };
+    let n = Notifier::new(&conf, Arc::new(AlertingMetrics::default()));
+    n.notify(&alert("x", false));
+    for c in [&a, &b] {
+        assert!(until(Duration::from_secs(5), || !c.bodies().is_empty()).await);
+        let body = &c.bodies()[0];
+        let arr = body.as_array().expect("a JSON array");
+        assert_eq!(arr[0]["labels"]["alertname"], "x");
+        assert!(arr[0]["startsAt"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z')));
+        assert!(arr[0].get("endsAt").is_none());
+    }
+    n.shutdown(Duration::from_secs(1)).await;
+}
