@@ -20,6 +20,7 @@ use crate::collector::selfmetrics::SelfCollector;
 use crate::collector::{CgroupCollector, Families};
 use crate::config::{Config, ValidationContext};
 use crate::kubelet::Kubelet;
+use crate::psi::PsiMetrics;
 use crate::registry::{Filter, Registry, RescanReason};
 
 /// Exit code for bad flags, config or paths (sysexits `EX_USAGE`); clap's
@@ -143,6 +144,7 @@ struct Exporter {
     registry: Arc<Registry>,
     prom: PromRegistry,
     kubelet: Option<Arc<Kubelet>>,
+    psi: Arc<PsiMetrics>,
 }
 
 fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<Exporter> {
@@ -169,10 +171,13 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
     if let Some(k) = &kubelet {
         k.register_metrics(&mut prom);
     }
+    let psi = PsiMetrics::new();
+    psi.register_metrics(&mut prom);
     Ok(Exporter {
         registry,
         prom,
         kubelet,
+        psi,
     })
 }
 
@@ -229,8 +234,16 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
         });
     }
 
-    let (config_tx, _config_rx) = watch::channel(Arc::new(config));
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let reload = make_reload(args.config_file.clone(), args.procfs.clone(), config_tx);
+    // The PSI agent: triggers armed from registry events, alerts out.
+    let agent = crate::psi::spawn(
+        ex.registry.clone(),
+        args.procfs.clone(),
+        config_rx,
+        ex.psi.clone(),
+        shutdown.clone(),
+    );
 
     let server = crate::http::Server {
         registry: Arc::new(ex.prom),
@@ -243,7 +256,13 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
 
     wait_for_signals(reload, shutdown.clone()).await?;
     shutdown.cancel();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), http).await;
+    // HTTP drains and queued alerts flush at the same time, each within
+    // the grace period.
+    let (http_done, ()) = tokio::join!(
+        tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), http),
+        agent.shutdown(SHUTDOWN_GRACE),
+    );
+    let _ = http_done;
     watcher.join().await;
     info!("stopped");
     Ok(())

@@ -93,14 +93,15 @@ impl FdCache {
         self.capacity.store(len / 2, Ordering::Relaxed);
         let mut closed = 0;
         for s in &self.shards {
-            if closed >= len / 2 + 1 {
+            if closed > len / 2 {
                 break;
             }
             let mut m = s.lock().unwrap_or_else(|e| e.into_inner());
             closed += m.len();
             m.clear();
         }
-        self.len.fetch_sub(closed.min(self.len()), Ordering::Relaxed);
+        self.len
+            .fetch_sub(closed.min(self.len()), Ordering::Relaxed);
         self.backoffs.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             closed,
@@ -157,7 +158,10 @@ impl FdCache {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let file = match File::open(path) {
             Ok(f) => f,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) && !self.is_empty() => {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+                    && !self.is_empty() =>
+            {
                 self.back_off();
                 File::open(path)?
             }

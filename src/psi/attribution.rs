@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::alerting::Contributor;
-use crate::cgroupfs::parse::{parse_psi, Psi, PsiLine};
+use crate::cgroupfs::parse::{parse_psi, PsiLine};
 use crate::cgroupfs::CgroupPath;
 use crate::config::{PsiKind, Resource};
 
@@ -135,9 +135,7 @@ pub fn leaves_below<'a>(
 /// `some` when absent). `None` when unreadable or unparsable.
 pub fn read_pressure(file: &Path, kind: PsiKind) -> Option<Reading> {
     let text = std::fs::read_to_string(file).ok()?;
-    let psi = parse_psi(&text)
-        .ok()
-        .or_else(|| fallback_parse_psi(&text))?;
+    let psi = parse_psi(&text).ok()?;
     let line: PsiLine = match kind {
         PsiKind::Full => psi.full.or(psi.some)?,
         PsiKind::Some => psi.some.or(psi.full)?,
@@ -151,38 +149,6 @@ pub fn read_pressure(file: &Path, kind: PsiKind) -> Option<Reading> {
 /// The pressure file of a resource inside a cgroup directory.
 pub fn pressure_file(resource: Resource) -> String {
     format!("{}.pressure", resource.name())
-}
-
-/// Minimal PSI parser used only while `cgroupfs::parse::parse_psi` is a
-/// stub on this branch; the lead removes it at merge.
-fn fallback_parse_psi(text: &str) -> Option<Psi> {
-    let mut psi = Psi::default();
-    for line in text.lines() {
-        let mut it = line.split_whitespace();
-        let which = it.next()?;
-        let mut l = PsiLine {
-            avg10: 0.0,
-            avg60: 0.0,
-            avg300: 0.0,
-            total: 0,
-        };
-        for kv in it {
-            let (k, v) = kv.split_once('=')?;
-            match k {
-                "avg10" => l.avg10 = v.parse().ok()?,
-                "avg60" => l.avg60 = v.parse().ok()?,
-                "avg300" => l.avg300 = v.parse().ok()?,
-                "total" => l.total = v.parse().ok()?,
-                _ => {}
-            }
-        }
-        match which {
-            "some" => psi.some = Some(l),
-            "full" => psi.full = Some(l),
-            _ => {}
-        }
-    }
-    Some(psi)
 }
 
 #[cfg(test)]

@@ -72,7 +72,6 @@ pub fn read_oom_kill_v1(file: &Path) -> Result<u64, OomError> {
     parse_oom_control(&text)
         .ok()
         .and_then(|o| o.oom_kill)
-        .or_else(|| fallback_key(&text, "oom_kill"))
         .ok_or_else(|| OomError::NoCounter {
             path: file.to_path_buf(),
         })
@@ -84,19 +83,9 @@ pub fn read_oom_kill_v2(file: &Path) -> Result<u64, OomError> {
     parse_memory_events(&text)
         .ok()
         .and_then(|o| o.oom_kill)
-        .or_else(|| fallback_key(&text, "oom_kill"))
         .ok_or_else(|| OomError::NoCounter {
             path: file.to_path_buf(),
         })
-}
-
-/// Flat-keyed lookup used only while the `cgroupfs::parse` functions are
-/// stubs on this branch; the lead removes it at merge.
-fn fallback_key(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
 }
 
 // === v1: eventfd + cgroup.event_control ===

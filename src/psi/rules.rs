@@ -38,67 +38,19 @@ impl RuleRt {
 /// The one place rule globs are matched, so switching to `crate::glob`
 /// once it does real `*`/`**` matching is a one-line change.
 pub fn rule_matches(globs: &[String], path: &CgroupPath) -> bool {
+    // Patterns were validated with the config; one that does not compile
+    // matches nothing. Arming is an event, not a hot path: compiled here.
     globs
         .iter()
         .filter(|g| g.as_str() != HOST)
-        .any(|g| glob_match(g, path.as_str()))
-}
-
-/// `*` matches within one segment, `**` any number of segments (also none).
-/// Private stand-in until `crate::glob::Glob` lands.
-fn glob_match(pattern: &str, path: &str) -> bool {
-    let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match_segments(&pat, &segs)
-}
-
-fn match_segments(pat: &[&str], segs: &[&str]) -> bool {
-    match pat.split_first() {
-        None => segs.is_empty(),
-        Some((&"**", rest)) => (0..=segs.len()).any(|i| match_segments(rest, &segs[i..])),
-        Some((p, rest)) => match segs.split_first() {
-            Some((s, srest)) => {
-                match_segment(p.as_bytes(), s.as_bytes()) && match_segments(rest, srest)
-            }
-            None => false,
-        },
-    }
-}
-
-fn match_segment(p: &[u8], s: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| match_segment(rest, &s[i..])),
-        Some((c, rest)) => s.first() == Some(c) && match_segment(rest, &s[1..]),
-    }
+        .filter_map(|g| crate::glob::Glob::new(g).ok())
+        .any(|g| g.matches(path.as_str()))
 }
 
 /// Replaces `{{ name }}` placeholders with their values; unknown names are
 /// left as written so a typo shows in the alert instead of vanishing.
-/// Private stand-in until `config::render_template` lands.
 pub fn render_template(tpl: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(tpl.len());
-    let mut rest = tpl;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("}}") {
-            Some(end) => {
-                let name = after[..end].trim();
-                match vars.iter().find(|(k, _)| *k == name) {
-                    Some((_, v)) => out.push_str(v),
-                    None => out.push_str(&rest[start..start + 2 + end + 2]),
-                }
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str(&rest[start..]);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::config::render_template(tpl, vars)
 }
 
 #[cfg(test)]
