@@ -226,3 +226,108 @@ fn http_endpoints_answer_as_documented() {
     );
     assert_eq!(get("/healthz").0, 200, "still serving after junk");
 }
+
+#[test]
+fn a_namespaced_process_shows_its_namespaces_and_traffic_on_metrics() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    for tool in ["unshare", "ip", "ping"] {
+        if std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            return common::skip(&format!("{tool} not installed"));
+        }
+    }
+    let mut cg = KernelCgroup::new("ns");
+    // unshare stays in the host's pid namespace; the forked child is the
+    // new namespaces' init. net/uts/ipc apply to both.
+    cg.spawn("exec unshare --net --uts --pid --ipc --fork sh -c 'ip link set lo up; ping -c 5 -i 0.2 127.0.0.1 >/dev/null 2>&1; sleep 60'");
+    std::thread::sleep(Duration::from_millis(2000));
+    let procs: Vec<String> = cg
+        .read(
+            if common::pure_v2() { "" } else { "unified" },
+            "cgroup.procs",
+        )
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(
+        procs.len() >= 2,
+        "unshare and its child are in the cgroup: {procs:?}"
+    );
+    let child = procs.last().cloned().expect("child");
+    let ns = |pid: &str, t: &str| -> String {
+        let l = std::fs::read_link(format!("/proc/{pid}/ns/{t}"))
+            .expect("readlink")
+            .to_string_lossy()
+            .to_string();
+        l.split('[')
+            .nth(1)
+            .unwrap_or("")
+            .trim_end_matches(']')
+            .to_string()
+    };
+    let ex = ExporterProcess::start(&[]);
+    let m = ex.scrape();
+    let path = cg.path();
+    for t in ["net", "uts", "ipc"] {
+        let inodes: Vec<&common::Sample> = m
+            .all("cgroup_namespace_info")
+            .into_iter()
+            .filter(|s| {
+                s.labels.get("cgroup") == Some(&path)
+                    && s.labels.get("type").map(|x| x.as_str()) == Some(t)
+            })
+            .collect();
+        assert_eq!(
+            inodes.len(),
+            1,
+            "{t}: one namespace for the cgroup: {inodes:?}"
+        );
+        assert_eq!(inodes[0].labels["inode"], ns(&child, t), "{t} inode");
+        assert_eq!(
+            m.get("cgroup_host_namespace", &[("cgroup", &path), ("type", t)]),
+            Some(0.0),
+            "{t} is not the host's"
+        );
+    }
+    assert_eq!(
+        m.get(
+            "cgroup_host_namespace",
+            &[("cgroup", &path), ("type", "mnt")]
+        ),
+        Some(1.0),
+        "shares the host's mount ns"
+    );
+    assert_eq!(
+        m.get(
+            "cgroup_host_namespace",
+            &[("cgroup", &path), ("type", "pid")]
+        ),
+        Some(0.0)
+    );
+    let net = ns(&child, "net");
+    let rx = m
+        .get(
+            "namespace_network_receive_packets_total",
+            &[("inode", &net), ("interface", "lo")],
+        )
+        .expect("lo counters of the new netns");
+    assert!(rx >= 10.0, "5 pings on lo are 10 packets: {rx}");
+    let kernel: f64 = std::fs::read_to_string(format!("/proc/{child}/net/dev"))
+        .expect("net/dev")
+        .lines()
+        .find(|l| l.trim_start().starts_with("lo:"))
+        .and_then(|l| l.split(':').nth(1)?.split_whitespace().nth(1)?.parse().ok())
+        .expect("lo rx packets");
+    assert_eq!(rx, kernel, "same as the kernel's /proc/<pid>/net/dev");
+    assert_eq!(
+        m.get("cgroup_processes", &[("cgroup", &path)]),
+        Some(procs.len() as f64)
+    );
+}

@@ -256,3 +256,76 @@ fn the_watch_limit_falls_back_to_periodic_rescans() {
             >= 1.0
     );
 }
+
+#[test]
+fn a_forced_queue_overflow_on_real_cgroups_is_healed_by_a_rescan() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let _serial = serial();
+    use cgroup_psi_exporter::cgroupfs::{CgroupPath, Layout};
+    use cgroup_psi_exporter::registry::{watcher, Filter, Registry};
+    // A queue of 16 events for the watcher's inotify instance (the limit is
+    // read when the instance is made), restored afterwards.
+    let guard = common::SysctlGuard::set("/proc/sys/fs/inotify/max_queued_events", "16");
+    let parent = KernelCgroup::new("overflow");
+    let layout = std::sync::Arc::new(
+        Layout::detect(
+            std::path::Path::new(common::CGROUP_MOUNT),
+            std::path::Path::new("/proc"),
+        )
+        .expect("layout"),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let registry = Registry::new(layout, Filter::default());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let w = watcher::spawn(registry.clone(), stop.clone());
+        let mut started = w.started();
+        started.wait_for(|s| *s).await.expect("started");
+        drop(guard);
+        // One thread: the watcher cannot read while we flood it.
+        for i in 0..100 {
+            for d in &parent.dirs {
+                std::fs::create_dir(d.join(format!("f{i}"))).expect("mkdir");
+            }
+        }
+        let t0 = Instant::now();
+        loop {
+            let snap = registry.snapshot();
+            let n = snap
+                .iter()
+                .filter(|e| {
+                    e.path.is_within(&CgroupPath::new(&parent.path())) && e.path.depth() == 2
+                })
+                .count();
+            if n == 100 {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "registry has {n} of 100 after overflow"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            registry
+                .stats
+                .rescans_overflow
+                .load(std::sync::atomic::Ordering::Relaxed)
+                >= 1,
+            "the overflow was seen"
+        );
+        // Every hierarchy's copy of each cgroup is known.
+        let e = registry
+            .get(&CgroupPath::new(&format!("{}/f99", parent.path())))
+            .expect("f99");
+        for h in &registry.layout().hierarchies {
+            assert!(e.hierarchies.contains(h.id), "f99 missing in {}", h.name());
+        }
+        stop.cancel();
+    });
+}

@@ -356,3 +356,72 @@ fn tls_and_basic_auth_work_with_a_real_client_and_refuse_a_wrong_password() {
     let err = f.stderr();
     assert!(!err.contains(&hash), "the hash never reaches the logs");
 }
+
+#[test]
+fn an_fd_limit_below_the_cache_makes_it_back_off_and_scrapes_stay_complete() {
+    // 150 cgroups × ~25 files, a cache allowed 5000 fds, and RLIMIT_NOFILE
+    // 300: the cache must shrink instead of starving the server of fds.
+    let tree = fixtures::v2_many(150);
+    let cfg = tree.dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "namespaces: { enabled: false }\nmetrics: { fd_cache: 5000 }\n",
+    )
+    .expect("write");
+    let port = common::free_port();
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 300 && exec '{EXE}' --web.listen-address 127.0.0.1:{port} --path.cgroupfs '{}' --path.procfs '{}' --config.file '{}'",
+            tree.cgroupfs().display(),
+            tree.procfs().display(),
+            cfg.display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..4 {
+        let (s, body) = common::http_get(port, "/metrics").expect("scrape");
+        assert_eq!(s, 200);
+        let e = common::Exposition::parse(&body);
+        let n = e
+            .all("cgroup_memory_usage_bytes")
+            .iter()
+            .filter(|s| {
+                s.labels
+                    .get("cgroup")
+                    .is_some_and(|c| c.starts_with("/many/"))
+            })
+            .count();
+        assert_eq!(n, 150, "every cgroup in every scrape");
+    }
+    let (_, body) = common::http_get(port, "/metrics").expect("scrape");
+    let e = common::Exposition::parse(&body);
+    assert!(
+        e.get("cgroup_psi_exporter_fd_cache_backoffs_total", &[])
+            .unwrap_or(0.0)
+            >= 1.0,
+        "the cache backed off"
+    );
+    assert!(
+        e.get("cgroup_psi_exporter_fd_cache_fds", &[])
+            .unwrap_or(1e9)
+            < 300.0
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    let mut err = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    assert!(err.contains("fd cache shrunk"), "{err}");
+}

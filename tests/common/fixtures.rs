@@ -152,6 +152,18 @@ pub fn v2() -> Tree {
     t
 }
 
+/// A v2 tree of `n` sibling cgroups under `/many`, for fd-limit tests.
+pub fn v2_many(n: u64) -> Tree {
+    let t = new_tree();
+    let root = t.cgroupfs();
+    v2_root(&root);
+    v2_cgroup(&root.join("many"), 1, false);
+    for i in 0..n {
+        v2_cgroup(&root.join(format!("many/c{i}")), i + 1, i % 2 == 0);
+    }
+    t
+}
+
 pub fn systemd() -> Tree {
     let t = new_tree();
     let root = t.cgroupfs();
