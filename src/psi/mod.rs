@@ -6,7 +6,7 @@
 //!
 //! # Wiring (for `app.rs`)
 //!
-//! ```ignore
+//! ```text
 //! let metrics = PsiMetrics::new();
 //! metrics.register_metrics(&mut prom_registry);
 //! let (cfg_tx, cfg_rx) = tokio::sync::watch::channel(Arc::new(config));
