@@ -251,6 +251,7 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
         ready,
         reload: reload.clone(),
         tls,
+        last_size: Arc::new(std::sync::atomic::AtomicUsize::new(256 * 1024)),
     };
     let http = tokio::spawn(server.serve(listener, shutdown.clone(), SHUTDOWN_GRACE));
 

@@ -645,7 +645,24 @@ pub const PSI_UNPRIVILEGED_WINDOW_STEP: Duration = Duration::from_secs(2);
 pub const RESERVED_LABELS: &[&str] = &["alertname", "rule", "cgroup", "resource", "kind"];
 
 /// Placeholders annotation templates may use (see [`render_template`]).
-pub const TEMPLATE_PLACEHOLDERS: &[&str] = &["cgroup", "rule", "resource", "kind", "value", "node"];
+pub const TEMPLATE_PLACEHOLDERS: &[&str] = &[
+    "cgroup",
+    "rule",
+    "resource",
+    "kind",
+    "value",
+    "node",
+    "threshold",
+    "window",
+    // Labels the alert carries when the cgroup path or the kubelet gives them.
+    "pod_uid",
+    "container_id",
+    "qos_class",
+    "unit",
+    "pod",
+    "namespace",
+    "container",
+];
 
 impl PsiRule {
     /// The trigger line written to the pressure file, without the
@@ -772,7 +789,7 @@ impl PsiRule {
                     p,
                     format!("{key:?} is not a valid annotation name ([a-zA-Z_][a-zA-Z0-9_]*)"),
                 );
-            } else if let Err(why) = check_template(tpl) {
+            } else if let Err(why) = check_template(tpl, &self.labels) {
                 err(p, why);
             }
         }
@@ -816,11 +833,12 @@ fn placeholders(tpl: &str) -> impl Iterator<Item = Result<(&str, &str, &str), &s
     })
 }
 
-fn check_template(tpl: &str) -> Result<(), String> {
+/// Placeholders are the agent's variables and the rule's own labels.
+fn check_template(tpl: &str, labels: &BTreeMap<String, String>) -> Result<(), String> {
     for item in placeholders(tpl) {
         match item {
             Err(_) => return Err("unclosed \"{{\" in template".to_string()),
-            Ok((_, name, raw)) if !TEMPLATE_PLACEHOLDERS.contains(&name) => {
+            Ok((_, name, raw)) if !TEMPLATE_PLACEHOLDERS.contains(&name) && !labels.contains_key(name) => {
                 let known = TEMPLATE_PLACEHOLDERS
                     .iter()
                     .map(|p| format!("{{{{ {p} }}}}"))

@@ -52,6 +52,8 @@ pub struct Server {
     pub ready: Arc<AtomicBool>,
     pub reload: Option<ReloadFn>,
     pub tls: Option<crate::http::tls::WebConfig>,
+    /// Size of the last exposition, to size the next one's buffer.
+    pub last_size: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub mod tls;
@@ -213,20 +215,31 @@ impl Server {
         let gzip = header_has(req, ACCEPT_ENCODING, "gzip");
         let deadline = Instant::now() + scrape_budget(req);
         let registry = self.registry.clone();
+        let last_size = self.last_size.clone();
         let encoded = tokio::task::spawn_blocking(move || {
             collector::with_deadline(deadline, || {
-                let mut out = String::with_capacity(256 * 1024);
-                let r = if openmetrics {
-                    prometheus_client::encoding::text::encode(&mut out, &registry)
+                // Sized from the previous exposition, so the buffer does not
+                // grow by doubling (old and new copies would coexist).
+                let hint = last_size.load(Ordering::Relaxed);
+                let body = if gzip {
+                    // Compressed as it is encoded: the full text never
+                    // exists in memory, only its ~10x smaller gzip.
+                    let mut w = GzWriter::new(hint / 8);
+                    encode(&mut w, &registry, openmetrics)?;
+                    last_size.store(w.written, Ordering::Relaxed);
+                    w.finish()?
                 } else {
-                    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+                    let mut out = String::with_capacity(hint + hint / 16 + 4096);
+                    encode(&mut out, &registry, openmetrics)?;
+                    last_size.store(out.len(), Ordering::Relaxed);
+                    out.into_bytes()
                 };
-                r.map(|()| out)
+                Ok::<_, std::fmt::Error>(body)
             })
         })
         .await;
         let body = match encoded {
-            Ok(Ok(s)) => s,
+            Ok(Ok(b)) => b,
             Ok(Err(_)) => return simple(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
             Err(e) => {
                 warn!(error = %e, "scrape task failed");
@@ -238,26 +251,46 @@ impl Server {
         } else {
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE
         };
-        let (bytes, encoding) = if gzip {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 8),
-                flate2::Compression::fast(),
-            );
-            match enc.write_all(body.as_bytes()).and_then(|()| enc.finish()) {
-                Ok(z) => (Bytes::from(z), Some("gzip")),
-                Err(_) => (Bytes::from(body), None),
-            }
-        } else {
-            (Bytes::from(body), None)
-        };
-        let mut r = Response::new(Full::new(bytes));
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if let Some(e) = encoding {
-            r.headers_mut()
-                .insert(CONTENT_ENCODING, HeaderValue::from_static(e));
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if gzip {
+            r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         r
+    }
+}
+
+fn encode(w: &mut impl std::fmt::Write, registry: &PromRegistry, openmetrics: bool) -> std::fmt::Result {
+    if openmetrics {
+        prometheus_client::encoding::text::encode(w, registry)
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(w, registry)
+    }
+}
+
+/// `fmt::Write` into a gzip stream.
+struct GzWriter {
+    enc: flate2::write::GzEncoder<Vec<u8>>,
+    written: usize,
+}
+
+impl GzWriter {
+    fn new(capacity: usize) -> GzWriter {
+        GzWriter {
+            enc: flate2::write::GzEncoder::new(Vec::with_capacity(capacity.max(4096)), flate2::Compression::fast()),
+            written: 0,
+        }
+    }
+
+    fn finish(self) -> Result<Vec<u8>, std::fmt::Error> {
+        self.enc.finish().map_err(|_| std::fmt::Error)
+    }
+}
+
+impl std::fmt::Write for GzWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.written += s.len();
+        self.enc.write_all(s.as_bytes()).map_err(|_| std::fmt::Error)
     }
 }
 
