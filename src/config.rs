@@ -838,7 +838,9 @@ fn check_template(tpl: &str, labels: &BTreeMap<String, String>) -> Result<(), St
     for item in placeholders(tpl) {
         match item {
             Err(_) => return Err("unclosed \"{{\" in template".to_string()),
-            Ok((_, name, raw)) if !TEMPLATE_PLACEHOLDERS.contains(&name) && !labels.contains_key(name) => {
+            Ok((_, name, raw))
+                if !TEMPLATE_PLACEHOLDERS.contains(&name) && !labels.contains_key(name) =>
+            {
                 let known = TEMPLATE_PLACEHOLDERS
                     .iter()
                     .map(|p| format!("{{{{ {p} }}}}"))

@@ -252,15 +252,21 @@ impl Server {
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE
         };
         let mut r = Response::new(Full::new(Bytes::from(body)));
-        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if gzip {
-            r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            r.headers_mut()
+                .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
         r
     }
 }
 
-fn encode(w: &mut impl std::fmt::Write, registry: &PromRegistry, openmetrics: bool) -> std::fmt::Result {
+fn encode(
+    w: &mut impl std::fmt::Write,
+    registry: &PromRegistry,
+    openmetrics: bool,
+) -> std::fmt::Result {
     if openmetrics {
         prometheus_client::encoding::text::encode(w, registry)
     } else {
@@ -277,7 +283,10 @@ struct GzWriter {
 impl GzWriter {
     fn new(capacity: usize) -> GzWriter {
         GzWriter {
-            enc: flate2::write::GzEncoder::new(Vec::with_capacity(capacity.max(4096)), flate2::Compression::fast()),
+            enc: flate2::write::GzEncoder::new(
+                Vec::with_capacity(capacity.max(4096)),
+                flate2::Compression::fast(),
+            ),
             written: 0,
         }
     }
@@ -290,7 +299,9 @@ impl GzWriter {
 impl std::fmt::Write for GzWriter {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         self.written += s.len();
-        self.enc.write_all(s.as_bytes()).map_err(|_| std::fmt::Error)
+        self.enc
+            .write_all(s.as_bytes())
+            .map_err(|_| std::fmt::Error)
     }
 }
 
