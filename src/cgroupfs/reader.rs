@@ -226,6 +226,9 @@ pub struct Shared {
     /// the memo is cleared, every [`ABSENT_MEMO_TTL`].
     absent: RwLock<HashMap<u8, HashSet<Box<str>>>>,
     absent_since: Mutex<Instant>,
+    /// The cgroup2 hierarchy exists but its root lists no controllers (the
+    /// hybrid layout): per-cgroup `cgroup.controllers` would all be empty.
+    unified_without_controllers: bool,
 }
 
 /// How long a file stays known-absent before it is probed again (a
@@ -235,7 +238,13 @@ pub const ABSENT_MEMO_TTL: Duration = Duration::from_secs(60);
 impl Shared {
     pub fn new(layout: Arc<Layout>, procfs: PathBuf, fd_cache: usize) -> Shared {
         let hugetlb_sizes: Arc<[Arc<str>]> = discover_hugetlb_sizes(&layout).into();
+        let unified_without_controllers = layout.mode == super::Mode::Hybrid
+            && layout
+                .unified()
+                .and_then(|u| std::fs::read_to_string(u.root.join("cgroup.controllers")).ok())
+                .is_some_and(|t| t.trim().is_empty());
         Shared {
+            unified_without_controllers,
             layout,
             procfs,
             hugetlb_sizes,
@@ -517,6 +526,10 @@ impl Reader {
         }
         let ctl = if cg.is_root() {
             V2Controllers::ALL
+        } else if self.shared.unified_without_controllers {
+            // Hybrid: no controller is enabled in unified/ (its root lists
+            // none), so no cgroup there can have any: skip the read.
+            V2Controllers::default()
         } else {
             match self.read(h, cg, "cgroup.controllers") {
                 Ok(t) => V2Controllers::parse(t),
@@ -762,6 +775,12 @@ impl Reader {
         soft: &mut Vec<SoftError>,
     ) -> Result<(), ReadError> {
         match c {
+            // Hybrid: unified/cpu.stat already gave usage, user and system
+            // (more precisely); the cpuacct files would say the same.
+            Controller::Cpuacct
+                if s.cpu_usage_seconds.is_some()
+                    && s.cpu_user_seconds.is_some()
+                    && s.cpu_system_seconds.is_some() => {}
             Controller::Cpuacct => {
                 // Absent `cpuacct.usage` in a listed cgroup means it is gone.
                 let usage = match self.read(h, cg, "cpuacct.usage") {
