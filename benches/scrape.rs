@@ -135,15 +135,20 @@ fn collect(d: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every existing stat file of every cgroup on the machine: what a scrape
-/// covers.
+/// Every existing stat file of every cgroup on the machine that a scrape
+/// reads. On hybrid hosts the exporter skips `cgroup.controllers` (the
+/// cgroup2 root has none) and `cpuacct.*` (unified/cpu.stat gives usage),
+/// so the loop skips them too: same files on both sides.
 fn all_files() -> Vec<PathBuf> {
+    let hybrid = !Path::new(BASE).join("cgroup.controllers").exists()
+        && Path::new(BASE).join("unified").exists();
+    let skip = |f: &str| hybrid && (f == "cgroup.controllers" || f.starts_with("cpuacct."));
     let mut files = Vec::new();
     for r in roots() {
         let mut dirs = Vec::new();
         collect(&r, &mut dirs);
         for d in dirs {
-            for f in FILES {
+            for f in FILES.iter().filter(|f| !skip(f)) {
                 let p = d.join(f);
                 if p.exists() {
                     files.push(p);
