@@ -474,6 +474,7 @@ impl Reader {
         }
         if cg.is_root() {
             self.read_host_pressure(&mut s, soft);
+            self.read_host_oom_kills(&mut s);
         }
         if !any_dir {
             return Err(ReadError::Vanished {
@@ -1101,6 +1102,29 @@ impl Reader {
         limits.sort_by_key(|l| l.dev);
         s.io_limits = limits;
         Ok(())
+    }
+
+    /// The host's OOM kills for `cgroup="/"`: the root cgroup has no counter
+    /// (no `memory.events` at the v2 root; v1's root `oom_control` counts
+    /// only the root's own tasks), the kernel's `oom_kill` in
+    /// `/proc/vmstat` counts every kill (Linux ≥ 4.13).
+    fn read_host_oom_kills(&mut self, s: &mut CgroupStats) {
+        if self.skip.memory_events || s.memory_events.iter().any(|(k, _)| *k == "oom_kill") {
+            return;
+        }
+        let path = self.procfs.join("vmstat");
+        let Ok(text) = self.read_abs(&path) else {
+            return;
+        };
+        let mut kills = None;
+        let _ = parse::parse_flat_keyed(text, |k, v| {
+            if k == "oom_kill" {
+                kills = Some(v);
+            }
+        });
+        if let Some(k) = kills {
+            s.memory_events.push(("oom_kill", k));
+        }
     }
 
     /// The host's pressure for `cgroup="/"` when the root cgroup has none

@@ -44,6 +44,10 @@ fn new_tree() -> Tree {
     write(&p.join("pressure/cpu"), "some avg10=0.00 avg60=0.43 avg300=0.54 total=19419991\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n");
     write(&p.join("pressure/memory"), "some avg10=1.25 avg60=0.40 avg300=0.10 total=3180044\nfull avg10=0.75 avg60=0.21 avg300=0.05 total=1810021\n");
     write(&p.join("pressure/io"), "some avg10=0.03 avg60=0.15 avg300=0.25 total=9891610\nfull avg10=0.01 avg60=0.12 avg300=0.24 total=9326581\n");
+    write(
+        &p.join("vmstat"),
+        "nr_free_pages 123456\noom_kill 3\npgfault 99\n",
+    );
     write(&p.join("partitions"), "major minor  #blocks  name\n\n 254        0  268435456 vda\n   8        0   20971520 sda\n   8        1   20970496 sda1\n");
     t
 }
