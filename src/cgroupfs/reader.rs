@@ -412,23 +412,7 @@ impl Reader {
         soft: &mut Vec<SoftError>,
         parse: impl FnOnce(&str) -> Result<T, ParseError>,
     ) -> Result<Option<T>, ReadError> {
-        let text = match self.read(h, cg, file) {
-            Ok(t) => t,
-            Err(e) => return Self::classify(file, e, soft),
-        };
-        match parse(text) {
-            Ok(v) => Ok(Some(v)),
-            Err(source) => {
-                soft.push(SoftError {
-                    file,
-                    error: ReadError::Parse {
-                        path: self.path.clone(),
-                        source,
-                    },
-                });
-                Ok(None)
-            }
-        }
+        self.get_dyn(h, cg, file, file, soft, parse)
     }
 
     fn classify<T>(
@@ -697,6 +681,9 @@ impl Reader {
         Ok(())
     }
 
+    /// Reads and parses one file, whose name may be built at run time
+    /// (hugetlb page sizes); problems are counted under `counted_as` so the
+    /// `file` label stays a small fixed set.
     fn get_dyn<T>(
         &mut self,
         h: &Hierarchy,
