@@ -191,6 +191,10 @@ pub struct AlertingConfig {
     /// Base URL the alerts' `generatorURL` points at (defaults to the
     /// exporter's own address).
     pub external_url: String,
+    /// How often firing alerts are sent again, so that Alertmanager (whose
+    /// `resolve_timeout` defaults to 5m) never resolves them on its own.
+    #[serde(with = "humantime_serde_compat")]
+    pub resend_interval: Duration,
 }
 
 impl Default for AlertingConfig {
@@ -201,6 +205,7 @@ impl Default for AlertingConfig {
             timeout: Duration::from_secs(5),
             oom_kills: true,
             queue_capacity: 10000,
+            resend_interval: Duration::from_secs(30),
             external_url: String::new(),
         }
     }
@@ -618,6 +623,17 @@ impl Config {
             errs.push(ValidationError::new(
                 &path.key("queue_capacity"),
                 "must be at least 1".to_string(),
+            ));
+        }
+        if a.resend_interval < Duration::from_secs(1)
+            || a.resend_interval > Duration::from_secs(240)
+        {
+            errs.push(ValidationError::new(
+                &path.key("resend_interval"),
+                format!(
+                    "{}: must be between 1s and 4m (below Alertmanager's default resolve_timeout of 5m)",
+                    humantime::format_duration(a.resend_interval)
+                ),
             ));
         }
     }

@@ -469,6 +469,7 @@ alerting:
   webhooks: ['{hook}']
   timeout: 2s
   oom_kills: false
+  resend_interval: 1s
 ",
         p = parent.path(),
         am = am.url(),
@@ -520,6 +521,21 @@ alerting:
             .as_f64()
             .is_some_and(|s| s > 0.5),
         "{w}"
+    );
+    // Firing alerts are sent again every `resend_interval` (1 s here) until
+    // they resolve, so a receiver that lost one hears it again.
+    let firing_posts = |h: &Capture| {
+        h.alerts()
+            .into_iter()
+            .filter(|a| a["labels"]["cgroup"] == ps.as_str() && a["status"] == "firing")
+            .count()
+    };
+    let before = firing_posts(&hook);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after = firing_posts(&hook);
+    assert!(
+        after >= before + 2,
+        "re-sent while firing: {before} -> {after} posts"
     );
     agent.shutdown(Duration::from_secs(2)).await;
 }

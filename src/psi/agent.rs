@@ -31,9 +31,6 @@ use super::rules::{render_template, RuleRt};
 use super::state::{AlertState, Transition};
 use super::trigger::{Trigger, TriggerError, TriggerEvent};
 
-/// Firing alerts are re-sent this often, well under Alertmanager's default
-/// `resolve_timeout` (5m), so it never times them out while they last.
-pub const RESEND_INTERVAL: Duration = Duration::from_secs(30);
 /// An OOM-kill alert is a one-shot event: it ends by itself after this.
 pub const OOM_ALERT_TTL: Duration = Duration::from_secs(300);
 /// Grace given to a notifier replaced by a config reload.
@@ -497,7 +494,7 @@ impl Agent {
                     .firing
                     .insert((a.rule.rule.name.clone(), path.to_string()));
                 if self.next_resend.is_none() {
-                    self.next_resend = Some(now + RESEND_INTERVAL);
+                    self.next_resend = Some(now + self.alerting.resend_interval);
                 }
             }
             _ => {
@@ -686,7 +683,7 @@ impl Agent {
                 self.notifier.notify(alert);
             }
             debug!(alerts = firing.len(), "firing alerts re-sent");
-            self.next_resend = (!firing.is_empty()).then_some(now + RESEND_INTERVAL);
+            self.next_resend = (!firing.is_empty()).then_some(now + self.alerting.resend_interval);
         }
     }
 

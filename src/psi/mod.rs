@@ -21,7 +21,7 @@
 //!   `<procfs>/pressure/<resource>`; the cgroup2 root is never matched by a
 //!   glob.
 //! - A trigger event fires the alert; no event for `resolve_after` resolves
-//!   it. Firing alerts are re-sent every [`agent::RESEND_INTERVAL`].
+//!   it. Firing alerts are re-sent every `alerting.resend_interval` (30 s).
 //! - A parent's alert names its top contributors (leaf cgroups below it by
 //!   stall time), as the `top_contributors` annotation and as structured
 //!   `contributors` in webhook payloads.
