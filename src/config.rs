@@ -757,10 +757,15 @@ impl PsiRule {
             err(tp, "must be greater than 0".to_string());
         } else if self.threshold.subsec_nanos() % 1000 != 0 {
             err(tp, format!("{t}: must be a whole number of microseconds"));
-        } else if self.threshold > window {
+        } else if self.threshold >= window {
+            // The kernel would take threshold == window (stalled for the
+            // whole window), but such a rule can only fire on a complete
+            // stall: it is refused as the likely mistake it is.
             err(
                 tp,
-                format!("{t}: must not exceed the window ({w}): stall time is measured within one window"),
+                format!(
+                    "{t}: must be below the window ({w}): stall time is measured within one window"
+                ),
             );
         }
 
@@ -1918,7 +1923,7 @@ kubernetes:
     }
 
     #[test]
-    fn threshold_above_window_is_rejected() {
+    fn threshold_not_below_window_is_rejected() {
         let text = RULE.replace("threshold: 150ms", "threshold: 3s");
         assert_invalid(
             &text,
@@ -1926,11 +1931,19 @@ kubernetes:
             "psi.rules[0].threshold",
             6,
             18,
-            "3s: must not exceed the window (2s)",
+            "3s: must be below the window (2s)",
         );
-        // The kernel accepts threshold == window ("stalled the whole window").
+        let text = RULE.replace("threshold: 150ms", "threshold: 2s");
+        assert_invalid(
+            &text,
+            &strict(),
+            "psi.rules[0].threshold",
+            6,
+            18,
+            "2s: must be below the window (2s)",
+        );
         assert_valid(
-            &RULE.replace("threshold: 150ms", "threshold: 2s"),
+            &RULE.replace("threshold: 150ms", "threshold: 1999ms"),
             &strict(),
         );
     }
