@@ -44,24 +44,6 @@ fn active_cgroups(am: u16, alertname: &str) -> BTreeSet<String> {
         .collect()
 }
 
-fn proc_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 fn main() {
     if let Some(r) = common::kernel_unavailable() {
         eprintln!("skipped: {r}");
@@ -106,7 +88,7 @@ fn main() {
     for _ in 0..5 {
         ex.scrape();
     }
-    let base = (fds(pid), proc_kb(pid, "VmRSS:"));
+    let base = (common::open_fds(pid), common::proc_status(pid, "VmRSS:"));
     let base_watches = ex
         .scrape()
         .get("cgroup_psi_exporter_inotify_watches", &[])
@@ -190,7 +172,7 @@ fn main() {
     drop(pressured);
     std::thread::sleep(Duration::from_secs(3));
     let last = ex.scrape();
-    let end = (fds(pid), proc_kb(pid, "VmRSS:"));
+    let end = (common::open_fds(pid), common::proc_status(pid, "VmRSS:"));
     let end_watches = last
         .get("cgroup_psi_exporter_inotify_watches", &[])
         .unwrap_or(0.0);
@@ -225,7 +207,7 @@ fn main() {
         end.0,
         base.1,
         end.1,
-        proc_kb(pid, "VmHWM:"),
+        common::proc_status(pid, "VmHWM:"),
         stale.len()
     );
     let _ = am.kill();

@@ -7,25 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ExporterProcess, KernelCgroup};
-
-fn proc_status(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
+use common::{open_fds, proc_status, ExporterProcess, KernelCgroup};
 
 /// inotify watches held by a process, from `/proc/<pid>/fdinfo`.
 fn inotify_watches(pid: u32) -> usize {
