@@ -10,6 +10,9 @@
 //! Environment: `CGPE_BENCH_N` (default `1000,2000,5000`), `CGPE_BENCH_REPS`
 //! (default 15).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -71,25 +74,8 @@ const FILES: &[&str] = &[
     "freezer.state",
 ];
 
-fn roots() -> Vec<PathBuf> {
-    let base = Path::new(BASE);
-    if base.join("cgroup.controllers").exists() {
-        return vec![base.to_path_buf()];
-    }
-    let mut v = Vec::new();
-    for c in [
-        "unified", "cpu", "cpuacct", "cpuset", "memory", "blkio", "pids", "freezer", "hugetlb",
-    ] {
-        let d = base.join(c);
-        if d.join("cgroup.procs").exists() {
-            v.push(d);
-        }
-    }
-    v
-}
-
 fn make_tree(n: usize) {
-    for r in roots() {
+    for r in common::roots() {
         let pure_v2 = r == Path::new(BASE);
         let top = r.join(TREE);
         let _ = fs::create_dir(&top);
@@ -110,28 +96,12 @@ fn make_tree(n: usize) {
 }
 
 fn destroy_tree() {
-    for r in roots() {
+    for r in common::roots() {
         let top = r.join(TREE);
         if !top.exists() {
             continue;
         }
-        let mut dirs = Vec::new();
-        collect(&top, &mut dirs);
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in dirs {
-            let _ = fs::remove_dir(&d);
-        }
-    }
-}
-
-fn collect(d: &Path, out: &mut Vec<PathBuf>) {
-    out.push(d.to_path_buf());
-    if let Ok(rd) = fs::read_dir(d) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                collect(&e.path(), out);
-            }
-        }
+        common::kill_and_remove(&top);
     }
 }
 
@@ -144,9 +114,9 @@ fn all_files() -> Vec<PathBuf> {
         && Path::new(BASE).join("unified").exists();
     let skip = |f: &str| hybrid && (f == "cgroup.controllers" || f.starts_with("cpuacct."));
     let mut files = Vec::new();
-    for r in roots() {
+    for r in common::roots() {
         let mut dirs = Vec::new();
-        collect(&r, &mut dirs);
+        common::collect_dirs(&r, &mut dirs);
         for d in dirs {
             for f in FILES.iter().filter(|f| !skip(f)) {
                 let p = d.join(f);
@@ -174,13 +144,6 @@ fn plain_loop(files: &[PathBuf]) -> Duration {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(19753)
 }
 
 fn get(port: u16, path: &str) -> Option<String> {
@@ -219,18 +182,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 struct Run {
     median: Duration,
     cpu_per_scrape: f64,
@@ -255,7 +206,7 @@ fn bench_server(mut child: Child, port: u16, path: &str, reps: usize, count_cgro
         times.push(t.elapsed());
     }
     let cpu = (cpu_seconds(pid) - cpu0) / reps as f64;
-    let peak = status_kb(pid, "VmHWM:");
+    let peak = common::proc_status(pid, "VmHWM:");
     let cgroups = if count_cgroups {
         last.lines()
             .filter(|l| {
@@ -311,7 +262,7 @@ fn main() {
         let files = all_files();
         let plain = median((0..reps.min(7)).map(|_| plain_loop(&files)).collect());
         let start = |cfg: &Path| {
-            let port = free_port();
+            let port = common::free_port();
             let child = Command::new(exe)
                 .args([
                     "--web.listen-address",
@@ -356,7 +307,7 @@ fn main() {
         .into_iter()
         .find(|b| Command::new(b).arg("--version").output().is_ok());
     let node_run = node.map(|bin| {
-        let port = free_port();
+        let port = common::free_port();
         let child = Command::new(bin)
             .args([
                 "--collector.disable-defaults",

@@ -1005,10 +1005,11 @@ pub fn has_cap_sys_resource(procfs: &Path) -> bool {
 
 // === YAML error messages ===
 
-/// Turns a serde_norway error into one located line. serde_norway stamps
+/// Turns a serde_norway error into one located line (also used for
+/// `--web.config.file`, so both files report errors alike). serde_norway stamps
 /// schema errors (wrong type, unknown key, enum value, our durations) with
 /// the position and key path of the node, so only wording is fixed here.
-fn yaml_error(file: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
+pub(crate) fn yaml_error(file: &Path, text: &str, e: &serde_yaml::Error) -> ConfigError {
     let raw = e.to_string();
     let (line, column) = match e.location() {
         Some(l) => duplicate_key_location(text, &raw, l.line(), l.column())

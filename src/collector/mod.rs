@@ -73,10 +73,14 @@ struct Flight {
     last: Option<(Instant, Weak<Collected>)>,
 }
 
-/// Which families are on (`metrics.disable` / `metrics.enable`).
+/// Which families are on (`metrics.disable` / `metrics.enable`), resolved
+/// once from the config: a scrape only looks names up, and the reader gets
+/// the file groups to skip.
 #[derive(Debug, Clone, Default)]
 pub struct Families {
-    disabled: Vec<String>,
+    /// Registered (base) names of the families that are off.
+    off: Vec<&'static str>,
+    skip: Skip,
 }
 
 impl Families {
@@ -91,66 +95,73 @@ impl Families {
                 disabled.push(off.to_string());
             }
         }
-        Families { disabled }
+        let is_off =
+            |name: &str, unit: &Option<prometheus_client::registry::Unit>, ty: &MetricType| {
+                let full = names::exported(name, unit, ty);
+                disabled
+                    .iter()
+                    .any(|d| d == full.trim_end_matches("_total"))
+            };
+        let mut off: Vec<&'static str> = SCALARS
+            .iter()
+            .filter(|f| is_off(f.name, &f.unit, &f.ty))
+            .map(|f| f.name)
+            .collect();
+        off.extend(
+            names::LABELED
+                .iter()
+                .filter(|f| is_off(f.name, &f.unit, &f.ty))
+                .map(|f| f.name),
+        );
+        let mut f = Families {
+            off,
+            skip: Skip::default(),
+        };
+        f.skip = f.compute_skip();
+        f
     }
 
     pub fn all_on() -> Families {
         Families::default()
     }
 
-    pub fn enabled(
-        &self,
-        name: &str,
-        unit: &Option<prometheus_client::registry::Unit>,
-        ty: &MetricType,
-    ) -> bool {
-        let full = names::exported(name, unit, ty);
-        let full = full.trim_end_matches("_total");
-        !self.disabled.iter().any(|d| d == full)
-    }
-
-    fn labeled(&self, l: &Labeled) -> bool {
-        self.enabled(l.name, &l.unit, &l.ty)
-    }
-
-    fn scalar_on(&self, name: &str) -> bool {
-        SCALARS
-            .iter()
-            .filter(|s| s.name == name)
-            .any(|s| self.enabled(s.name, &s.unit, &s.ty))
+    /// Whether the family registered as `name` is exported.
+    pub fn on(&self, name: &str) -> bool {
+        !self.off.contains(&name)
     }
 
     /// File groups no enabled family needs.
     pub fn skip(&self) -> Skip {
+        self.skip
+    }
+
+    fn compute_skip(&self) -> Skip {
+        let any = |fams: &[&Labeled]| fams.iter().any(|l| self.on(l.name));
         Skip {
-            memory_stat: !self.labeled(&names::MEMORY_STAT),
-            memory_numa: !self.labeled(&names::MEMORY_NUMA),
-            memory_events: !self.labeled(&names::MEMORY_EVENTS),
-            io: ![
+            memory_stat: !self.on(names::MEMORY_STAT.name),
+            memory_numa: !self.on(names::MEMORY_NUMA.name),
+            memory_events: !self.on(names::MEMORY_EVENTS.name),
+            io: !any(&[
                 &names::IO_READ_BYTES,
                 &names::IO_WRITE_BYTES,
                 &names::IO_READS,
                 &names::IO_WRITES,
-            ]
-            .iter()
-            .any(|l| self.labeled(l)),
-            io_limits: !self.scalar_on("cgroup_io_weight")
-                && ![
+            ]),
+            io_limits: !self.on("cgroup_io_weight")
+                && !any(&[
                     &names::IO_LIMIT_READ_BPS,
                     &names::IO_LIMIT_WRITE_BPS,
                     &names::IO_LIMIT_READ_IOPS,
                     &names::IO_LIMIT_WRITE_IOPS,
-                ]
-                .iter()
-                .any(|l| self.labeled(l)),
-            hugetlb: !self.labeled(&names::HUGETLB_USAGE) && !self.labeled(&names::HUGETLB_LIMIT),
+                ]),
+            hugetlb: !any(&[&names::HUGETLB_USAGE, &names::HUGETLB_LIMIT]),
             pressure: SCALARS
                 .iter()
                 .filter(|s| s.name.starts_with("cgroup_pressure_"))
-                .all(|s| !self.enabled(s.name, &s.unit, &s.ty)),
-            cpuset: !self.scalar_on("cgroup_cpuset_cpus"),
-            pids: !self.scalar_on("cgroup_pids_current") && !self.scalar_on("cgroup_pids_limit"),
-            cgroup_events: !self.scalar_on("cgroup_populated") && !self.scalar_on("cgroup_frozen"),
+                .all(|s| !self.on(s.name)),
+            cpuset: !self.on("cgroup_cpuset_cpus"),
+            pids: !self.on("cgroup_pids_current") && !self.on("cgroup_pids_limit"),
+            cgroup_events: !self.on("cgroup_populated") && !self.on("cgroup_frozen"),
         }
     }
 }
@@ -164,7 +175,9 @@ pub struct CgroupCollector {
     threads: usize,
     flight: Mutex<Flight>,
     done: Condvar,
-    devices: Mutex<HashMap<DevNum, Arc<str>>>,
+    /// Device names for the `device` label, shared with every scrape and
+    /// rebuilt only when a device not in it shows up.
+    devices: Mutex<Arc<HashMap<DevNum, Arc<str>>>>,
     pub stats: Arc<ScrapeStats>,
     kubelet: Option<Arc<Kubelet>>,
 }
@@ -213,7 +226,7 @@ impl CgroupCollector {
             threads,
             flight: Mutex::new(Flight::default()),
             done: Condvar::new(),
-            devices: Mutex::new(HashMap::new()),
+            devices: Mutex::new(Arc::new(HashMap::new())),
             stats: Arc::new(ScrapeStats::default()),
             kubelet: None,
         }
@@ -345,8 +358,8 @@ impl CgroupCollector {
 
     /// The `device` label: the kernel's name from `/proc/partitions`, or
     /// `major:minor` when unknown. Re-read only when an unknown device shows.
-    fn device_names(&self, c: &Collected) -> HashMap<DevNum, Arc<str>> {
-        let mut map = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+    fn device_names(&self, c: &Collected) -> Arc<HashMap<DevNum, Arc<str>>> {
+        let mut shared = self.devices.lock().unwrap_or_else(|e| e.into_inner());
         let unknown = c
             .rows
             .iter()
@@ -355,8 +368,9 @@ impl CgroupCollector {
                     .map(|d| d.dev)
                     .chain(s.io_limits.iter().map(|l| l.dev))
             })
-            .any(|d| !map.contains_key(&d));
+            .any(|d| !shared.contains_key(&d));
         if unknown {
+            let mut map = (**shared).clone();
             if let Ok(text) = std::fs::read_to_string(self.procfs.join("partitions")) {
                 for p in parse::parse_partitions(&text) {
                     map.insert(p.dev, Arc::from(p.name.as_str()));
@@ -372,8 +386,9 @@ impl CgroupCollector {
                         .or_insert_with(|| Arc::from(d.to_string().as_str()));
                 }
             }
+            *shared = Arc::new(map);
         }
-        map.clone()
+        shared.clone()
     }
 
     fn encode_collected(
@@ -391,7 +406,7 @@ impl CgroupCollector {
             None => vec![None; c.rows.len()],
         };
         for fam in SCALARS {
-            if !self.families.enabled(fam.name, &fam.unit, &fam.ty) {
+            if !self.families.on(fam.name) {
                 continue;
             }
             let mut any = c
@@ -535,7 +550,7 @@ impl CgroupCollector {
             &mut dyn FnMut(&[(&str, &str)], f64) -> Result<(), fmt::Error>,
         ) -> Result<(), fmt::Error>,
     ) -> Result<(), fmt::Error> {
-        if !self.families.labeled(fam) {
+        if !self.families.on(fam.name) {
             return Ok(());
         }
         let mut any = false;

@@ -54,6 +54,21 @@ fn counter(
     ConstCounter::new(v).encode(me)
 }
 
+/// One counter family with a single label, one series per `(value, count)`.
+fn counters_by(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    label: &str,
+    series: &[(&str, u64)],
+) -> fmt::Result {
+    let mut me = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (value, n) in series {
+        ConstCounter::new(*n).encode(me.encode_family(&[(label, *value)])?)?;
+    }
+    Ok(())
+}
+
 impl Collector for SelfCollector {
     fn encode(&self, mut enc: DescriptorEncoder<'_>) -> fmt::Result {
         let s = &self.scrape;
@@ -78,22 +93,20 @@ impl Collector for SelfCollector {
             None,
             s.vanished.load(Ordering::Relaxed) as f64,
         )?;
-        {
-            let mut me = enc.encode_descriptor(
-                "cgroup_psi_exporter_read_errors",
-                "Files that could not be read or parsed, by file name; the series is skipped.",
-                None,
-                MetricType::Counter,
-            )?;
-            let counts = s
-                .read_errors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            for (file, n) in counts {
-                ConstCounter::new(n).encode(me.encode_family(&[("file", file)])?)?;
-            }
-        }
+        let read_errors: Vec<(&str, u64)> = s
+            .read_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(file, n)| (*file, *n))
+            .collect();
+        counters_by(
+            &mut enc,
+            "cgroup_psi_exporter_read_errors",
+            "Files that could not be read or parsed, by file name; the series is skipped.",
+            "file",
+            &read_errors,
+        )?;
         {
             let layout = self.registry.layout();
             let mut me = enc.encode_descriptor(
@@ -123,45 +136,33 @@ impl Collector for SelfCollector {
             None,
             if r.watch_limit_reached.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
         )?;
-        {
-            let mut me = enc.encode_descriptor(
-                "cgroup_psi_exporter_rescans",
-                "Full walks of the cgroup hierarchies, by reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for (reason, v) in [
-                ("initial", &r.rescans_initial),
-                ("overflow", &r.rescans_overflow),
-                ("fallback", &r.rescans_fallback),
-                ("manual", &r.rescans_manual),
-            ] {
-                ConstCounter::new(v.load(Ordering::Relaxed))
-                    .encode(me.encode_family(&[("reason", reason)])?)?;
-            }
-        }
-        {
-            let mut me = enc.encode_descriptor(
-                "cgroup_psi_exporter_cgroups_skipped",
-                "Cgroups not tracked, by reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            ConstCounter::new(r.skipped_max_cgroups.load(Ordering::Relaxed))
-                .encode(me.encode_family(&[("reason", "max_cgroups")])?)?;
-        }
-        {
-            let mut me = enc.encode_descriptor(
-                "cgroup_psi_exporter_registry_events",
-                "Cgroups added to and removed from the registry (per hierarchy).",
-                None,
-                MetricType::Counter,
-            )?;
-            ConstCounter::new(r.added.load(Ordering::Relaxed))
-                .encode(me.encode_family(&[("event", "added")])?)?;
-            ConstCounter::new(r.removed.load(Ordering::Relaxed))
-                .encode(me.encode_family(&[("event", "removed")])?)?;
-        }
+        let load = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+        counters_by(
+            &mut enc,
+            "cgroup_psi_exporter_rescans",
+            "Full walks of the cgroup hierarchies, by reason.",
+            "reason",
+            &[
+                ("initial", load(&r.rescans_initial)),
+                ("overflow", load(&r.rescans_overflow)),
+                ("fallback", load(&r.rescans_fallback)),
+                ("manual", load(&r.rescans_manual)),
+            ],
+        )?;
+        counters_by(
+            &mut enc,
+            "cgroup_psi_exporter_cgroups_skipped",
+            "Cgroups not tracked, by reason.",
+            "reason",
+            &[("max_cgroups", load(&r.skipped_max_cgroups))],
+        )?;
+        counters_by(
+            &mut enc,
+            "cgroup_psi_exporter_registry_events",
+            "Cgroups added to and removed from the registry (per hierarchy).",
+            "event",
+            &[("added", load(&r.added)), ("removed", load(&r.removed))],
+        )?;
         {
             let mut me = enc.encode_descriptor(
                 "cgroup_psi_exporter_build_info",

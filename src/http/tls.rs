@@ -48,24 +48,8 @@ pub struct TlsServerConfig {
     pub client_ca_file: Option<PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum WebConfigError {
-    #[error("{file}: {source}")]
-    Read {
-        file: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{file}:{line}:{column}: {message}")]
-    Syntax {
-        file: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("{file}: {message}")]
-    Invalid { file: PathBuf, message: String },
-}
+/// Web-config errors are config errors: the same located, one-line form.
+pub type WebConfigError = crate::config::ConfigError;
 
 #[derive(Clone)]
 pub struct WebConfig {
@@ -92,18 +76,7 @@ impl WebConfig {
         let parsed: WebConfigFile = if text.trim().is_empty() {
             WebConfigFile::default()
         } else {
-            serde_yaml::from_str(&text).map_err(|e| {
-                let (line, column) = e
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((0, 0));
-                WebConfigError::Syntax {
-                    file: file.to_path_buf(),
-                    line,
-                    column,
-                    message: e.to_string(),
-                }
-            })?
+            serde_yaml::from_str(&text).map_err(|e| crate::config::yaml_error(file, &text, &e))?
         };
         let invalid = |message: String| WebConfigError::Invalid {
             file: file.to_path_buf(),

@@ -3,6 +3,7 @@
 
 use crate::cgroupfs::CgroupPath;
 use crate::config::PsiRule;
+use crate::glob::Glob;
 
 use super::trigger::TriggerSpec;
 
@@ -16,6 +17,9 @@ pub struct RuleRt {
     pub spec: TriggerSpec,
     /// `/` is among its cgroups: armed on the host's pressure file.
     pub host: bool,
+    /// The other cgroup globs, compiled once (validated with the config; a
+    /// pattern that does not compile matches nothing).
+    globs: Vec<Glob>,
 }
 
 impl RuleRt {
@@ -23,6 +27,7 @@ impl RuleRt {
         RuleRt {
             spec: TriggerSpec::from_rule(&rule),
             host: rule.cgroups.iter().any(|g| g == HOST),
+            globs: compile(&rule.cgroups),
             rule,
         }
     }
@@ -31,20 +36,22 @@ impl RuleRt {
     /// hierarchy. The hierarchy's root is never matched by a glob: `/`
     /// means the host, armed on `/proc/pressure` instead.
     pub fn matches(&self, path: &CgroupPath) -> bool {
-        !path.is_root() && rule_matches(&self.rule.cgroups, path)
+        !path.is_root() && self.globs.iter().any(|g| g.matches(path.as_str()))
     }
 }
 
-/// The one place rule globs are matched, so switching to `crate::glob`
-/// once it does real `*`/`**` matching is a one-line change.
-pub fn rule_matches(globs: &[String], path: &CgroupPath) -> bool {
-    // Patterns were validated with the config; one that does not compile
-    // matches nothing. Arming is an event, not a hot path: compiled here.
+fn compile(globs: &[String]) -> Vec<Glob> {
     globs
         .iter()
         .filter(|g| g.as_str() != HOST)
-        .filter_map(|g| crate::glob::Glob::new(g).ok())
-        .any(|g| g.matches(path.as_str()))
+        .filter_map(|g| Glob::new(g).ok())
+        .collect()
+}
+
+/// Whether any of `globs` (other than the host's `/`) selects `path`.
+#[cfg(test)]
+fn rule_matches(globs: &[String], path: &CgroupPath) -> bool {
+    compile(globs).iter().any(|g| g.matches(path.as_str()))
 }
 
 /// Replaces `{{ name }}` placeholders with their values; unknown names are

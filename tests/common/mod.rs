@@ -274,7 +274,8 @@ pub fn kill_and_remove(dir: &Path) {
     }
 }
 
-fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
+/// `d` and every directory below it.
+pub fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
     if !d.is_dir() {
         return;
     }
