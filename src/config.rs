@@ -195,6 +195,48 @@ pub struct AlertingConfig {
     /// `resolve_timeout` defaults to 5m) never resolves them on its own.
     #[serde(with = "humantime_serde_compat")]
     pub resend_interval: Duration,
+    /// TLS towards `https://` receivers, named as in Prometheus's
+    /// `alertmanager_config`: in-cluster Alertmanagers usually hold a
+    /// certificate of a private CA, sometimes behind mTLS.
+    pub tls_config: TlsClientConfig,
+}
+
+/// Client TLS settings. Empty strings mean unset; relative paths are
+/// relative to the config file's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsClientConfig {
+    /// PEM CA bundle that signs the receivers' certificates; unset: the
+    /// public web roots compiled in.
+    pub ca_file: String,
+    /// PEM client certificate to present (with `key_file`), for receivers
+    /// that require one.
+    pub cert_file: String,
+    pub key_file: String,
+    /// Accept any server certificate (signatures are still checked).
+    pub insecure_skip_verify: bool,
+}
+
+impl TlsClientConfig {
+    pub fn client_tls(&self) -> crate::tlsclient::ClientTls {
+        let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        crate::tlsclient::ClientTls {
+            ca_file: path(&self.ca_file),
+            cert_file: path(&self.cert_file),
+            key_file: path(&self.key_file),
+            insecure_skip_verify: self.insecure_skip_verify,
+        }
+    }
+
+    /// Makes relative paths relative to `base` (the config file's folder),
+    /// as Prometheus does, so the config means the same from any cwd.
+    fn resolve_paths(&mut self, base: &Path) {
+        for p in [&mut self.ca_file, &mut self.cert_file, &mut self.key_file] {
+            if !p.is_empty() && Path::new(p.as_str()).is_relative() {
+                *p = base.join(p.as_str()).to_string_lossy().into_owned();
+            }
+        }
+    }
 }
 
 impl Default for AlertingConfig {
@@ -207,6 +249,7 @@ impl Default for AlertingConfig {
             queue_capacity: 10000,
             resend_interval: Duration::from_secs(30),
             external_url: String::new(),
+            tls_config: TlsClientConfig::default(),
         }
     }
 }
@@ -447,7 +490,35 @@ impl Config {
             file: path.to_path_buf(),
             source,
         })?;
-        Self::parse_str_with(&text, path, ctx)
+        let mut cfg = Self::parse_str_with(&text, path, ctx)?;
+        // Files named by the config are read now, so a missing CA or key
+        // fails the start, `--check-config` and a reload, not the first
+        // alert.
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.alerting.tls_config.resolve_paths(base);
+        let tls = &cfg.alerting.tls_config;
+        if tls.client_tls().is_set() {
+            if let Err(e) = tls.client_tls().build() {
+                let mut at = FieldPath::default().key("alerting").key("tls_config");
+                let named = |s: &str| e.path() == Some(Path::new(s));
+                // The key naming the bad file when it can be told; a key
+                // that does not match its certificate is the key file's.
+                if named(&tls.ca_file) {
+                    at = at.key("ca_file");
+                } else if named(&tls.cert_file) {
+                    at = at.key("cert_file");
+                } else if named(&tls.key_file) || !tls.key_file.is_empty() {
+                    at = at.key("key_file");
+                }
+                let mut err = ValidationError::new(&at, e.to_string());
+                err.locate_in(&text);
+                return Err(ConfigError::Validation {
+                    file: path.to_path_buf(),
+                    errors: vec![err],
+                });
+            }
+        }
+        Ok(cfg)
     }
 
     /// Parses and validates YAML text; `file` names it in errors.
@@ -623,6 +694,18 @@ impl Config {
             errs.push(ValidationError::new(
                 &path.key("queue_capacity"),
                 "must be at least 1".to_string(),
+            ));
+        }
+        let tls = &a.tls_config;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            let (set, unset) = if tls.cert_file.is_empty() {
+                ("key_file", "cert_file")
+            } else {
+                ("cert_file", "key_file")
+            };
+            errs.push(ValidationError::new(
+                &path.key("tls_config").key(set),
+                format!("a client certificate needs {unset} too"),
             ));
         }
         if a.resend_interval < Duration::from_secs(1)

@@ -46,6 +46,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::KubernetesConfig;
 use crate::labels::PathLabels;
+use crate::tlsclient::{ClientTls, TlsClientError};
 
 /// Where Kubernetes mounts the pod's service account token. Used when
 /// `kubernetes.token_file` is empty and the file exists (in a pod).
@@ -260,12 +261,10 @@ pub enum KubeletError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: no PEM certificate found")]
-    NoCertificates { path: PathBuf },
     #[error("{path}: token is empty")]
     EmptyToken { path: PathBuf },
-    #[error("TLS client setup: {0}")]
-    Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsClientError),
     #[error("GET {url}: {source}")]
     Request {
         url: Arc<str>,
@@ -310,9 +309,7 @@ impl KubeletError {
             KubeletError::Status { .. } => "http_error",
             KubeletError::TooLarge { .. } | KubeletError::Parse { .. } => "invalid_response",
             KubeletError::ReadFile { .. } | KubeletError::EmptyToken { .. } => "token_error",
-            KubeletError::InvalidUrl { .. }
-            | KubeletError::NoCertificates { .. }
-            | KubeletError::Tls(_) => "config_error",
+            KubeletError::InvalidUrl { .. } | KubeletError::Tls(_) => "config_error",
         }
     }
 }
@@ -375,7 +372,8 @@ pub struct KubeletOptions {
     /// PEM CA bundle to verify the kubelet's serving certificate with.
     /// `None`: the public web PKI roots (which a kubelet cert rarely chains to).
     pub ca_file: Option<PathBuf>,
-    /// Accept any server certificate. See [`AcceptAnyServerCert`].
+    /// Accept any server certificate. See
+    /// [`crate::tlsclient::AcceptAnyServerCert`].
     pub insecure_skip_verify: bool,
     pub timeout: Duration,
     pub max_body_bytes: usize,
@@ -413,99 +411,14 @@ impl KubeletOptions {
 
 // === TLS ===
 
-/// A certificate verifier that accepts any server certificate
-/// (`kubernetes.insecure_skip_verify: true`).
-///
-/// Risk: anyone who can intercept traffic between this pod and the node's
-/// port 10250 can impersonate the kubelet, receive the bearer token (good
-/// for `nodes/pods`, or the much broader `nodes/proxy` on older clusters)
-/// and feed us false names. It is the common setting because kubelets serve self-signed
-/// certificates unless `serverTLSBootstrap` is on. The traffic stays on the
-/// node (host IP to host network), which limits who can intercept it.
-///
-/// Handshake signatures are still checked, so the peer at least holds the
-/// key of the certificate it presented.
-#[derive(Debug)]
-pub struct AcceptAnyServerCert {
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl AcceptAnyServerCert {
-    pub fn new(provider: &rustls::crypto::CryptoProvider) -> Self {
-        AcceptAnyServerCert {
-            algorithms: provider.signature_verification_algorithms,
+impl KubeletOptions {
+    fn client_tls(&self) -> ClientTls {
+        ClientTls {
+            ca_file: self.ca_file.clone(),
+            insecure_skip_verify: self.insecure_skip_verify,
+            ..ClientTls::default()
         }
     }
-}
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-fn tls_config(opts: &KubeletOptions) -> Result<rustls::ClientConfig, KubeletError> {
-    use hyper_rustls::ConfigBuilderExt;
-
-    // An explicit provider: no dependence on a process-wide default.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
-    let config = if opts.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(&provider)))
-            .with_no_client_auth()
-    } else if let Some(path) = &opts.ca_file {
-        let pem = std::fs::read(path).map_err(|source| KubeletError::ReadFile {
-            path: path.clone(),
-            source,
-        })?;
-        let mut roots = rustls::RootCertStore::empty();
-        let certs = rustls_pemfile::certs(&mut pem.as_slice())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| KubeletError::ReadFile {
-                path: path.clone(),
-                source,
-            })?;
-        let (added, _ignored) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(KubeletError::NoCertificates { path: path.clone() });
-        }
-        builder.with_root_certificates(roots).with_no_client_auth()
-    } else {
-        builder.with_webpki_roots().with_no_client_auth()
-    };
-    Ok(config)
 }
 
 // === Kubelet ===
@@ -619,7 +532,7 @@ impl Kubelet {
         let client = if https {
             http.enforce_http(false);
             let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls_config(&opts)?)
+                .with_tls_config(opts.client_tls().build()?)
                 .https_only()
                 .enable_http1()
                 .wrap_connector(http);

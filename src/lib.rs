@@ -23,3 +23,4 @@ pub mod logging;
 pub mod namespaces;
 pub mod psi;
 pub mod registry;
+pub mod tlsclient;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use cgroup_psi_exporter::kubelet::{
     Kubelet, KubeletError, KubeletOptions, PodLabels, RefreshIntervals, DEFAULT_MAX_BODY_BYTES,
 };
+use cgroup_psi_exporter::tlsclient::TlsClientError;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -584,7 +585,7 @@ async fn https_kubelet_with_ca_insecure_and_untrusted_certs() {
     opts.ca_file = Some(empty);
     assert!(matches!(
         Kubelet::new(opts),
-        Err(KubeletError::NoCertificates { .. })
+        Err(KubeletError::Tls(TlsClientError::NoCertificates { .. }))
     ));
     server.stop().await;
 }

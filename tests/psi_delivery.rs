@@ -3,6 +3,9 @@
 
 #[path = "support_psi/capture.rs"]
 mod capture;
+#[allow(dead_code)]
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use capture::Capture;
 use cgroup_psi_exporter::alerting::{Alert, AlertingMetrics, NotificationLabels, Notifier};
-use cgroup_psi_exporter::config::AlertingConfig;
+use cgroup_psi_exporter::config::{AlertingConfig, Config, TlsClientConfig};
 
 fn alert(name: &str, resolved: bool) -> Alert {
     let mut labels = BTreeMap::new();
@@ -193,4 +196,228 @@ async fn every_alertmanager_url_gets_the_alerts_as_a_v2_array() {
         assert!(arr[0].get("endsAt").is_none());
     }
     n.shutdown(Duration::from_secs(1)).await;
+}
+
+// === HTTPS receivers ===
+
+/// The PKI, or `None` after reporting the skip (a failure in CI).
+fn pki_or_skip() -> Option<pki::Pki> {
+    match pki::Pki::make() {
+        Ok(p) => Some(p),
+        Err(reason) => {
+            let required = std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
+                || std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!required, "HTTPS cases need the openssl CLI: {reason}");
+            eprintln!("skipped: HTTPS cases need the openssl CLI: {reason}");
+            None
+        }
+    }
+}
+
+/// A TLS acceptor serving the PKI's 127.0.0.1 certificate; with
+/// `client_ca`, clients must present a certificate that CA signed.
+fn acceptor(p: &pki::Pki, client_ca: Option<&std::path::Path>) -> tokio_rustls::TlsAcceptor {
+    let pem = |path: &std::path::Path| std::fs::read(path).expect("read pem");
+    let server = p.server();
+    let certs = rustls_pemfile::certs(&mut pem(&server.cert).as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certs");
+    let key = rustls_pemfile::private_key(&mut pem(&server.key).as_slice())
+        .expect("key")
+        .expect("a key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_pemfile::certs(&mut pem(ca).as_slice()) {
+                roots.add(c.expect("ca cert")).expect("add ca");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).expect("server config");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+fn tls_cfg(url: &str, tls: TlsClientConfig) -> AlertingConfig {
+    AlertingConfig {
+        tls_config: tls,
+        ..cfg(url, 100)
+    }
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+#[tokio::test]
+async fn an_https_receiver_of_a_private_ca_gets_alerts_when_the_ca_is_configured() {
+    let Some(p) = pki_or_skip() else { return };
+    let c = Capture::start_tls(acceptor(&p, None)).await;
+
+    // The public roots do not know the private CA: nothing is delivered,
+    // the failures are counted and retried.
+    let m = Arc::new(AlertingMetrics::default());
+    let n = Notifier::new(&tls_cfg(&c.url, TlsClientConfig::default()), m.clone());
+    n.notify(&alert("untrusted", false));
+    assert!(
+        until(Duration::from_secs(5), || outcome(&m, &c.url, "retry") >= 1).await,
+        "a rejected certificate is a retried failure"
+    );
+    assert!(
+        c.alerts().is_empty(),
+        "no alert crosses an unverified TLS link"
+    );
+    assert!(c.state.handshake_failures.load(Ordering::SeqCst) >= 1);
+    n.shutdown(Duration::from_millis(100)).await;
+
+    // With the CA: delivered over TLS.
+    let m = Arc::new(AlertingMetrics::default());
+    let tls = TlsClientConfig {
+        ca_file: path(&p.ca()),
+        ..TlsClientConfig::default()
+    };
+    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
+    n.notify(&alert("trusted", false));
+    assert!(
+        until(Duration::from_secs(5), || outcome(&m, &c.url, "success")
+            == 1)
+        .await,
+        "{:?}",
+        names(&c)
+    );
+    assert_eq!(names(&c), [("trusted".to_string(), "firing".to_string())]);
+    n.shutdown(Duration::from_secs(1)).await;
+
+    // insecure_skip_verify: delivered without the CA.
+    let m = Arc::new(AlertingMetrics::default());
+    let tls = TlsClientConfig {
+        insecure_skip_verify: true,
+        ..TlsClientConfig::default()
+    };
+    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
+    n.notify(&alert("insecure", false));
+    assert!(
+        until(Duration::from_secs(5), || outcome(&m, &c.url, "success")
+            == 1)
+        .await
+    );
+    n.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn a_receiver_that_requires_a_client_certificate_gets_alerts_only_with_one() {
+    let Some(p) = pki_or_skip() else { return };
+    let c = Capture::start_tls(acceptor(&p, Some(&p.ca()))).await;
+
+    // No client certificate: refused at the handshake, nothing delivered.
+    let m = Arc::new(AlertingMetrics::default());
+    let tls = TlsClientConfig {
+        ca_file: path(&p.ca()),
+        ..TlsClientConfig::default()
+    };
+    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
+    n.notify(&alert("anonymous", false));
+    assert!(until(Duration::from_secs(5), || outcome(&m, &c.url, "retry") >= 1).await);
+    n.shutdown(Duration::from_millis(100)).await;
+
+    // A certificate of another CA: refused too.
+    let m = Arc::new(AlertingMetrics::default());
+    let rogue = p.rogue_client();
+    let tls = TlsClientConfig {
+        ca_file: path(&p.ca()),
+        cert_file: path(&rogue.cert),
+        key_file: path(&rogue.key),
+        ..TlsClientConfig::default()
+    };
+    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
+    n.notify(&alert("rogue", false));
+    assert!(until(Duration::from_secs(5), || outcome(&m, &c.url, "retry") >= 1).await);
+    n.shutdown(Duration::from_millis(100)).await;
+    assert!(c.alerts().is_empty(), "{:?}", names(&c));
+
+    // The trusted client certificate: delivered.
+    let m = Arc::new(AlertingMetrics::default());
+    let client = p.client();
+    let tls = TlsClientConfig {
+        ca_file: path(&p.ca()),
+        cert_file: path(&client.cert),
+        key_file: path(&client.key),
+        ..TlsClientConfig::default()
+    };
+    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
+    n.notify(&alert("mtls", false));
+    assert!(
+        until(Duration::from_secs(5), || outcome(&m, &c.url, "success")
+            == 1)
+        .await,
+        "{:?}",
+        names(&c)
+    );
+    assert_eq!(names(&c), [("mtls".to_string(), "firing".to_string())]);
+    n.shutdown(Duration::from_secs(1)).await;
+}
+
+#[test]
+fn tls_files_are_read_at_load_relative_to_the_config_and_named_when_bad() {
+    let Some(p) = pki_or_skip() else { return };
+    // Relative paths resolve against the config file's folder.
+    let file = p.dir().join("config.yaml");
+    std::fs::write(
+        &file,
+        "alerting:\n  alertmanagers: [\"https://127.0.0.1:9093\"]\n  tls_config:\n    ca_file: ca.crt\n    cert_file: client.crt\n    key_file: client.key\n",
+    )
+    .expect("write");
+    // (The test's cwd is the crate root, where no ca.crt exists.)
+    let cfg = Config::load(&file).expect("valid config");
+    assert_eq!(cfg.alerting.tls_config.ca_file, path(&p.ca()));
+    assert_eq!(cfg.alerting.tls_config.key_file, path(&p.client().key));
+
+    // A missing CA is a load error at the key, not a failed first alert.
+    std::fs::write(
+        &file,
+        "alerting:\n  tls_config:\n    ca_file: nowhere.crt\n",
+    )
+    .expect("write");
+    let e = Config::load(&file).expect_err("missing CA").to_string();
+    assert!(
+        e.contains("config.yaml:3:14: alerting.tls_config.ca_file: /"),
+        "{e}"
+    );
+    assert!(e.contains("nowhere.crt"), "{e}");
+
+    // A key that is not a key.
+    std::fs::write(
+        &file,
+        "alerting:\n  tls_config:\n    cert_file: client.crt\n    key_file: ca.crt\n",
+    )
+    .expect("write");
+    let e = Config::load(&file).expect_err("bad key").to_string();
+    assert!(
+        e.contains("config.yaml:4:15: alerting.tls_config.key_file:")
+            && e.contains("no PEM private key"),
+        "{e}"
+    );
+
+    // Half a pair is a schema-level error.
+    std::fs::write(
+        &file,
+        "alerting:\n  tls_config:\n    cert_file: client.crt\n",
+    )
+    .expect("write");
+    let e = Config::load(&file).expect_err("half pair").to_string();
+    assert!(
+        e.contains("alerting.tls_config.cert_file: a client certificate needs key_file too"),
+        "{e}"
+    );
 }

@@ -144,7 +144,7 @@ impl Notifier {
     /// One receiver per Alertmanager URL and per webhook URL. Spawns their
     /// tasks: must run inside a tokio runtime.
     pub fn new(cfg: &AlertingConfig, metrics: Arc<AlertingMetrics>) -> Notifier {
-        let client = receiver::http_client();
+        let client = receiver::http_client(&cfg.tls_config.client_tls());
         let mut receivers = Vec::new();
         for url in &cfg.alertmanagers {
             receivers.push(Receiver::spawn(

@@ -14,11 +14,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::payload;
 use super::queue::AlertQueue;
 use super::{Alert, AlertingMetrics, ReceiverLabels};
+use crate::tlsclient::ClientTls;
 
 pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -29,12 +30,20 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// the queue within seconds.
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
 
-pub(crate) fn http_client() -> HttpClient {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
+/// One client for every receiver, so they share the connection pool. The
+/// TLS files were already read once by config validation; should they have
+/// gone since, the public roots are used and deliveries to a private-CA
+/// receiver fail loudly (counted, retried) instead of the agent stopping.
+pub(crate) fn http_client(tls: &ClientTls) -> HttpClient {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match tls.build() {
+        Ok(config) => builder.with_tls_config(config),
+        Err(e) => {
+            error!(error = %e, "alerting.tls_config: falling back to the public web roots");
+            builder.with_webpki_roots()
+        }
+    };
+    let https = builder.https_or_http().enable_http1().build();
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .build(https)

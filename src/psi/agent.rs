@@ -855,7 +855,9 @@ impl Agent {
                 added += 1;
             }
         }
-        if cfg.alerting != self.alerting {
+        // With TLS files in play a reload also rebuilds the receivers, so
+        // certificates rotated under the same paths are read again.
+        if cfg.alerting != self.alerting || cfg.alerting.tls_config.client_tls().is_set() {
             let notifier = Notifier::new(&cfg.alerting, self.metrics.alerting.clone());
             let old = std::mem::replace(&mut self.notifier, notifier);
             tokio::spawn(old.shutdown(RELOAD_GRACE));

@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Default)]
 pub struct State {
     pub bodies: Mutex<Vec<Value>>,
     pub failing: AtomicBool,
     pub requests: AtomicUsize,
+    pub handshake_failures: AtomicUsize,
 }
 
 pub struct Capture {
@@ -24,13 +26,39 @@ pub struct Capture {
 
 impl Capture {
     pub async fn start() -> Capture {
+        Self::start_with(None).await
+    }
+
+    /// An `https://` capture; failed handshakes are counted in
+    /// `state.handshake_failures`.
+    pub async fn start_tls(acceptor: TlsAcceptor) -> Capture {
+        Self::start_with(Some(acceptor)).await
+    }
+
+    async fn start_with(tls: Option<TlsAcceptor>) -> Capture {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hook", l.local_addr().expect("addr"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hook", l.local_addr().expect("addr"));
         let state = Arc::new(State::default());
         let s = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = l.accept().await {
-                tokio::spawn(serve(conn, s.clone()));
+                let s = s.clone();
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve(conn, s));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            match acceptor.accept(conn).await {
+                                Ok(stream) => serve(stream, s).await,
+                                Err(_) => {
+                                    s.handshake_failures.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                        });
+                    }
+                }
             }
         });
         Capture { url, state, task }
@@ -59,7 +87,7 @@ impl Drop for Capture {
     }
 }
 
-async fn serve(mut conn: TcpStream, state: Arc<State>) {
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(mut conn: S, state: Arc<State>) {
     let mut buf = Vec::new();
     loop {
         // Read one request: headers, then Content-Length bytes.
