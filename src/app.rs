@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -199,7 +198,7 @@ fn once(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<()>
 async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let ex = build_exporter(&args, &config, layout)?;
-    let ready = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready) = watch::channel(false);
     if let Some(k) = &ex.kubelet {
         k.clone().spawn(shutdown.clone());
         spawn_kubelet_notifier(ex.registry.clone(), k.clone(), shutdown.clone());
@@ -225,12 +224,11 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
     let watcher = crate::registry::watcher::spawn(ex.registry.clone(), shutdown.clone());
     {
         let registry = ex.registry.clone();
-        let ready = ready.clone();
         let mut started = watcher.started();
         tokio::spawn(async move {
             let _ = started.wait_for(|s| *s).await;
             info!(cgroups = registry.len(), "initial discovery done");
-            ready.store(true, Ordering::Relaxed);
+            ready_tx.send_replace(true);
         });
     }
 

@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,8 @@ pub type ReloadFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub struct Server {
     pub registry: Arc<PromRegistry>,
     pub telemetry_path: String,
-    pub ready: Arc<AtomicBool>,
+    /// Turns true once the initial discovery walk is done.
+    pub ready: tokio::sync::watch::Receiver<bool>,
     pub reload: Option<ReloadFn>,
     pub tls: Option<crate::http::tls::WebConfig>,
     /// Size of the last exposition, to size the next one's buffer.
@@ -200,7 +201,7 @@ impl Server {
             }
             "/healthz" => simple(StatusCode::OK, "ok\n"),
             "/readyz" => {
-                if self.ready.load(Ordering::Relaxed) {
+                if *self.ready.borrow() {
                     simple(StatusCode::OK, "ready\n")
                 } else {
                     simple(StatusCode::SERVICE_UNAVAILABLE, "discovering cgroups\n")
@@ -214,6 +215,15 @@ impl Server {
         let openmetrics = header_has(req, ACCEPT, "application/openmetrics-text");
         let gzip = header_has(req, ACCEPT_ENCODING, "gzip");
         let deadline = Instant::now() + scrape_budget(req);
+        // A scrape that lands before the initial walk is done (a restart
+        // with Prometheus already scraping) would export no cgroups, and
+        // every series would go stale and come back. Wait for the walk,
+        // within the scrape's own budget.
+        if !*self.ready.borrow() {
+            let mut ready = self.ready.clone();
+            let until = tokio::time::Instant::from_std(deadline);
+            let _ = tokio::time::timeout_at(until, ready.wait_for(|r| *r)).await;
+        }
         let registry = self.registry.clone();
         let last_size = self.last_size.clone();
         let encoded = tokio::task::spawn_blocking(move || {
