@@ -357,6 +357,116 @@ fn tls_and_basic_auth_work_with_a_real_client_and_refuse_a_wrong_password() {
     assert!(!err.contains(&hash), "the hash never reaches the logs");
 }
 
+/// curl over HTTPS to `/metrics` trusting the test CA, optionally with a
+/// client certificate; the HTTP status, or `000` when the handshake failed.
+fn curl_mtls(pki: &common::pki::Pki, port: u16, client: Option<&common::pki::Pair>) -> String {
+    let mut c = Command::new("curl");
+    c.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ])
+    .arg("--cacert")
+    .arg(pki.ca());
+    if let Some(p) = client {
+        c.arg("--cert").arg(&p.cert).arg("--key").arg(&p.key);
+    }
+    c.arg(format!("https://127.0.0.1:{port}/metrics"));
+    let out = c.output().expect("curl");
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    if code == "200" {
+        assert!(
+            out.status.success(),
+            "curl said 200 but exited {:?}",
+            out.status
+        );
+    }
+    code
+}
+
+/// The exporter serving TLS with the PKI's server certificate and the given
+/// client-auth lines in its web config.
+fn start_mtls(pki: &common::pki::Pki, name: &str, client_auth: &str) -> Fixture {
+    let web = pki.dir().join(format!("{name}.yml"));
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n{client_auth}",
+            pki.server().cert.display(),
+            pki.server().key.display(),
+        ),
+    )
+    .expect("write");
+    Fixture::start(&["--web.config.file", web.to_str().expect("utf8")])
+}
+
+#[test]
+fn client_certificates_are_enforced_when_the_web_config_asks_for_them() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        return common::skip("curl not installed");
+    }
+    let pki = match common::pki::Pki::make() {
+        Ok(p) => p,
+        Err(reason) => return common::skip(&reason),
+    };
+    let (trusted, rogue) = (pki.client(), pki.rogue_client());
+    let ca = pki.ca();
+    let ca = ca.to_str().expect("utf8");
+
+    let f = start_mtls(
+        &pki,
+        "require",
+        &format!("  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {ca}\n"),
+    );
+    assert_eq!(curl_mtls(&pki, f.port, Some(&trusted)), "200");
+    assert_eq!(
+        curl_mtls(&pki, f.port, None),
+        "000",
+        "no client certificate: the handshake fails"
+    );
+    assert_eq!(
+        curl_mtls(&pki, f.port, Some(&rogue)),
+        "000",
+        "a certificate from an untrusted CA: the handshake fails"
+    );
+    assert_eq!(
+        curl_mtls(&pki, f.port, Some(&trusted)),
+        "200",
+        "still serving"
+    );
+    drop(f);
+
+    let f = start_mtls(
+        &pki,
+        "if-given",
+        &format!("  client_auth_type: VerifyClientCertIfGiven\n  client_ca_file: {ca}\n"),
+    );
+    assert_eq!(
+        curl_mtls(&pki, f.port, None),
+        "200",
+        "no certificate is fine"
+    );
+    assert_eq!(curl_mtls(&pki, f.port, Some(&trusted)), "200");
+    assert_eq!(
+        curl_mtls(&pki, f.port, Some(&rogue)),
+        "000",
+        "a certificate, if given, must verify"
+    );
+    drop(f);
+
+    // exporter-toolkit accepts a CA with NoClientCert; it serves, but says
+    // that nothing is checked.
+    let f = start_mtls(&pki, "none", &format!("  client_ca_file: {ca}\n"));
+    assert_eq!(curl_mtls(&pki, f.port, None), "200");
+    assert_eq!(curl_mtls(&pki, f.port, Some(&rogue)), "200");
+    let err = f.stderr();
+    assert!(err.contains("client certificates are not checked"), "{err}");
+}
+
 #[test]
 fn an_fd_limit_below_the_cache_makes_it_back_off_and_scrapes_stay_complete() {
     // 150 cgroups × ~25 files, a cache allowed 5000 fds, and RLIMIT_NOFILE

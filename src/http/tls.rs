@@ -11,6 +11,12 @@
 //!
 //! Probes (`/healthz`, `/readyz`) stay open so kubelet probes need no
 //! credentials; they reveal nothing.
+//!
+//! Client certificates (mTLS) follow exporter-toolkit's `client_auth_type`,
+//! except for the two modes that accept a certificate without checking its
+//! chain: a certificate nobody verifies authenticates nobody, so a file
+//! asking for one is refused rather than served with a false sense of
+//! security.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,11 +47,49 @@ pub struct TlsServerConfig {
     pub key_file: PathBuf,
     #[serde(default)]
     pub min_version: Option<String>,
-    /// Accepted for compatibility; client certificates are not checked.
+    /// Kept as the string exporter-toolkit documents, so an unknown or
+    /// unsupported value is reported by name with the supported ones
+    /// listed, instead of as a serde enum error; see [`ClientAuth`].
     #[serde(default)]
     pub client_auth_type: Option<String>,
+    /// Trust anchors for client certificates. Relative to the web config
+    /// file, like `cert_file`. Required by the two verifying modes: without
+    /// it there is nothing to verify against (Go would fall back to the
+    /// system roots, which would let any publicly issued certificate in).
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
+}
+
+/// The `client_auth_type` values this exporter enforces. Go's
+/// `RequestClientCert` and `RequireAnyClientCert` are deliberately absent:
+/// rustls only offers them through a hand-written verifier that skips chain
+/// checks, and honouring them would look like mTLS while letting any
+/// self-signed certificate through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    NoClientCert,
+    VerifyClientCertIfGiven,
+    RequireAndVerifyClientCert,
+}
+
+const SUPPORTED_CLIENT_AUTH: &str =
+    "NoClientCert, VerifyClientCertIfGiven, RequireAndVerifyClientCert";
+
+impl ClientAuth {
+    fn parse(value: Option<&str>) -> Result<ClientAuth, String> {
+        match value {
+            // exporter-toolkit treats an empty string as the default too.
+            None | Some("") | Some("NoClientCert") => Ok(ClientAuth::NoClientCert),
+            Some("VerifyClientCertIfGiven") => Ok(ClientAuth::VerifyClientCertIfGiven),
+            Some("RequireAndVerifyClientCert") => Ok(ClientAuth::RequireAndVerifyClientCert),
+            Some(v @ ("RequestClientCert" | "RequireAnyClientCert")) => Err(format!(
+                "tls_server_config.client_auth_type: {v} is not supported: it accepts client certificates without verifying them (supported: {SUPPORTED_CLIENT_AUTH})"
+            )),
+            Some(other) => Err(format!(
+                "tls_server_config.client_auth_type: unknown {other:?} (supported: {SUPPORTED_CLIENT_AUTH})"
+            )),
+        }
+    }
 }
 
 /// Web-config errors are config errors: the same located, one-line form.
@@ -139,6 +183,8 @@ impl WebConfig {
 }
 
 fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client_verifier = client_verifier(base, t, &provider)?;
     let cert_path = base.join(&t.cert_file);
     let key_path = base.join(&t.key_file);
     let cert_pem = std::fs::read(&cert_path)
@@ -154,7 +200,6 @@ fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, S
     let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
         .map_err(|e| format!("{}: {e}", key_path.display()))?
         .ok_or_else(|| format!("{}: no private key found", key_path.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version.as_deref() {
         Some("TLS13") => &[&rustls::version::TLS13],
         None | Some("TLS12") | Some("TLS10") | Some("TLS11") => {
@@ -169,11 +214,86 @@ fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, S
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
-        .with_no_client_auth()
+        .with_client_cert_verifier(client_verifier)
         .with_single_cert(certs, key)
         .map_err(|e| format!("{}: {e}", cert_path.display()))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// The verifier for `client_auth_type`, built at load so a broken mTLS
+/// setup stops the exporter at start-up instead of serving without client
+/// checks. Runs before the server key is read so these mistakes are
+/// reported even while the serving certificate is still missing.
+fn client_verifier(
+    base: &Path,
+    t: &TlsServerConfig,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
+    let mode = ClientAuth::parse(t.client_auth_type.as_deref())?;
+    // An empty path means unset, as in exporter-toolkit.
+    let ca_file = t
+        .client_ca_file
+        .as_deref()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| base.join(p));
+    if mode == ClientAuth::NoClientCert {
+        if let Some(ca) = &ca_file {
+            // exporter-toolkit accepts this combination, so refusing would
+            // break files that work with node_exporter; but the operator
+            // likely believes clients are checked, so say they are not.
+            tracing::warn!(
+                client_ca_file = %ca.display(),
+                "tls_server_config.client_ca_file is set but client_auth_type is NoClientCert: client certificates are not checked"
+            );
+        }
+        return Ok(rustls::server::WebPkiClientVerifier::no_client_auth());
+    }
+    let Some(ca_path) = ca_file else {
+        return Err(format!(
+            "tls_server_config.client_ca_file is required when client_auth_type is {mode:?}"
+        ));
+    };
+    let ca_pem = std::fs::read(&ca_path).map_err(|e| {
+        format!(
+            "tls_server_config.client_ca_file {}: {e}",
+            ca_path.display()
+        )
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
+        let cert = cert.map_err(|e| {
+            format!(
+                "tls_server_config.client_ca_file {}: {e}",
+                ca_path.display()
+            )
+        })?;
+        roots.add(cert).map_err(|e| {
+            format!(
+                "tls_server_config.client_ca_file {}: not a usable CA certificate: {e}",
+                ca_path.display()
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "tls_server_config.client_ca_file {}: no certificate found",
+            ca_path.display()
+        ));
+    }
+    let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    );
+    if mode == ClientAuth::VerifyClientCertIfGiven {
+        builder = builder.allow_unauthenticated();
+    }
+    builder.build().map_err(|e| {
+        format!(
+            "tls_server_config.client_ca_file {}: {e}",
+            ca_path.display()
+        )
+    })
 }
 
 /// Standard base64 with padding, as HTTP Basic uses. `None` on bad input.
@@ -250,6 +370,98 @@ mod tests {
         .expect("write");
         let e = WebConfig::load(&f).expect_err("missing cert");
         assert!(e.to_string().contains("missing.crt"), "{e}");
+    }
+
+    /// Writes `tls_server_config` with the given client-auth lines (the
+    /// serving certificate need not exist: client auth is checked first)
+    /// and returns the load error.
+    fn client_auth_error(dir: &Path, extra: &str) -> String {
+        let f = dir.join("web.yml");
+        std::fs::write(
+            &f,
+            format!("tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n{extra}"),
+        )
+        .expect("write");
+        let e = WebConfig::load(&f).expect_err(extra).to_string();
+        assert!(e.contains("web.yml"), "names the web config file: {e}");
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+        e
+    }
+
+    #[test]
+    fn client_auth_types_that_cannot_be_enforced_are_refused_at_load() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let e = client_auth_error(d.path(), "  client_auth_type: VerifyAlways\n");
+        assert!(
+            e.contains("tls_server_config.client_auth_type")
+                && e.contains("\"VerifyAlways\"")
+                && e.contains(SUPPORTED_CLIENT_AUTH),
+            "{e}"
+        );
+        std::fs::write(d.path().join("ca.crt"), "").expect("write");
+        for unverified in ["RequireAnyClientCert", "RequestClientCert"] {
+            let e = client_auth_error(
+                d.path(),
+                &format!("  client_auth_type: {unverified}\n  client_ca_file: ca.crt\n"),
+            );
+            assert!(
+                e.contains(&format!("{unverified} is not supported"))
+                    && e.contains("without verifying")
+                    && e.contains(SUPPORTED_CLIENT_AUTH),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn verifying_client_auth_needs_a_readable_client_ca_file_with_a_certificate() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for mode in ["RequireAndVerifyClientCert", "VerifyClientCertIfGiven"] {
+            let e = client_auth_error(d.path(), &format!("  client_auth_type: {mode}\n"));
+            assert!(
+                e.contains("tls_server_config.client_ca_file is required") && e.contains(mode),
+                "{e}"
+            );
+            let e = client_auth_error(
+                d.path(),
+                &format!("  client_auth_type: {mode}\n  client_ca_file: \"\"\n"),
+            );
+            assert!(
+                e.contains("client_ca_file is required"),
+                "empty is unset: {e}"
+            );
+        }
+        let mode = "  client_auth_type: RequireAndVerifyClientCert\n";
+        let e = client_auth_error(d.path(), &format!("{mode}  client_ca_file: nope.crt\n"));
+        // Relative to the web config file's folder, like cert_file.
+        let missing = d.path().join("nope.crt");
+        assert!(
+            e.contains("tls_server_config.client_ca_file")
+                && e.contains(&missing.display().to_string()),
+            "{e}"
+        );
+        std::fs::write(
+            d.path().join("key-only.pem"),
+            "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ+DYvh6SEqVTm50DFtMDoQikTmiCqirVv9mWG9qfSnF\n-----END PRIVATE KEY-----\nnot a certificate\n",
+        )
+        .expect("write");
+        let e = client_auth_error(d.path(), &format!("{mode}  client_ca_file: key-only.pem\n"));
+        assert!(
+            e.contains("tls_server_config.client_ca_file")
+                && e.contains("key-only.pem")
+                && e.contains("no certificate found"),
+            "{e}"
+        );
+        std::fs::write(
+            d.path().join("junk.pem"),
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let e = client_auth_error(d.path(), &format!("{mode}  client_ca_file: junk.pem\n"));
+        assert!(
+            e.contains("junk.pem") && e.contains("not a usable CA certificate"),
+            "{e}"
+        );
     }
 
     #[test]
