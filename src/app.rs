@@ -18,6 +18,7 @@ use crate::cli::Args;
 use crate::collector::selfmetrics::SelfCollector;
 use crate::collector::{CgroupCollector, Families};
 use crate::config::{Config, ValidationContext};
+use crate::http::tls::WebConfig;
 use crate::kubelet::Kubelet;
 use crate::psi::PsiMetrics;
 use crate::registry::{Filter, Registry, RescanReason};
@@ -49,6 +50,15 @@ pub fn main() -> i32 {
             return EX_USAGE;
         }
     };
+    // Read before anything listens: a broken web config is a config error
+    // (exit 64), and the port is never served without the TLS it asks for.
+    let web = match load_web_config(&args) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EX_USAGE;
+        }
+    };
     if args.once {
         return match once(&args, &config, layout) {
             Ok(()) => 0,
@@ -71,7 +81,7 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    match rt.block_on(run(args, config, layout)) {
+    match rt.block_on(run(args, config, layout, web)) {
         Ok(()) => 0,
         Err(e) => {
             error!(error = format!("{e:#}"), "exiting");
@@ -105,7 +115,18 @@ fn validation_context(procfs: &Path) -> ValidationContext {
     }
 }
 
+fn load_web_config(args: &Args) -> Result<Option<WebConfig>, crate::http::tls::WebConfigError> {
+    args.web_config_file
+        .as_deref()
+        .map(WebConfig::load)
+        .transpose()
+}
+
 fn check_config(args: &Args) -> i32 {
+    if let Err(e) = load_web_config(args) {
+        eprintln!("error: {e}");
+        return EX_USAGE;
+    }
     match load_config(args.config_file.as_deref(), &args.procfs) {
         Ok(c) => {
             let mut out = std::io::stdout().lock();
@@ -195,7 +216,12 @@ fn once(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<()> {
+async fn run(
+    args: Args,
+    config: Config,
+    layout: Arc<Layout>,
+    tls: Option<WebConfig>,
+) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let ex = build_exporter(&args, &config, layout)?;
     let (ready_tx, ready) = watch::channel(false);
@@ -209,10 +235,6 @@ async fn run(args: Args, config: Config, layout: Arc<Layout>) -> anyhow::Result<
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding --web.listen-address {}", args.listen_address))?;
-    let tls = match &args.web_config_file {
-        None => None,
-        Some(f) => Some(crate::http::tls::WebConfig::load(f)?),
-    };
     info!(
         address = %listener.local_addr().unwrap_or(addr),
         tls = tls.as_ref().map(|t| t.has_tls()).unwrap_or(false),

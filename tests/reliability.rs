@@ -141,6 +141,57 @@ fn bad_config_files_give_file_line_column_and_exit_64() {
 }
 
 #[test]
+fn a_bad_web_config_is_a_config_error_before_anything_listens() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let cases: &[(&str, &str)] = &[
+        (
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+            "nope.crt",
+        ),
+        (
+            "basic_auth_users:\n  admin: plaintext\n",
+            "not a bcrypt hash",
+        ),
+        ("tls_server_config: [\n", "web.yml:"),
+    ];
+    for (text, want) in cases {
+        let web = d.path().join("web.yml");
+        std::fs::write(&web, text).expect("write");
+        let web = web.to_str().expect("utf8");
+        let (code, _, err) = run(&["--check-config", "--web.config.file", web]);
+        assert_eq!(code, 64, "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+        // A server start fails the same way, without binding the port.
+        let port = common::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut child = Command::new(EXE)
+            .args(["--web.config.file", web, "--web.listen-address", &addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                panic!("a bad web config did not stop the start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert_eq!(status.code(), Some(64), "{err}");
+        assert!(err.contains(want), "{want}: {err}");
+        assert!(!err.contains("listening"), "{err}");
+    }
+}
+
+#[test]
 fn check_config_prints_the_normalised_config() {
     let d = tempfile::tempdir().expect("tempdir");
     let f = d.path().join("ok.yaml");
