@@ -270,7 +270,9 @@ async fn run(
         telemetry_path: args.telemetry_path.clone(),
         ready,
         reload: reload.clone(),
-        tls,
+        tls: tls
+            .zip(args.web_config_file.clone())
+            .map(|(web, file)| Arc::new(crate::http::tls::LiveWebConfig::new(file, web))),
         last_size: Arc::new(std::sync::atomic::AtomicUsize::new(256 * 1024)),
     };
     let http = tokio::spawn(server.serve(listener, shutdown.clone(), SHUTDOWN_GRACE));

@@ -519,6 +519,91 @@ fn client_certificates_are_enforced_when_the_web_config_asks_for_them() {
 }
 
 #[test]
+fn rotated_certificates_and_changed_users_apply_without_a_restart() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir(dir).expect("mkdir");
+        if !openssl_cert(dir) {
+            return common::skip("openssl not installed");
+        }
+    }
+    if Command::new("curl").arg("--version").output().is_err() {
+        return common::skip("curl not installed");
+    }
+    // Replaced by rename, as a Secret volume or cert-manager does: a reader
+    // never sees half a file.
+    let install = |name: &str, content: &[u8]| {
+        let tmp = d.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, content).expect("write");
+        std::fs::rename(&tmp, d.path().join(name)).expect("rename");
+    };
+    let web_yml = |password: &str| {
+        let hash = bcrypt::hash(password, 4).expect("bcrypt");
+        format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: {hash}\n")
+    };
+    let read = |p: std::path::PathBuf| std::fs::read(p).expect("read");
+    install("cert.pem", &read(a.join("cert.pem")));
+    install("key.pem", &read(a.join("key.pem")));
+    install("web.yml", web_yml("one").as_bytes());
+    let web = d.path().join("web.yml");
+    let f = Fixture::start(&["--web.config.file", web.to_str().expect("utf8")]);
+    let curl = |ca: &std::path::Path, user: &str| -> String {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "10",
+            ])
+            .arg("--cacert")
+            .arg(ca)
+            .args(["-u", user])
+            .arg(format!("https://127.0.0.1:{}/metrics", f.port))
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let (ca_a, ca_b) = (a.join("cert.pem"), b.join("cert.pem"));
+    assert_eq!(curl(&ca_a, "prometheus:one"), "200");
+
+    // New key pair and a new password, no restart, no signal.
+    install("key.pem", &read(b.join("key.pem")));
+    install("cert.pem", &read(b.join("cert.pem")));
+    install("web.yml", web_yml("two").as_bytes());
+    let t0 = Instant::now();
+    while curl(&ca_b, "prometheus:two") != "200" {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the new certificate and password were not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        curl(&ca_a, "prometheus:two"),
+        "000",
+        "the old certificate is gone"
+    );
+    assert_eq!(
+        curl(&ca_b, "prometheus:one"),
+        "401",
+        "the old password is gone"
+    );
+
+    // A broken file is refused; the running config keeps serving.
+    install("web.yml", b"tls_server_config: [\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(curl(&ca_b, "prometheus:two"), "200");
+    assert_eq!(curl(&ca_b, "prometheus:two"), "200");
+    let err = f.stderr();
+    assert!(err.contains("web config reloaded"), "{err}");
+    assert!(err.contains("web config reload refused"), "{err}");
+}
+
+#[test]
 fn an_fd_limit_below_the_cache_makes_it_back_off_and_scrapes_stay_complete() {
     // 150 cgroups × ~25 files, a cache allowed 5000 fds, and RLIMIT_NOFILE
     // 300: the cache must shrink instead of starving the server of fds.

@@ -52,7 +52,7 @@ pub struct Server {
     /// Turns true once the initial discovery walk is done.
     pub ready: tokio::sync::watch::Receiver<bool>,
     pub reload: Option<ReloadFn>,
-    pub tls: Option<crate::http::tls::WebConfig>,
+    pub tls: Option<Arc<crate::http::tls::LiveWebConfig>>,
     /// Size of the last exposition, to size the next one's buffer.
     pub last_size: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -83,7 +83,9 @@ impl Server {
         let this = Arc::new(self);
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let tls = this.tls.as_ref().and_then(|t| t.acceptor());
+        // Whether the port speaks TLS is fixed at start; the certificates
+        // are taken from the live config per connection.
+        let tls = this.tls.clone().filter(|t| t.current().has_tls());
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
@@ -123,8 +125,10 @@ impl Server {
                         drop(permit);
                     });
                 }
-                Some(acceptor) => {
-                    let acceptor = acceptor.clone();
+                Some(live) => {
+                    let Some(acceptor) = live.current().acceptor() else {
+                        continue;
+                    };
                     let watcher = graceful.watcher();
                     tokio::spawn(async move {
                         let handshake =
@@ -160,7 +164,7 @@ impl Server {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         if let Some(tls) = &self.tls {
-            if let Some(resp) = tls.check_auth(&req) {
+            if let Some(resp) = tls.current().check_auth(&req) {
                 return resp;
             }
         }

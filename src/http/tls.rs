@@ -18,9 +18,11 @@
 //! asking for one is refused rather than served with a false sense of
 //! security.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -99,6 +101,45 @@ pub type WebConfigError = crate::config::ConfigError;
 pub struct WebConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
     users: Arc<BTreeMap<String, String>>,
+    /// The web config file and every file it names: a change to any of
+    /// them is a reason to load again (see [`LiveWebConfig`]).
+    files: Vec<PathBuf>,
+    auth_cache: Arc<AuthCache>,
+}
+
+/// Credentials that passed bcrypt, so a scraper that sends the same ones
+/// every 15 s pays bcrypt's deliberate cost (tens of ms at cost 10) once,
+/// not per scrape. Only successes are kept, at most [`AuthCache::MAX`];
+/// failures always pay the full cost, so guessing gets no faster. The
+/// cache belongs to one loaded config: changing a hash starts a new one.
+#[derive(Debug, Default)]
+pub struct AuthCache {
+    ok: Mutex<HashSet<(String, String)>>,
+    /// bcrypt verifications run, for tests.
+    pub verifications: AtomicU64,
+}
+
+impl AuthCache {
+    const MAX: usize = 64;
+
+    fn verify(&self, user: &str, pass: &str, hash: &str) -> bool {
+        let key = (user.to_string(), pass.to_string());
+        let mut ok = self.ok.lock().unwrap_or_else(|e| e.into_inner());
+        if ok.contains(&key) {
+            return true;
+        }
+        drop(ok);
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let good = bcrypt::verify(pass, hash).unwrap_or(false);
+        if good {
+            ok = self.ok.lock().unwrap_or_else(|e| e.into_inner());
+            if ok.len() >= Self::MAX {
+                ok.clear();
+            }
+            ok.insert(key);
+        }
+        good
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -134,14 +175,31 @@ impl WebConfig {
             }
         }
         let base = file.parent().unwrap_or(Path::new("."));
+        let mut files = vec![file.to_path_buf()];
         let tls = match &parsed.tls_server_config {
             None => None,
-            Some(t) => Some(Arc::new(build_tls(base, t).map_err(invalid)?)),
+            Some(t) => {
+                files.push(base.join(&t.cert_file));
+                files.push(base.join(&t.key_file));
+                if let Some(ca) = t.client_ca_file.as_deref() {
+                    if !ca.as_os_str().is_empty() {
+                        files.push(base.join(ca));
+                    }
+                }
+                Some(Arc::new(build_tls(base, t).map_err(invalid)?))
+            }
         };
         Ok(WebConfig {
             tls,
             users: Arc::new(parsed.basic_auth_users),
+            files,
+            auth_cache: Arc::default(),
         })
+    }
+
+    /// bcrypt verifications run so far by this config.
+    pub fn auth_verifications(&self) -> u64 {
+        self.auth_cache.verifications.load(Ordering::Relaxed)
     }
 
     pub fn has_tls(&self) -> bool {
@@ -167,7 +225,7 @@ impl WebConfig {
             .and_then(|pair| {
                 let (user, pass) = pair.split_once(':')?;
                 let hash = self.users.get(user)?;
-                Some(bcrypt::verify(pass, hash).unwrap_or(false))
+                Some(self.auth_cache.verify(user, pass, hash))
             })
             .unwrap_or(false);
         if ok {
@@ -179,6 +237,83 @@ impl WebConfig {
             HeaderValue::from_static("Basic realm=\"cgroup-psi-exporter\""),
         );
         Some(r)
+    }
+}
+
+/// How often the files behind the web config are looked at.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// What identifies a file's content without reading it: a rotated
+/// Kubernetes Secret swaps a symlink (new inode), an edit changes mtime.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.ino(), m.len()))
+}
+
+/// The web config in force. Its files are looked at (a `stat` each) at most
+/// once a second, when a connection or request comes, and loaded again when
+/// one changed: certificates rotated by cert-manager or a Secret update,
+/// and edited users, apply without a restart, as with exporter-toolkit
+/// (which reads the file on every handshake). A changed file that does not
+/// load is refused with a log line and the running config stays; so is
+/// turning TLS on or off, which would change what the port speaks.
+pub struct LiveWebConfig {
+    file: PathBuf,
+    state: Mutex<Live>,
+}
+
+struct Live {
+    current: Arc<WebConfig>,
+    stamps: Vec<Stamp>,
+    checked: Instant,
+}
+
+impl LiveWebConfig {
+    pub fn new(file: PathBuf, initial: WebConfig) -> LiveWebConfig {
+        let stamps = initial.files.iter().map(|f| stamp(f)).collect();
+        LiveWebConfig {
+            file,
+            state: Mutex::new(Live {
+                current: Arc::new(initial),
+                stamps,
+                checked: Instant::now(),
+            }),
+        }
+    }
+
+    pub fn current(&self) -> Arc<WebConfig> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.checked.elapsed() < RECHECK {
+            return s.current.clone();
+        }
+        s.checked = Instant::now();
+        let stamps: Vec<Stamp> = s.current.files.iter().map(|f| stamp(f)).collect();
+        if stamps == s.stamps {
+            return s.current.clone();
+        }
+        // Remembered even when the load fails, so a broken file is
+        // reported once, and tried again when it changes.
+        s.stamps = stamps;
+        match WebConfig::load(&self.file) {
+            Ok(new) if new.has_tls() != s.current.has_tls() => {
+                tracing::error!(
+                    file = %self.file.display(),
+                    "web config reload refused: turning TLS on or off needs a restart"
+                );
+            }
+            Ok(new) => {
+                s.stamps = new.files.iter().map(|f| stamp(f)).collect();
+                s.current = Arc::new(new);
+                tracing::info!(file = %self.file.display(), "web config reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "web config reload refused; the running one stays");
+            }
+        }
+        s.current.clone()
     }
 }
 
@@ -338,6 +473,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn good_credentials_pay_bcrypt_once_and_bad_ones_every_time() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("web.yml");
+        let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
+        std::fs::write(&f, format!("basic_auth_users:\n  alice: {hash}\n")).expect("write");
+        let web = WebConfig::load(&f).expect("load");
+        let req = |cred: &str| {
+            Request::builder()
+                .uri("/metrics")
+                .header(AUTHORIZATION, format!("Basic {}", b64(cred)))
+                .body(())
+                .expect("request")
+        };
+        for _ in 0..3 {
+            assert!(web.check_auth(&req("alice:s3cret")).is_none());
+        }
+        assert_eq!(web.auth_verifications(), 1);
+        for _ in 0..3 {
+            let r = web.check_auth(&req("alice:wrong")).expect("refused");
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        assert_eq!(web.auth_verifications(), 4);
+        // Unknown users are refused without a hash to check.
+        assert!(web.check_auth(&req("mallory:s3cret")).is_some());
+        // A reloaded config (a changed hash) starts with an empty cache.
+        let web = WebConfig::load(&f).expect("load");
+        assert!(web.check_auth(&req("alice:s3cret")).is_none());
+        assert_eq!(web.auth_verifications(), 1);
+    }
+
+    fn b64(s: &str) -> String {
+        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in s.as_bytes().chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
     fn base64_round_trips_basic_credentials() {
         assert_eq!(
             base64_decode("dXNlcjpwYXNz").as_deref(),
@@ -470,6 +657,8 @@ mod tests {
         let cfg = WebConfig {
             tls: None,
             users: Arc::new([("prom".to_string(), hash)].into_iter().collect()),
+            files: Vec::new(),
+            auth_cache: Arc::default(),
         };
         let req = |auth: Option<&str>, path: &str| {
             let mut b = Request::builder().uri(path);
