@@ -184,9 +184,10 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
     prom.register_collector(Box::new(collector));
     prom.register_collector(Box::new(SelfCollector::new(registry.clone(), scrape_stats)));
     if config.namespaces.enabled {
-        prom.register_collector(Box::new(crate::namespaces::NamespaceCollector::new(
-            args.procfs.clone(),
-        )));
+        prom.register_collector(Box::new(
+            crate::namespaces::NamespaceCollector::new(args.procfs.clone())
+                .with_cgroup_layout(registry.layout().clone()),
+        ));
     }
     if let Some(k) = &kubelet {
         k.register_metrics(&mut prom);

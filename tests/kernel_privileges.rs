@@ -163,3 +163,77 @@ fn capabilities_each_feature_needs() {
         "the test cgroup's namespaces are mapped"
     );
 }
+
+/// An unprivileged pod on a cgroup v2 node runs in its own cgroup
+/// namespace, where `/proc/<pid>/cgroup` of every other process reads
+/// relative to the exporter's cgroup (`/../<cgroup>`). Here the exporter is
+/// started the same way, by `unshare --cgroup` inside a cgroup of its own,
+/// and the namespace families must still name host paths.
+#[test]
+fn in_a_private_cgroup_namespace_process_cgroups_keep_their_host_paths() {
+    if let Some(reason) = common::kernel_unavailable() {
+        return common::skip(&reason);
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        return common::skip("unshare (util-linux) not installed");
+    }
+    let mut other = KernelCgroup::new("nsother");
+    let sleeper = other.spawn("sleep 120");
+    let home = KernelCgroup::new("nshome");
+    let port = common::free_port();
+    let mut join = String::new();
+    for d in &home.dirs {
+        join.push_str(&format!("echo $$ > '{}/cgroup.procs'; ", d.display()));
+    }
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{join} exec unshare --cgroup '{}' --web.listen-address 127.0.0.1:{port}",
+            env!("CARGO_BIN_EXE_cgroup-psi-exporter")
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    let exporter = Capped { child, port };
+    let t0 = Instant::now();
+    while common::http_get(port, "/readyz").map(|r| r.0).ok() != Some(200) {
+        assert!(t0.elapsed() < Duration::from_secs(20), "not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The setting is real: the exporter's namespace differs from ours, and
+    // it sees the sleeper's cgroup as relative.
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).ok();
+    let exporter_pid = exporter.child.id().to_string();
+    assert_ne!(
+        ns(&exporter_pid),
+        ns("self"),
+        "not in a private cgroup namespace"
+    );
+
+    let e = exporter.scrape();
+    let processes = e.all("cgroup_processes");
+    let named = |path: &str| {
+        processes
+            .iter()
+            .find(|s| s.labels.get("cgroup").map(String::as_str) == Some(path))
+            .map(|s| s.value)
+    };
+    assert!(
+        named(&other.path()).is_some_and(|v| v >= 1.0),
+        "the sleeper ({sleeper}) under its host path {}: {:?}",
+        other.path(),
+        processes.iter().map(|s| &s.labels).collect::<Vec<_>>()
+    );
+    assert!(
+        named(&home.path()).is_some_and(|v| v >= 1.0),
+        "the exporter itself under {}",
+        home.path()
+    );
+    let relative: Vec<_> = processes
+        .iter()
+        .filter_map(|s| s.labels.get("cgroup"))
+        .filter(|c| c.starts_with("/.."))
+        .collect();
+    assert!(relative.is_empty(), "relative paths exported: {relative:?}");
+}

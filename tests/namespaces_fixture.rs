@@ -279,3 +279,95 @@ fn prometheus_text_exposition_passes_promtool_lint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An exporter in a private cgroup namespace (an unprivileged pod on a v2
+/// node): every `/proc/<pid>/cgroup` reads relative to the exporter's own
+/// cgroup. With the layout, the scanner finds that cgroup by its pid in
+/// `cgroup.procs` and reports host paths.
+#[test]
+fn a_private_cgroup_namespace_is_mapped_back_to_host_paths() {
+    use cgroup_psi_exporter::cgroupfs::Layout;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cgroupfs = dir.path().join("cgroup");
+    let procfs = dir.path().join("proc");
+    let own = "/kubepods/pod1/exporter";
+    for cg in [
+        "",
+        own,
+        "/kubepods/pod2/c2",
+        "/init.scope",
+        "/kubepods/pod1/exporter/sub",
+    ] {
+        let d = cgroupfs.join(cg.trim_start_matches('/'));
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("cgroup.procs"), "").expect("write");
+    }
+    std::fs::write(cgroupfs.join("cgroup.controllers"), "cpu memory io pids\n").expect("write");
+    std::fs::write(
+        cgroupfs
+            .join(own.trim_start_matches('/'))
+            .join("cgroup.procs"),
+        "4242\n",
+    )
+    .expect("write");
+    std::fs::create_dir(&procfs).expect("mkdir");
+    // Processes as the exporter sees them from inside its namespace.
+    for (pid, view) in [
+        ("4242", "/"),
+        ("5000", "/../../pod2/c2"),
+        ("6000", "/../../../init.scope"),
+        ("7000", "/sub"),
+    ] {
+        let p = procfs.join(pid);
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(fixture().join("2"))
+            .arg(&p)
+            .status()
+            .expect("cp runs");
+        assert!(status.success());
+        std::fs::write(p.join("cgroup"), format!("0::{view}\n")).expect("write");
+    }
+    std::os::unix::fs::symlink("4242", procfs.join("self")).expect("symlink");
+    std::fs::copy(fixture().join("uptime"), procfs.join("uptime")).expect("copy");
+
+    let layout = Arc::new(Layout::from_files(&cgroupfs).expect("v2 layout"));
+    let snap = NamespaceCollector::new(procfs.clone())
+        .with_cgroup_layout(layout.clone())
+        .scan();
+    let got: Vec<&str> = snap.cgroups.keys().map(|c| c.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "/init.scope",
+            "/kubepods/pod1/exporter",
+            "/kubepods/pod1/exporter/sub",
+            "/kubepods/pod2/c2"
+        ]
+    );
+
+    // Without the layout the paths stay as the kernel rendered them.
+    let snap = NamespaceCollector::new(procfs.clone()).scan();
+    assert!(snap.cgroups.keys().any(|c| c.as_str().starts_with("/..")));
+
+    // In the host's namespace (self reads its real path) nothing changes.
+    std::fs::write(procfs.join("4242/cgroup"), format!("0::{own}\n")).expect("write");
+    std::fs::write(procfs.join("5000/cgroup"), "0::/kubepods/pod2/c2\n").expect("write");
+    std::fs::write(procfs.join("6000/cgroup"), "0::/init.scope\n").expect("write");
+    std::fs::write(procfs.join("7000/cgroup"), format!("0::{own}/sub\n")).expect("write");
+    let snap = NamespaceCollector::new(procfs)
+        .with_cgroup_layout(layout)
+        .scan();
+    let got: Vec<&str> = snap.cgroups.keys().map(|c| c.as_str()).collect();
+    assert_eq!(
+        got,
+        [
+            "/init.scope",
+            "/kubepods/pod1/exporter",
+            "/kubepods/pod1/exporter/sub",
+            "/kubepods/pod2/c2"
+        ]
+    );
+}

@@ -12,12 +12,13 @@
 //! Split: [`parse`] holds pure parsers, [`scan`] the procfs I/O and the
 //! per-process cache, this file the Prometheus encoding.
 
+mod cgroupns;
 pub mod parse;
 pub mod scan;
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
@@ -29,7 +30,7 @@ use prometheus_client::registry::Unit;
 pub use parse::{NetDevLine, NsType};
 pub use scan::{CgroupNamespaces, HostSource, NamespaceSnapshot, ReadErrors, ScanError};
 
-use crate::cgroupfs::CgroupPath;
+use crate::cgroupfs::{CgroupPath, Layout};
 use crate::labels::CgroupLabels;
 use scan::Scanner;
 
@@ -46,6 +47,18 @@ impl NamespaceCollector {
     pub fn new(procfs: PathBuf) -> Self {
         Self {
             scanner: Mutex::new(Scanner::new(procfs)),
+        }
+    }
+
+    /// Maps process cgroup paths to host paths when the exporter runs in a
+    /// private cgroup namespace (an unprivileged pod on a cgroup v2 node),
+    /// looking for its own cgroup in `layout`'s hierarchies at the first
+    /// scan. See `cgroupns.rs`.
+    pub fn with_cgroup_layout(self, layout: Arc<Layout>) -> Self {
+        let mut scanner = self.scanner.into_inner().unwrap_or_else(|e| e.into_inner());
+        scanner.set_layout(layout);
+        Self {
+            scanner: Mutex::new(scanner),
         }
     }
 

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use super::cgroupns::CgroupNsRoots;
 use super::parse::{self, NetDevLine, NsType, ParseError};
-use crate::cgroupfs::CgroupPath;
+use crate::cgroupfs::{CgroupPath, Layout};
 use crate::labels::{self, PathLabels};
 
 /// A process younger than this when it was read is read again on the next
@@ -196,6 +197,11 @@ pub(crate) struct Scanner {
     user_root: HashMap<u64, bool>,
     logged_host: Option<HostSource>,
     warned_outside_cgroupns: bool,
+    /// Where to look for the exporter's own cgroup; `None`: paths are
+    /// taken as they read.
+    layout: Option<Arc<Layout>>,
+    /// Found at the first scan when `layout` is set.
+    cgroupns: Option<CgroupNsRoots>,
     errors: ReadErrors,
     generation: u64,
     ticks_per_second: u64,
@@ -212,6 +218,8 @@ impl Scanner {
             user_root: HashMap::new(),
             logged_host: None,
             warned_outside_cgroupns: false,
+            layout: None,
+            cgroupns: None,
             errors: ReadErrors::default(),
             generation: 0,
             ticks_per_second: procfs::ticks_per_second().max(1),
@@ -219,8 +227,18 @@ impl Scanner {
         }
     }
 
+    pub(crate) fn set_layout(&mut self, layout: Arc<Layout>) {
+        self.layout = Some(layout);
+        self.cgroupns = None;
+    }
+
     pub(crate) fn scan(&mut self) -> NamespaceSnapshot {
         let started = Instant::now();
+        if self.cgroupns.is_none() {
+            if let Some(layout) = &self.layout {
+                self.cgroupns = Some(CgroupNsRoots::detect(&self.procfs, layout));
+            }
+        }
         self.generation += 1;
         let now_ticks = self.uptime_ticks();
         let mut seen = 0usize;
@@ -350,7 +368,7 @@ impl Scanner {
                 self.count(&e);
                 None
             }
-            Ok(()) => match parse::parse_proc_cgroup(&self.buf) {
+            Ok(()) => match parse::parse_proc_cgroup(self.host_view_of_buf()) {
                 Ok(path) => Some(CgroupPath::new(path)),
                 Err(source) => {
                     self.count(&ScanError::Parse {
@@ -398,6 +416,15 @@ impl Scanner {
             settled: true,
             generation: self.generation,
         })
+    }
+
+    /// The `/proc/<pid>/cgroup` text in `buf`, with host paths when the
+    /// exporter is in a private cgroup namespace.
+    fn host_view_of_buf(&mut self) -> &str {
+        if let Some(rewritten) = self.cgroupns.as_ref().and_then(|ns| ns.rewrite(&self.buf)) {
+            self.buf = rewritten;
+        }
+        &self.buf
     }
 
     /// PID 1's links, or the exporter's own where PID 1's cannot be read
