@@ -142,6 +142,9 @@ fn check_all(text: &str) {
     for p in parse_partitions(text) {
         assert!(!p.name.is_empty());
     }
+    for d in parse_diskstats(text) {
+        assert!(!d.name.is_empty());
+    }
 }
 
 // === structured mutations ===

@@ -65,7 +65,9 @@ fn metrics_match_the_kernel_files() {
         "memory.usage_in_bytes"
     };
     let psi_before = psi_total(&cg.read(cpu_h, "cpu.pressure"), "some") as f64 / 1e6;
+    let disks_before = read_diskstats();
     let m1 = ex.scrape();
+    let disks_after = read_diskstats();
     let cpu_after = first_u64(&cg.read(cpu_h, "cpu.stat"), "usage_usec ") as f64 / 1e6;
     let psi_after = psi_total(&cg.read(cpu_h, "cpu.pressure"), "some") as f64 / 1e6;
     let mem_now: f64 = cg.read(mem, mem_file).trim().parse().expect("memory usage");
@@ -106,6 +108,29 @@ fn metrics_match_the_kernel_files() {
         assert_eq!(
             got("cgroup_cpu_shares"),
             first_u64(&cg.read("cpu", "cpu.shares"), "") as f64
+        );
+    }
+    // The host's IO as cgroup="/": on v1 and hybrid from /proc/diskstats
+    // (whole disks), which v2's root io.stat also reports.
+    if !v2 {
+        let mut checked = 0;
+        for (name, (r0, rb0)) in &disks_before {
+            let Some((r1, rb1)) = disks_after.get(name) else {
+                continue;
+            };
+            let dev = [("cgroup", "/"), ("device", name.as_str())];
+            if let Some(v) = m1.get("cgroup_io_reads_total", &dev) {
+                bracket(&format!("{name} reads"), *r0 as f64, v, *r1 as f64);
+                let b = m1
+                    .get("cgroup_io_read_bytes_total", &dev)
+                    .expect("read bytes beside reads");
+                bracket(&format!("{name} read bytes"), *rb0 as f64, b, *rb1 as f64);
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 0,
+            "no disk of /proc/diskstats exported for cgroup=\"/\""
         );
     }
     // The host's pressure as cgroup="/".
@@ -330,4 +355,30 @@ fn a_namespaced_process_shows_its_namespaces_and_traffic_on_metrics() {
         m.get("cgroup_processes", &[("cgroup", &path)]),
         Some(procs.len() as f64)
     );
+}
+
+/// Whole disks with IO in /proc/diskstats: name -> (reads, read bytes).
+fn read_diskstats() -> std::collections::BTreeMap<String, (u64, u64)> {
+    let text = std::fs::read_to_string("/proc/diskstats").expect("diskstats");
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .filter(|f: &Vec<String>| f.len() >= 14)
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|f| f[2].as_str()).collect();
+    rows.iter()
+        .filter(|f| {
+            // Not a partition: no other device is this name less its digits.
+            let base = f[2].trim_end_matches(|c: char| c.is_ascii_digit());
+            base == f[2]
+                || !names
+                    .iter()
+                    .any(|n| *n == base || Some(*n) == base.strip_suffix('p'))
+        })
+        .filter_map(|f| {
+            let reads: u64 = f[3].parse().ok()?;
+            let sectors: u64 = f[5].parse().ok()?;
+            (reads > 0).then(|| (f[2].clone(), (reads, sectors * 512)))
+        })
+        .collect()
 }

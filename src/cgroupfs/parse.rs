@@ -190,6 +190,17 @@ pub struct Partition {
     pub name: String,
 }
 
+/// One whole disk of `/proc/diskstats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskStat {
+    pub dev: DevNum,
+    pub name: String,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub writes: u64,
+    pub write_bytes: u64,
+}
+
 /// `freezer.state` (v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FreezerState {
@@ -874,9 +885,96 @@ pub fn parse_partitions(text: &str) -> Vec<Partition> {
     out
 }
 
+/// `/proc/diskstats`, whole disks only: the host's IO for `cgroup="/"`, as
+/// v2's root `io.stat` reports it (the kernel fills that from the same
+/// per-disk counters, skipping partitions).
+///
+/// Kernel facts: sectors here are always 512 bytes, whatever the device's
+/// sector size; the file has no partition flag, so a partition is told by
+/// its name: a disk's name plus a number (`sda1`), or plus `p` and a number
+/// when the disk's name ends in a digit (`nvme0n1p1`, `mmcblk0p1`).
+/// Infallible: malformed rows are skipped.
+pub fn parse_diskstats(text: &str) -> Vec<DiskStat> {
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        if f.len() < 14 {
+            continue;
+        }
+        let (Some(major), Some(minor)) = (dec_u32(f[0]), dec_u32(f[1])) else {
+            continue;
+        };
+        let (Some(reads), Some(rsect), Some(writes), Some(wsect)) =
+            (dec_u64(f[3]), dec_u64(f[5]), dec_u64(f[7]), dec_u64(f[9]))
+        else {
+            continue;
+        };
+        rows.push(DiskStat {
+            dev: DevNum { major, minor },
+            name: f[2].to_owned(),
+            reads,
+            read_bytes: rsect.saturating_mul(512),
+            writes,
+            write_bytes: wsect.saturating_mul(512),
+        });
+    }
+    let names: std::collections::HashSet<String> = rows.iter().map(|r| r.name.clone()).collect();
+    rows.retain(|r| !is_partition(&r.name, &names));
+    rows
+}
+
+fn is_partition(name: &str, disks: &std::collections::HashSet<String>) -> bool {
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    if base.len() == name.len() || base.is_empty() {
+        return false;
+    }
+    if disks.contains(base) {
+        return true;
+    }
+    base.strip_suffix('p')
+        .is_some_and(|d| d.ends_with(|c: char| c.is_ascii_digit()) && disks.contains(d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diskstats_keeps_whole_disks_in_bytes() {
+        let text = "\
+   7       0 loop0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+ 254       0 vda 2367395 165670 2082098082 8408694 148448 284617 217178360 1179378 0 942552 9632041 179835 50 186138944 43754 2575 214
+ 254       1 vda1 2367000 165000 2082000000 8408000 148000 284000 217178000 1179000 0 942000 9632000
+   8       0 sda 10 0 80 1 20 0 160 2 0 3 3
+   8      16 sdb 1 0 8 1 0 0 0 0 0 1 1
+   8      17 sdb1 1 0 8 1 0 0 0 0 0 1 1
+ 259       0 nvme0n1 5 0 40 0 6 0 48 0 0 0 0
+ 259       1 nvme0n1p1 5 0 40 0 6 0 48 0 0 0 0
+ 179       0 mmcblk0 1 0 8 0 0 0 0 0 0 0 0
+ 179       1 mmcblk0p2 1 0 8 0 0 0 0 0 0 0 0
+ 253       0 dm-0 3 0 24 0 0 0 0 0 0 0 0
+   9     127 md127 1 0 8 0 0 0 0 0 0 0 0
+ garbage line
+   8       0 short 1 2 3
+";
+        let got = parse_diskstats(text);
+        let names: Vec<&str> = got.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["loop0", "vda", "sda", "sdb", "nvme0n1", "mmcblk0", "dm-0", "md127"]
+        );
+        let vda = &got[1];
+        assert_eq!(vda.dev, dev(254, 0));
+        assert_eq!(vda.reads, 2367395);
+        assert_eq!(vda.read_bytes, 2082098082 * 512);
+        assert_eq!(vda.writes, 148448);
+        assert_eq!(vda.write_bytes, 217178360 * 512);
+        assert!(parse_diskstats("").is_empty());
+        assert_eq!(
+            parse_diskstats(" 8 0 sda 1 0 18446744073709551615 0 0 0 0 0 0 0 0")[0].read_bytes,
+            u64::MAX
+        );
+    }
 
     /// Byte-exact copies from a Linux 6.18 hybrid host; see
     /// `tests/data/kernel-files/README.md`.

@@ -459,6 +459,9 @@ impl Reader {
         if cg.is_root() {
             self.read_host_pressure(&mut s, soft);
             self.read_host_oom_kills(&mut s);
+            if self.layout.mode != super::Mode::V2 {
+                self.read_host_io(&mut s);
+            }
         }
         if !any_dir {
             return Err(ReadError::Vanished {
@@ -1112,6 +1115,36 @@ impl Reader {
         if let Some(k) = kills {
             s.memory_events.push(("oom_kill", k));
         }
+    }
+
+    /// The host's IO for `cgroup="/"` on v1 and hybrid hosts, from
+    /// `/proc/diskstats`, as v2's root `io.stat` has it. Kernel quirk: the
+    /// v1 root's `blkio.throttle.*_recursive` sums the live descendants and
+    /// folds a removed cgroup's counts in only after it is freed, so it dips
+    /// for a moment whenever a cgroup that did IO is removed, and a dip in a
+    /// counter reads as a reset (a spike of the whole total in `rate()`).
+    /// It also counts only what passed the throttle layer. The disks'
+    /// counters do neither. Without a readable diskstats the blkio values
+    /// stay.
+    fn read_host_io(&mut self, s: &mut CgroupStats) {
+        if self.skip.io {
+            return;
+        }
+        let path = self.procfs.join("diskstats");
+        let Ok(text) = self.read_abs(&path) else {
+            return;
+        };
+        s.io = parse::parse_diskstats(text)
+            .into_iter()
+            .filter(|d| d.reads + d.writes > 0)
+            .map(|d| IoDevice {
+                dev: d.dev,
+                read_bytes: Some(d.read_bytes),
+                write_bytes: Some(d.write_bytes),
+                reads: Some(d.reads),
+                writes: Some(d.writes),
+            })
+            .collect();
     }
 
     /// The host's pressure for `cgroup="/"` when the root cgroup has none

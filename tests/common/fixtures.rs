@@ -49,6 +49,12 @@ fn new_tree() -> Tree {
         "nr_free_pages 123456\noom_kill 3\npgfault 99\n",
     );
     write(&p.join("partitions"), "major minor  #blocks  name\n\n 254        0  268435456 vda\n   8        0   20971520 sda\n   8        1   20970496 sda1\n");
+    // The host's IO for cgroup="/" on v1 and hybrid trees (v2 has io.stat
+    // at the root): sda whole (sda1 is its partition), vda idle.
+    write(
+        &p.join("diskstats"),
+        " 254       0 vda 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n   8       0 sda 1200 30 9600 500 340 12 4800 900 0 1000 1400 0 0 0 0 0 0\n   8       1 sda1 1100 30 8800 480 300 12 4000 850 0 950 1330 0 0 0 0 0 0\n",
+    );
     t
 }
 
