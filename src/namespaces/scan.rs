@@ -383,8 +383,10 @@ impl Scanner {
             if c.as_str().starts_with("/..") && !self.warned_outside_cgroupns {
                 // Kernel quirk: `/proc/<pid>/cgroup` is rendered relative to
                 // the reader's cgroup namespace; processes outside it show
-                // `/../..`. The exporter needs the host's cgroup namespace.
-                warn!(cgroup = %c, "process outside the exporter's cgroup namespace: paths are relative");
+                // `/../..`. Mapping them back (cgroupns.rs) needs the
+                // exporter's own cgroup, found by its pid under
+                // --path.cgroupfs: it was not.
+                warn!(cgroup = %c, "process outside the exporter's cgroup namespace and its own cgroup not found under --path.cgroupfs (hostPID off?): paths are relative");
                 self.warned_outside_cgroupns = true;
             }
         }
