@@ -85,3 +85,59 @@ fn full_example_uses_every_section() {
     assert!(!cfg.metrics.disable.is_empty());
     assert!(!cfg.kubernetes.kubelet_url.is_empty());
 }
+
+/// The exporter configs quoted in the README and docs/ (```yaml blocks
+/// whose first key is a config section) are valid as written, so the
+/// documentation cannot drift from the schema.
+#[test]
+fn config_blocks_in_the_docs_parse_and_validate() {
+    const SECTIONS: &[&str] = &[
+        "cgroups:",
+        "metrics:",
+        "namespaces:",
+        "psi:",
+        "alerting:",
+        "kubernetes:",
+    ];
+    let strict = ValidationContext {
+        cap_sys_resource: false,
+        known_families: Vec::new(),
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md")];
+    for e in std::fs::read_dir(root.join("docs")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "md") {
+            docs.push(p);
+        }
+    }
+    let mut checked = 0;
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let mut lines = text.lines().enumerate();
+        while let Some((start, line)) = lines.next() {
+            if line.trim() != "```yaml" {
+                continue;
+            }
+            let block: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, l)| l)
+                .take_while(|l| l.trim() != "```")
+                .collect();
+            let first = block
+                .iter()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#'));
+            if !first.is_some_and(|l| SECTIONS.iter().any(|s| l.starts_with(s))) {
+                continue;
+            }
+            let name = format!("{}:{}", doc.display(), start + 1);
+            Config::parse_str_with(&block.join("\n"), Path::new(&name), &strict)
+                .unwrap_or_else(|e| panic!("{e}"));
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "the README and docs/psi-agent.md quote configs"
+    );
+}
