@@ -164,8 +164,23 @@ impl Server {
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         if let Some(tls) = &self.tls {
-            if let Some(resp) = tls.current().check_auth(&req) {
-                return resp;
+            let web = tls.current();
+            if web.needs_auth(path) {
+                let header = req
+                    .headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                // bcrypt on the blocking pool: a stream of wrong passwords
+                // must not tie up the workers that accept and serve.
+                let denied =
+                    tokio::task::spawn_blocking(move || web.check_authorization(header.as_deref()))
+                        .await;
+                match denied {
+                    Ok(None) => {}
+                    Ok(Some(resp)) => return resp,
+                    Err(_) => return simple(StatusCode::INTERNAL_SERVER_ERROR, "auth failed\n"),
+                }
             }
         }
         if path == "/-/reload" {

@@ -210,15 +210,27 @@ impl WebConfig {
         self.tls.clone().map(tokio_rustls::TlsAcceptor::from)
     }
 
+    /// Whether a request for `path` must carry credentials.
+    pub fn needs_auth(&self, path: &str) -> bool {
+        !self.users.is_empty() && !matches!(path, "/healthz" | "/readyz")
+    }
+
     /// `None` when the request may proceed, else the 401 to send.
     pub fn check_auth<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
-        if self.users.is_empty() || matches!(req.uri().path(), "/healthz" | "/readyz") {
+        if !self.needs_auth(req.uri().path()) {
             return None;
         }
-        let ok = req
+        let header = req
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.to_str().ok());
+        self.check_authorization(header)
+    }
+
+    /// The check on an `Authorization` header value. A cache miss runs
+    /// bcrypt (tens of ms), so the server calls this off the async workers.
+    pub fn check_authorization(&self, header: Option<&str>) -> Option<Response<Full<Bytes>>> {
+        let ok = header
             .and_then(|v| v.strip_prefix("Basic "))
             .and_then(|b64| base64_decode(b64.trim()))
             .and_then(|raw| String::from_utf8(raw).ok())
