@@ -257,7 +257,15 @@ impl Default for AlertingConfig {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KubernetesConfig {
-    /// e.g. `https://NODE_IP:10250`: adds `pod`, `namespace`, `container`.
+    /// e.g. `https://${NODE_IP}:10250`: adds `pod`, `namespace`, `container`.
+    ///
+    /// `${VAR}` references are expanded from the process environment (see
+    /// [`expand_env_refs`]) when the kubelet client is built, and checked
+    /// when the config is loaded: an unset or empty variable is a config
+    /// error. Only this key expands, because it is the one value that
+    /// differs per node (a DaemonSet sets `NODE_IP` from `status.hostIP`)
+    /// while every node shares one config file. The struct keeps the text
+    /// as written, so `--check-config` prints `${NODE_IP}`, not an address.
     pub kubelet_url: String,
     /// Bearer token file for the kubelet (the service account's by default
     /// in the Helm chart).
@@ -265,6 +273,58 @@ pub struct KubernetesConfig {
     /// Skip TLS verification of the kubelet's serving certificate (kubelets
     /// commonly use self-signed ones).
     pub insecure_skip_verify: bool,
+}
+
+/// Why a `${VAR}` reference cannot be expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvRefError {
+    #[error("environment variable {0} is not set")]
+    Unset(String),
+    #[error("environment variable {0} is empty")]
+    Empty(String),
+    #[error("unclosed \"${{\": expected ${{VAR}}")]
+    Unclosed,
+    #[error("invalid variable name {0:?} in ${{...}}: use letters, digits and _ (not starting with a digit)")]
+    InvalidName(String),
+}
+
+/// Replaces each `${VAR}` in `s` with `lookup(VAR)`. Only the braced form:
+/// a `$` not followed by `{` is kept as written, and there is no escape
+/// (none is needed in a URL). Values are inserted as they are, not
+/// expanded again. A variable `lookup` does not know, or knows as empty, is
+/// an error rather than an empty string: `https://:10250` would only fail
+/// later and less clearly.
+pub fn expand_env_refs(
+    s: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, EnvRefError> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or(EnvRefError::Unclosed)?;
+        let name = &after[..end];
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(EnvRefError::InvalidName(name.to_string()));
+        }
+        match lookup(name) {
+            None => return Err(EnvRefError::Unset(name.to_string())),
+            Some(v) if v.is_empty() => return Err(EnvRefError::Empty(name.to_string())),
+            Some(v) => out.push_str(&v),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A process environment variable for [`expand_env_refs`]; a value that
+/// is not UTF-8 is converted lossily (and then fails the URL check).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
 }
 
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -575,7 +635,8 @@ impl Config {
     /// Semantic checks the schema cannot express: globs, kernel limits on
     /// PSI triggers, label names, templates, URLs. Collects every problem
     /// rather than stopping at the first, so one `--check-config` run shows
-    /// them all.
+    /// them all. `kubernetes.kubelet_url` is checked after expanding its
+    /// `${VAR}` references from the process environment.
     pub fn validate(&self, ctx: &ValidationContext) -> Result<(), Vec<ValidationError>> {
         let mut errs = Vec::new();
         let root = FieldPath::default();
@@ -599,19 +660,40 @@ impl Config {
             rule.validate(&path, ctx, &mut errs);
         }
         self.validate_alerting(&root.key("alerting"), &mut errs);
-        let kubelet = &self.kubernetes.kubelet_url;
-        if !kubelet.is_empty() {
-            if let Err(why) = parse_http_url(kubelet) {
-                errs.push(ValidationError::new(
-                    &root.key("kubernetes").key("kubelet_url"),
-                    format!("{kubelet:?}: {why}"),
-                ));
-            }
-        }
+        self.validate_kubernetes(&root.key("kubernetes"), process_env, &mut errs);
         if errs.is_empty() {
             Ok(())
         } else {
             Err(errs)
+        }
+    }
+
+    /// `kubelet_url`, checked as the kubelet client will use it: expanded
+    /// with `env` (the process environment, so `--check-config` should run
+    /// with the exporter's environment), then parsed.
+    fn validate_kubernetes(
+        &self,
+        path: &FieldPath,
+        env: impl Fn(&str) -> Option<String>,
+        errs: &mut Vec<ValidationError>,
+    ) {
+        let kubelet = &self.kubernetes.kubelet_url;
+        if kubelet.is_empty() {
+            return;
+        }
+        let at = path.key("kubelet_url");
+        match expand_env_refs(kubelet, env) {
+            Err(why) => errs.push(ValidationError::new(&at, format!("{kubelet:?}: {why}"))),
+            Ok(url) => {
+                if let Err(why) = parse_http_url(&url) {
+                    let shown = if url == *kubelet {
+                        format!("{kubelet:?}")
+                    } else {
+                        format!("{kubelet:?} (expanded to {url:?})")
+                    };
+                    errs.push(ValidationError::new(&at, format!("{shown}: {why}")));
+                }
+            }
         }
     }
 
@@ -2373,6 +2455,126 @@ kubernetes:
             &strict(),
         );
         assert_valid("kubernetes:\n  kubelet_url: \"\"\n", &strict());
+    }
+
+    /// A name no environment sets, so the test needs no `set_var`.
+    const UNSET_VAR: &str = "CGROUP_PSI_EXPORTER_TEST_SURELY_UNSET_VAR";
+
+    #[test]
+    fn kubelet_url_with_an_unset_variable_is_an_error_naming_it() {
+        assert!(std::env::var_os(UNSET_VAR).is_none());
+        let text = format!("kubernetes:\n  kubelet_url: \"https://${{{UNSET_VAR}}}:10250\"\n");
+        assert_invalid(
+            &text,
+            &strict(),
+            "kubernetes.kubelet_url",
+            2,
+            16,
+            &format!("environment variable {UNSET_VAR} is not set"),
+        );
+        let err = Config::parse_str(&text, Path::new(FILE)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "config.yaml:2:16: kubernetes.kubelet_url: \"https://${{{UNSET_VAR}}}:10250\": environment variable {UNSET_VAR} is not set"
+            )
+        );
+        assert_invalid(
+            "kubernetes:\n  kubelet_url: \"https://${NODE_IP:10250\"\n",
+            &strict(),
+            "kubernetes.kubelet_url",
+            2,
+            16,
+            "unclosed \"${\"",
+        );
+    }
+
+    #[test]
+    fn kubelet_url_is_checked_after_expansion_and_printed_unexpanded() {
+        let text = "kubernetes:\n  kubelet_url: \"https://${NODE_IP}:10250\"\n";
+        let cfg = Config::parse_str_unvalidated(text, Path::new(FILE)).unwrap();
+        let check = |value: &str| {
+            let mut errs = Vec::new();
+            let env = |name: &str| (name == "NODE_IP").then(|| value.to_string());
+            cfg.validate_kubernetes(&FieldPath::default().key("kubernetes"), env, &mut errs);
+            errs
+        };
+        assert_eq!(check("10.0.0.5"), vec![]);
+        let errs = check("10.0.0.5 ");
+        assert_eq!(errs.len(), 1);
+        assert_eq!(
+            errs[0].to_string(),
+            "kubernetes.kubelet_url: \"https://${NODE_IP}:10250\" (expanded to \"https://10.0.0.5 :10250\"): URL contains whitespace"
+        );
+        let errs = check("");
+        assert_eq!(
+            errs[0].to_string(),
+            "kubernetes.kubelet_url: \"https://${NODE_IP}:10250\": environment variable NODE_IP is empty"
+        );
+        // --check-config prints the config as written, not as expanded.
+        assert!(
+            cfg.to_yaml()
+                .contains("kubelet_url: https://${NODE_IP}:10250"),
+            "{}",
+            cfg.to_yaml()
+        );
+    }
+
+    #[test]
+    fn env_refs_expand_only_the_braced_form() {
+        let env = |name: &str| match name {
+            "NODE_IP" => Some("10.0.0.5".to_string()),
+            "NODE_NAME" => Some("node-1".to_string()),
+            "EMPTY" => Some(String::new()),
+            "SELF" => Some("${NODE_IP}".to_string()),
+            _ => None,
+        };
+        let ok = |s: &str| expand_env_refs(s, env).unwrap();
+        assert_eq!(ok("https://${NODE_IP}:10250"), "https://10.0.0.5:10250");
+        assert_eq!(
+            ok("https://${NODE_NAME}.${NODE_IP}/${NODE_IP}"),
+            "https://node-1.10.0.0.5/10.0.0.5"
+        );
+        assert_eq!(ok("https://10.0.0.1:10250"), "https://10.0.0.1:10250");
+        assert_eq!(ok(""), "");
+        assert_eq!(
+            ok("$NODE_IP $ {NODE_IP} $$ $}"),
+            "$NODE_IP $ {NODE_IP} $$ $}"
+        );
+        assert_eq!(ok("$${NODE_IP}"), "$10.0.0.5");
+        assert_eq!(ok("${SELF}"), "${NODE_IP}", "values are not expanded again");
+        assert_eq!(ok("é${NODE_IP}ü"), "é10.0.0.5ü");
+
+        let err = |s: &str| expand_env_refs(s, env).unwrap_err();
+        assert_eq!(
+            err("https://${NODE_IPV6}:1"),
+            EnvRefError::Unset("NODE_IPV6".into())
+        );
+        assert_eq!(err("${EMPTY}"), EnvRefError::Empty("EMPTY".into()));
+        assert_eq!(err("https://${NODE_IP:10250"), EnvRefError::Unclosed);
+        assert_eq!(err("${NODE_IP}${"), EnvRefError::Unclosed);
+        assert_eq!(err("${}"), EnvRefError::InvalidName(String::new()));
+        assert_eq!(err("${1X}"), EnvRefError::InvalidName("1X".into()));
+        assert_eq!(
+            err("${NODE-IP}"),
+            EnvRefError::InvalidName("NODE-IP".into())
+        );
+        assert_eq!(
+            err("${A${NODE_IP}}"),
+            EnvRefError::InvalidName("A${NODE_IP".into())
+        );
+        assert_eq!(
+            EnvRefError::Unset("NODE_IP".into()).to_string(),
+            "environment variable NODE_IP is not set"
+        );
+        assert_eq!(
+            EnvRefError::Empty("NODE_IP".into()).to_string(),
+            "environment variable NODE_IP is empty"
+        );
+        assert_eq!(
+            EnvRefError::Unclosed.to_string(),
+            "unclosed \"${\": expected ${VAR}"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::KubernetesConfig;
+use crate::config::{expand_env_refs, KubernetesConfig};
 use crate::labels::PathLabels;
 use crate::tlsclient::{ClientTls, TlsClientError};
 
@@ -382,14 +382,29 @@ pub struct KubeletOptions {
 
 impl KubeletOptions {
     /// Options for the configured kubelet, or `None` when
-    /// `kubernetes.kubelet_url` is empty (enrichment off). An empty
-    /// `token_file` means the service account token when it exists; the
-    /// service account CA is used when it exists.
-    pub fn from_config(cfg: &KubernetesConfig) -> Option<Self> {
-        let url = cfg.kubelet_url.trim();
-        if url.is_empty() {
-            return None;
+    /// `kubernetes.kubelet_url` is empty (enrichment off). `${VAR}`
+    /// references in the URL are expanded from the process environment
+    /// (an unset or empty variable is [`KubeletError::InvalidUrl`]). An
+    /// empty `token_file` means the service account token when it exists;
+    /// the service account CA is used when it exists.
+    pub fn from_config(cfg: &KubernetesConfig) -> Result<Option<Self>, KubeletError> {
+        Self::from_config_with(cfg, crate::config::process_env)
+    }
+
+    /// [`KubeletOptions::from_config`] with the environment given as a
+    /// lookup function.
+    fn from_config_with(
+        cfg: &KubernetesConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, KubeletError> {
+        if cfg.kubelet_url.trim().is_empty() {
+            return Ok(None);
         }
+        let url = expand_env_refs(&cfg.kubelet_url, env).map_err(|e| KubeletError::InvalidUrl {
+            url: cfg.kubelet_url.clone(),
+            reason: e.to_string(),
+        })?;
+        let url = url.trim();
         let token_file = if cfg.token_file.is_empty() {
             let default = Path::new(SERVICE_ACCOUNT_TOKEN);
             default.exists().then(|| default.to_path_buf())
@@ -397,7 +412,7 @@ impl KubeletOptions {
             Some(PathBuf::from(&cfg.token_file))
         };
         let ca = Path::new(SERVICE_ACCOUNT_CA);
-        Some(KubeletOptions {
+        Ok(Some(KubeletOptions {
             url: url.to_string(),
             token_file,
             ca_file: ca.exists().then(|| ca.to_path_buf()),
@@ -405,7 +420,7 @@ impl KubeletOptions {
             timeout: DEFAULT_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             intervals: RefreshIntervals::default(),
-        })
+        }))
     }
 }
 
@@ -496,7 +511,7 @@ impl Kubelet {
     /// A client for the configured kubelet, or `None` when
     /// `kubernetes.kubelet_url` is empty. Does no network I/O.
     pub fn from_config(cfg: &KubernetesConfig) -> Result<Option<Self>, KubeletError> {
-        KubeletOptions::from_config(cfg).map(Self::new).transpose()
+        KubeletOptions::from_config(cfg)?.map(Self::new).transpose()
     }
 
     /// Checks the URL, builds the HTTP(S) client and reads the token once,
@@ -1136,6 +1151,29 @@ mod tests {
         }
         let cfg = KubernetesConfig::default();
         assert!(Kubelet::from_config(&cfg).expect("off").is_none());
+    }
+
+    #[test]
+    fn url_references_are_expanded_when_options_are_built() {
+        let cfg = KubernetesConfig {
+            kubelet_url: "https://${NODE_IP}:10250".into(),
+            token_file: "/nonexistent/token".into(),
+            insecure_skip_verify: true,
+        };
+        let env = |name: &str| (name == "NODE_IP").then(|| "10.0.0.5".to_string());
+        let o = KubeletOptions::from_config_with(&cfg, env)
+            .expect("expands")
+            .expect("on");
+        assert_eq!(o.url, "https://10.0.0.5:10250");
+        let err = KubeletOptions::from_config_with(&cfg, |_| None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kubernetes.kubelet_url \"https://${NODE_IP}:10250\": environment variable NODE_IP is not set"
+        );
+        let off = KubernetesConfig::default();
+        assert!(KubeletOptions::from_config_with(&off, |_| None)
+            .expect("off")
+            .is_none());
     }
 
     #[test]

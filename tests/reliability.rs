@@ -205,6 +205,56 @@ fn check_config_prints_the_normalised_config() {
 }
 
 #[test]
+fn kubelet_url_expands_node_ip_from_the_environment() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = d.path().join("kubelet.yaml");
+    std::fs::write(
+        &f,
+        "kubernetes:\n  kubelet_url: \"https://${NODE_IP}:10250\"\n  insecure_skip_verify: true\n",
+    )
+    .expect("write");
+    let f = f.to_str().expect("utf8");
+    let run_env = |mode: &str, node_ip: Option<&str>| {
+        let mut c = Command::new(EXE);
+        c.args([mode, "--config.file", f]);
+        match node_ip {
+            Some(ip) => c.env("NODE_IP", ip),
+            None => c.env_remove("NODE_IP"),
+        };
+        let out = c.output().expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run_env("--check-config", Some("127.0.0.1"));
+    assert_eq!(code, 0, "{err}");
+    // The normalised config keeps the reference, not this node's address.
+    assert!(
+        out.contains("kubelet_url: https://${NODE_IP}:10250"),
+        "{out}"
+    );
+    assert!(!out.contains("127.0.0.1"), "{out}");
+
+    for mode in ["--check-config", "--once"] {
+        let (code, _, err) = run_env(mode, None);
+        assert_eq!(code, 64, "{mode}: {err}");
+        assert!(
+            err.contains("kubelet.yaml:2:16: kubernetes.kubelet_url:")
+                && err.contains("environment variable NODE_IP is not set"),
+            "{mode}: {err}"
+        );
+        let (code, _, err) = run_env(mode, Some(""));
+        assert_eq!(code, 64, "{mode}: {err}");
+        assert!(
+            err.contains("environment variable NODE_IP is empty"),
+            "{mode}: {err}"
+        );
+    }
+}
+
+#[test]
 fn junk_slow_and_oversized_requests_do_not_stall_scrapes() {
     let f = Fixture::start(&[]);
     // A slow client that never finishes its headers.

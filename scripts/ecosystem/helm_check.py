@@ -82,12 +82,35 @@ def check_daemonset(obj, values):
     check(bool(cg.get("readOnly")) == (not rules and not forced),
           "cgroupfs must be read-only unless PSI rules are configured or hostPaths.cgroupfsReadWrite")
     env = {e["name"]: e for e in c.get("env", [])}
-    check(env.get("NODE_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName",
-          "NODE_NAME from the downward API")
+    field = lambda name: env.get(name, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    check(field("NODE_NAME") == "spec.nodeName", "NODE_NAME from the downward API")
+    # The exporter expands ${NODE_IP} in kubernetes.kubelet_url itself: no
+    # init container (and no second image) rewrites the config.
+    check(field("NODE_IP") == "status.hostIP", "NODE_IP from the downward API (status.hostIP)")
+    names = [e["name"] for e in c.get("env", [])]
+    check(len(names) == len(set(names)), f"duplicate env names {names}")
+    check(not pod.get("initContainers"), "no init containers")
+    check(len(pod["containers"]) == 1, "one container")
+    check(mounts["config"]["mountPath"] == "/etc/cgroup-psi-exporter" and mounts["config"].get("readOnly"),
+          "config mounted read-only at /etc/cgroup-psi-exporter")
+    vols = {v["name"]: v for v in pod["volumes"]}
+    check(vols["config"].get("configMap", {}).get("name") == obj["metadata"]["name"],
+          "the config volume is the chart's ConfigMap")
     check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness /healthz")
     check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness /readyz")
     check([t for t in pod.get("tolerations", []) if t.get("operator") == "Exists" and not t.get("key")],
           "default tolerations must cover every taint")
+
+
+def check_config(obj, values):
+    cfg = yaml.safe_load(obj["data"]["config.yaml"]) or {}
+    kubelet = values.get("kubelet") or {}
+    url = (cfg.get("kubernetes") or {}).get("kubelet_url")
+    if not kubelet.get("enabled"):
+        check(url is None, "kubernetes section without kubelet.enabled")
+    elif "url" not in kubelet:
+        # Left for the exporter to expand from the pod's NODE_IP.
+        check(url == "https://${NODE_IP}:10250", f"default kubelet_url {url!r}")
 
 
 def run_set(chart, label, values, outdir):
@@ -128,6 +151,8 @@ def run_set(chart, label, values, outdir):
                     yaml.safe_dump({"groups": obj["spec"]["groups"]}, f, sort_keys=False)
             elif kind == "DaemonSet":
                 check_daemonset(obj, values)
+            elif kind == "ConfigMap" and "config.yaml" in obj.get("data", {}):
+                check_config(obj, values)
     print(f"  {label}: {n} objects: " + ", ".join(f"{k} x{v}" for k, v in sorted(kinds.items())))
     return kinds
 

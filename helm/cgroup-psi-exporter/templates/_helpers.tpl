@@ -67,8 +67,9 @@ app.kubernetes.io/part-of: cgroup-psi-exporter
 
 {{/*
 The exporter's config file. The kubernetes section is filled from
-.Values.kubelet; __NODE_IP__ is replaced per node by the render-config
-init container.
+.Values.kubelet; the exporter expands ${NODE_IP} in kubelet_url from the
+NODE_IP variable the DaemonSet sets (status.hostIP), so one ConfigMap
+serves every node.
 */}}
 {{- define "cgroup-psi-exporter.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) }}
