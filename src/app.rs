@@ -341,8 +341,9 @@ fn make_reload(file: Option<PathBuf>, procfs: PathBuf, tx: watch::Sender<Arc<Con
                 if old.cgroups != c.cgroups
                     || old.metrics != c.metrics
                     || old.namespaces != c.namespaces
+                    || old.kubernetes != c.kubernetes
                 {
-                    warn!("cgroups, metrics and namespaces sections take effect on restart only");
+                    warn!("cgroups, metrics, namespaces and kubernetes sections take effect on restart only");
                 }
                 tx.send_replace(Arc::new(c));
                 info!(file = %file.display(), "config reloaded");
