@@ -66,6 +66,63 @@ fn made_just_before_a_scrape_is_in_it_and_removed_is_not() {
     }
 }
 
+/// Open descriptors of `pid` whose target path contains `needle`.
+fn fds_into(pid: u32, needle: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|t| t.to_string_lossy().contains(needle))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn descriptors_of_a_removed_cgroup_are_closed_by_the_next_scrape() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let _serial = serial();
+    // An explicit cache size: the default depends on RLIMIT_NOFILE.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "metrics: { fd_cache: 4000 }\nnamespaces: { enabled: false }\n",
+    )
+    .expect("write");
+    let ex = ExporterProcess::start(&["--config.file", cfg.to_str().expect("utf8")]);
+    let pid = ex.child.id();
+    let cg = KernelCgroup::new("fdgone");
+    let (name, path) = (cg.name.clone(), cg.path());
+    let t0 = Instant::now();
+    while !has_cgroup(&ex, &path) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{path} not discovered"
+        );
+    }
+    ex.scrape();
+    let held = fds_into(pid, &name);
+    assert!(held > 0, "the fd cache holds {path}'s files");
+    drop(cg);
+    // The first scrape without the cgroup reads everything else and
+    // closes what it did not read.
+    let t0 = Instant::now();
+    while has_cgroup(&ex, &path) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "{path} still exported"
+        );
+    }
+    assert_eq!(
+        fds_into(pid, &name),
+        0,
+        "descriptors of the removed cgroup still open ({held} before)"
+    );
+}
+
 #[test]
 fn churn_leaves_fds_watches_and_memory_flat() {
     if let Some(r) = common::kernel_unavailable() {
@@ -97,8 +154,8 @@ fn churn_leaves_fds_watches_and_memory_flat() {
         });
         drop(cg);
     }
-    // Descriptors cached for removed cgroups are closed after a few idle
-    // scrapes (the fd cache's eviction), so scrape a few times first.
+    // Descriptors cached for removed cgroups are closed by the next
+    // complete scrape; a few more scrapes let memory settle.
     for _ in 0..5 {
         ex.scrape();
     }

@@ -7,8 +7,9 @@
 //! also pins a seq_file page of kernel memory, charged to the exporter's own
 //! cgroup. When the cache is full, further files are read the plain way
 //! (with cyclic scrapes, evicting to make room would make every access a
-//! miss); entries unused for a few scrapes (removed cgroups, disabled
-//! families) are closed, making room for others.
+//! miss); entries a complete scrape did not read (removed cgroups,
+//! disabled families) are closed at its end, making room for others, and
+//! after a scrape cut by its deadline, entries idle for a few scrapes.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -128,6 +129,26 @@ impl FdCache {
         }
     }
 
+    /// Ends a scrape that read every tracked cgroup: closes the entries it
+    /// did not read. Those belong to cgroups removed since the last scrape
+    /// (or families turned off), and each pins a kernel file and its
+    /// buffers of a cgroup that is gone; with pods coming and going they
+    /// would otherwise pile up for [`IDLE_GENERATIONS`] scrapes. After a
+    /// scrape cut by its deadline nothing is closed here: unread cgroups
+    /// may well be alive.
+    pub fn close_unread(&self) {
+        let g = self.generation.load(Ordering::Relaxed);
+        for s in &self.shards {
+            let mut m = s.lock().unwrap_or_else(|e| e.into_inner());
+            let before = m.len();
+            m.retain(|_, e| e.used == g);
+            let dropped = before - m.len();
+            if dropped > 0 {
+                self.len.fetch_sub(dropped, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Reads the whole file at `path` into `buf` (cleared first).
     pub fn read(&self, path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
@@ -239,6 +260,31 @@ mod tests {
             c.next_generation();
         }
         assert_eq!(c.len(), 0);
+    }
+
+    #[test]
+    fn a_complete_scrape_closes_what_it_did_not_read() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let c = FdCache::new(10);
+        let mut buf = Vec::new();
+        for i in 0..3 {
+            std::fs::write(d.path().join(format!("f{i}")), "x").expect("write");
+        }
+        c.next_generation();
+        for i in 0..3 {
+            c.read(&d.path().join(format!("f{i}")), &mut buf)
+                .expect("read");
+        }
+        assert_eq!(c.len(), 3);
+        // Next scrape: f2's cgroup is gone, only f0 and f1 are read.
+        c.next_generation();
+        for i in 0..2 {
+            c.read(&d.path().join(format!("f{i}")), &mut buf)
+                .expect("read");
+        }
+        c.close_unread();
+        assert_eq!(c.len(), 2);
+        assert!(c.hits.load(Ordering::Relaxed) >= 2);
     }
 
     #[test]

@@ -267,6 +267,11 @@ impl Shared {
         }
     }
 
+    /// Called when a scrape has read every tracked cgroup.
+    pub fn end_complete_scrape(&self) {
+        self.fds.close_unread();
+    }
+
     fn is_absent(&self, h: u8, file: &str) -> bool {
         self.absent
             .read()

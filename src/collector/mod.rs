@@ -333,6 +333,9 @@ impl CgroupCollector {
             }
         }
         let hit = deadline_hit.load(Ordering::Relaxed);
+        if !hit {
+            self.shared.end_complete_scrape();
+        }
         if hit {
             self.stats.deadline_exceeded.fetch_add(1, Ordering::Relaxed);
             warn!(
