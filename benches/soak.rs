@@ -235,6 +235,9 @@ fn main() {
         println!("soak: all checks passed");
     } else {
         println!("soak: FAILED: {}", failed.join("; "));
+        // exit() runs no destructors: stop the exporter first, or it
+        // outlives the bench.
+        drop(ex);
         std::process::exit(1);
     }
 }

@@ -665,18 +665,20 @@ fn an_fd_limit_below_the_cache_makes_it_back_off_and_scrapes_stay_complete() {
     )
     .expect("write");
     let port = common::free_port();
-    let mut child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ulimit -n 300 && exec '{EXE}' --web.listen-address 127.0.0.1:{port} --path.cgroupfs '{}' --path.procfs '{}' --config.file '{}'",
-            tree.cgroupfs().display(),
-            tree.procfs().display(),
-            cfg.display()
-        ))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start");
+    let mut child = KillOnDrop(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 300 && exec '{EXE}' --web.listen-address 127.0.0.1:{port} --path.cgroupfs '{}' --path.procfs '{}' --config.file '{}'",
+                tree.cgroupfs().display(),
+                tree.procfs().display(),
+                cfg.display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start"),
+    );
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(t0.elapsed() < Duration::from_secs(10), "not listening");
@@ -712,12 +714,23 @@ fn an_fd_limit_below_the_cache_makes_it_back_off_and_scrapes_stay_complete() {
     );
     let _ = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(child.0.id().to_string())
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
     let mut err = String::new();
-    if let Some(mut s) = child.stderr.take() {
+    if let Some(mut s) = child.0.stderr.take() {
         let _ = s.read_to_string(&mut err);
     }
     assert!(err.contains("fd cache shrunk"), "{err}");
+}
+
+/// A child process killed when the test ends, also when it fails: a
+/// panicking test must not leave an exporter running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
