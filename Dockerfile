@@ -26,8 +26,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/release/cgroup-psi-exporter /out/cgroup-psi-exporter \
  && /out/cgroup-psi-exporter --help >/dev/null
 
-# distroless/cc: glibc, libgcc and CA certificates (for HTTPS to Alertmanager
-# and the kubelet), no shell, no package manager.
+# distroless/cc: glibc and libgcc, no shell, no package manager. The public
+# CA roots for HTTPS are compiled into the binary (webpki-roots); a private
+# CA comes from alerting.tls_config.ca_file or, for the kubelet, the service
+# account's ca.crt.
 FROM gcr.io/distroless/cc-debian12
 LABEL org.opencontainers.image.title="cgroup-psi-exporter" \
       org.opencontainers.image.description="Prometheus exporter for cgroup usage, limits and PSI pressure, with a PSI-trigger alerting agent" \
