@@ -2,12 +2,16 @@
 //! 127.0.0.1 that serves a `/pods` list shaped like the kubelet's, checks
 //! the bearer token, and can be stopped and restarted on the same port to
 //! play an outage. The TLS cases use certificates made by the `openssl` CLI
-//! at test time and are skipped (with the reason printed) without it.
+//! at test time (tests/common/pki.rs) and are skipped, with the reason
+//! printed, without it; in CI that is a failure.
+
+#[allow(dead_code)]
+#[path = "common/pki.rs"]
+mod pki;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -420,140 +424,24 @@ async fn silent_kubelet_times_out() {
 
 // === TLS ===
 
-struct Certs {
-    _dir: tempfile::TempDir,
-    ca: std::path::PathBuf,
-    acceptor: tokio_rustls::TlsAcceptor,
-}
-
-/// A CA and a serving certificate for IP 127.0.0.1 signed by it, made with
-/// the `openssl` CLI (no certificate-generating crate is a dependency).
-fn make_certs() -> Result<Certs, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let d = dir.path();
-    let run = |args: &[&str]| -> Result<(), String> {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(d)
-            .output()
-            .map_err(|e| format!("openssl not runnable: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "openssl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    };
-    std::fs::write(
-        d.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .map_err(|e| e.to_string())?;
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-kubelet-ca",
-        ],
-    ]
-    .concat())?;
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "leaf.key",
-            "-out",
-            "leaf.csr",
-            "-subj",
-            "/CN=node-1",
-        ],
-    ]
-    .concat())?;
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "leaf.ext",
-    ])?;
-
-    let certs = rustls_pemfile::certs(&mut std::fs::read(d.join("leaf.crt")).unwrap().as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key =
-        rustls_pemfile::private_key(&mut std::fs::read(d.join("leaf.key")).unwrap().as_slice())
-            .unwrap()
-            .expect("a private key");
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    Ok(Certs {
-        ca: d.join("ca.crt"),
-        _dir: dir,
-        acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
-    })
-}
-
 #[tokio::test]
 async fn https_kubelet_with_ca_insecure_and_untrusted_certs() {
-    let certs = match make_certs() {
-        Ok(c) => c,
-        Err(reason) => {
-            if std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
-                || std::env::var("CI").is_ok_and(|v| v == "true")
-            {
-                panic!("TLS cases need the openssl CLI ({reason}); skipping is forbidden in CI");
-            }
-            eprintln!("skipped: TLS cases need the openssl CLI: {reason}");
-            return;
-        }
+    let Some(certs) = pki::make_or_skip() else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let token = token_file(dir.path(), TOKEN);
     let server = FakeKubelet::start(
         "127.0.0.1:0".parse().unwrap(),
         state(TOKEN, false),
-        Some(certs.acceptor.clone()),
+        Some(certs.acceptor(None)),
     )
     .await;
     let url = format!("https://{}", server.addr);
 
     // Verified against the cluster CA (the service-account ca.crt case).
     let mut opts = options(url.clone(), &token);
-    opts.ca_file = Some(certs.ca.clone());
+    opts.ca_file = Some(certs.ca());
     let k = Kubelet::new(opts).unwrap();
     assert_eq!(k.refresh().await.unwrap(), 3);
     assert_eq!(

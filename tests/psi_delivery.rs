@@ -200,55 +200,6 @@ async fn every_alertmanager_url_gets_the_alerts_as_a_v2_array() {
 
 // === HTTPS receivers ===
 
-/// The PKI, or `None` after reporting the skip (a failure in CI).
-fn pki_or_skip() -> Option<pki::Pki> {
-    match pki::Pki::make() {
-        Ok(p) => Some(p),
-        Err(reason) => {
-            let required = std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
-                || std::env::var("CI").is_ok_and(|v| v == "true");
-            assert!(!required, "HTTPS cases need the openssl CLI: {reason}");
-            eprintln!("skipped: HTTPS cases need the openssl CLI: {reason}");
-            None
-        }
-    }
-}
-
-/// A TLS acceptor serving the PKI's 127.0.0.1 certificate; with
-/// `client_ca`, clients must present a certificate that CA signed.
-fn acceptor(p: &pki::Pki, client_ca: Option<&std::path::Path>) -> tokio_rustls::TlsAcceptor {
-    let pem = |path: &std::path::Path| std::fs::read(path).expect("read pem");
-    let server = p.server();
-    let certs = rustls_pemfile::certs(&mut pem(&server.cert).as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("certs");
-    let key = rustls_pemfile::private_key(&mut pem(&server.key).as_slice())
-        .expect("key")
-        .expect("a key");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("versions");
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut pem(ca).as_slice()) {
-                roots.add(c.expect("ca cert")).expect("add ca");
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .expect("verifier");
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let config = builder.with_single_cert(certs, key).expect("server config");
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
-}
-
 fn tls_cfg(url: &str, tls: TlsClientConfig) -> AlertingConfig {
     AlertingConfig {
         tls_config: tls,
@@ -262,8 +213,8 @@ fn path(p: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn an_https_receiver_of_a_private_ca_gets_alerts_when_the_ca_is_configured() {
-    let Some(p) = pki_or_skip() else { return };
-    let c = Capture::start_tls(acceptor(&p, None)).await;
+    let Some(p) = pki::make_or_skip() else { return };
+    let c = Capture::start_tls(p.acceptor(None)).await;
 
     // The public roots do not know the private CA: nothing is delivered,
     // the failures are counted and retried.
@@ -317,8 +268,8 @@ async fn an_https_receiver_of_a_private_ca_gets_alerts_when_the_ca_is_configured
 
 #[tokio::test]
 async fn a_receiver_that_requires_a_client_certificate_gets_alerts_only_with_one() {
-    let Some(p) = pki_or_skip() else { return };
-    let c = Capture::start_tls(acceptor(&p, Some(&p.ca()))).await;
+    let Some(p) = pki::make_or_skip() else { return };
+    let c = Capture::start_tls(p.acceptor(Some(&p.ca()))).await;
 
     // No client certificate: refused at the handshake, nothing delivered.
     let m = Arc::new(AlertingMetrics::default());
@@ -370,7 +321,7 @@ async fn a_receiver_that_requires_a_client_certificate_gets_alerts_only_with_one
 
 #[test]
 fn tls_files_are_read_at_load_relative_to_the_config_and_named_when_bad() {
-    let Some(p) = pki_or_skip() else { return };
+    let Some(p) = pki::make_or_skip() else { return };
     // Relative paths resolve against the config file's folder.
     let file = p.dir().join("config.yaml");
     std::fs::write(

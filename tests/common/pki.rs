@@ -3,8 +3,8 @@
 //! a client certificate signed by it, and a second CA with its own client
 //! certificate that the first CA does not trust.
 //!
-//! `Pki::make()` fails with a reason when openssl cannot run; callers pass
-//! that to [`super::skip`], which turns it into a failure in CI.
+//! `Pki::make()` fails with a reason when openssl cannot run;
+//! [`make_or_skip`] reports it, and fails instead in CI.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -135,6 +135,57 @@ impl Pki {
     /// Client certificate signed by the untrusted CA.
     pub fn rogue_client(&self) -> Pair {
         self.pair("rogue-client")
+    }
+
+    /// A TLS acceptor serving [`Pki::server`]; with `client_ca`, clients
+    /// must present a certificate that CA signed.
+    pub fn acceptor(&self, client_ca: Option<&Path>) -> tokio_rustls::TlsAcceptor {
+        use std::sync::Arc;
+        let pem = |path: &Path| std::fs::read(path).expect("read pem");
+        let server = self.server();
+        let certs = rustls_pemfile::certs(&mut pem(&server.cert).as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certs");
+        let key = rustls_pemfile::private_key(&mut pem(&server.key).as_slice())
+            .expect("key")
+            .expect("a key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("versions");
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls_pemfile::certs(&mut pem(ca).as_slice()) {
+                    roots.add(c.expect("ca cert")).expect("add ca");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder.with_single_cert(certs, key).expect("server config");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    }
+}
+
+/// The PKI, or `None` after reporting why it cannot be made; in CI
+/// (`CI=true` or `CGPE_REQUIRE_KERNEL=1`) that is a failure, not a skip.
+pub fn make_or_skip() -> Option<Pki> {
+    match Pki::make() {
+        Ok(p) => Some(p),
+        Err(reason) => {
+            let required = std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
+                || std::env::var("CI").is_ok_and(|v| v == "true");
+            assert!(!required, "TLS cases need the openssl CLI: {reason}");
+            eprintln!("skipped: TLS cases need the openssl CLI: {reason}");
+            None
+        }
     }
 }
 
