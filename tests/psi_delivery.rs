@@ -211,112 +211,70 @@ fn path(p: &std::path::Path) -> String {
     p.to_str().expect("utf-8 path").to_string()
 }
 
+/// Client TLS settings trusting `ca` and presenting `client`, if given.
+fn client_tls(ca: Option<&pki::Pki>, client: Option<pki::Pair>) -> TlsClientConfig {
+    TlsClientConfig {
+        ca_file: ca.map(|p| path(&p.ca())).unwrap_or_default(),
+        cert_file: client.as_ref().map(|c| path(&c.cert)).unwrap_or_default(),
+        key_file: client.as_ref().map(|c| path(&c.key)).unwrap_or_default(),
+        insecure_skip_verify: false,
+    }
+}
+
+/// Sends one firing alert `name` to `c` with `tls`: `true` once its
+/// success is counted, `false` once a retry is (a refused handshake).
+async fn try_deliver(c: &Capture, tls: TlsClientConfig, name: &str) -> bool {
+    let m = Arc::new(AlertingMetrics::default());
+    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
+    n.notify(&alert(name, false));
+    let mut delivered = None;
+    until(Duration::from_secs(5), || {
+        if outcome(&m, &c.url, "success") == 1 {
+            delivered = Some(true);
+        } else if outcome(&m, &c.url, "retry") >= 1 {
+            delivered = Some(false);
+        }
+        delivered.is_some()
+    })
+    .await;
+    n.shutdown(Duration::from_millis(200)).await;
+    delivered.unwrap_or_else(|| panic!("{name}: neither delivered nor retried within 5 s"))
+}
+
 #[tokio::test]
 async fn an_https_receiver_of_a_private_ca_gets_alerts_when_the_ca_is_configured() {
     let Some(p) = pki::make_or_skip() else { return };
     let c = Capture::start_tls(p.acceptor(None)).await;
 
     // The public roots do not know the private CA: nothing is delivered,
-    // the failures are counted and retried.
-    let m = Arc::new(AlertingMetrics::default());
-    let n = Notifier::new(&tls_cfg(&c.url, TlsClientConfig::default()), m.clone());
-    n.notify(&alert("untrusted", false));
-    assert!(
-        until(Duration::from_secs(5), || outcome(&m, &c.url, "retry") >= 1).await,
-        "a rejected certificate is a retried failure"
-    );
-    assert!(
-        c.alerts().is_empty(),
-        "no alert crosses an unverified TLS link"
-    );
+    // the failure is counted and retried.
+    assert!(!try_deliver(&c, client_tls(None, None), "untrusted").await);
+    assert!(c.alerts().is_empty(), "no alert crosses an unverified link");
     assert!(c.state.handshake_failures.load(Ordering::SeqCst) >= 1);
-    n.shutdown(Duration::from_millis(100)).await;
 
     // With the CA: delivered over TLS.
-    let m = Arc::new(AlertingMetrics::default());
-    let tls = TlsClientConfig {
-        ca_file: path(&p.ca()),
-        ..TlsClientConfig::default()
-    };
-    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
-    n.notify(&alert("trusted", false));
-    assert!(
-        until(Duration::from_secs(5), || outcome(&m, &c.url, "success")
-            == 1)
-        .await,
-        "{:?}",
-        names(&c)
-    );
+    assert!(try_deliver(&c, client_tls(Some(&p), None), "trusted").await);
     assert_eq!(names(&c), [("trusted".to_string(), "firing".to_string())]);
-    n.shutdown(Duration::from_secs(1)).await;
 
     // insecure_skip_verify: delivered without the CA.
-    let m = Arc::new(AlertingMetrics::default());
-    let tls = TlsClientConfig {
+    let insecure = TlsClientConfig {
         insecure_skip_verify: true,
         ..TlsClientConfig::default()
     };
-    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
-    n.notify(&alert("insecure", false));
-    assert!(
-        until(Duration::from_secs(5), || outcome(&m, &c.url, "success")
-            == 1)
-        .await
-    );
-    n.shutdown(Duration::from_secs(1)).await;
+    assert!(try_deliver(&c, insecure, "insecure").await);
 }
 
 #[tokio::test]
 async fn a_receiver_that_requires_a_client_certificate_gets_alerts_only_with_one() {
     let Some(p) = pki::make_or_skip() else { return };
     let c = Capture::start_tls(p.acceptor(Some(&p.ca()))).await;
-
-    // No client certificate: refused at the handshake, nothing delivered.
-    let m = Arc::new(AlertingMetrics::default());
-    let tls = TlsClientConfig {
-        ca_file: path(&p.ca()),
-        ..TlsClientConfig::default()
-    };
-    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
-    n.notify(&alert("anonymous", false));
-    assert!(until(Duration::from_secs(5), || outcome(&m, &c.url, "retry") >= 1).await);
-    n.shutdown(Duration::from_millis(100)).await;
-
-    // A certificate of another CA: refused too.
-    let m = Arc::new(AlertingMetrics::default());
-    let rogue = p.rogue_client();
-    let tls = TlsClientConfig {
-        ca_file: path(&p.ca()),
-        cert_file: path(&rogue.cert),
-        key_file: path(&rogue.key),
-        ..TlsClientConfig::default()
-    };
-    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
-    n.notify(&alert("rogue", false));
-    assert!(until(Duration::from_secs(5), || outcome(&m, &c.url, "retry") >= 1).await);
-    n.shutdown(Duration::from_millis(100)).await;
+    // No client certificate, or one of another CA: refused at the handshake.
+    assert!(!try_deliver(&c, client_tls(Some(&p), None), "anonymous").await);
+    assert!(!try_deliver(&c, client_tls(Some(&p), Some(p.rogue_client())), "rogue").await);
     assert!(c.alerts().is_empty(), "{:?}", names(&c));
-
     // The trusted client certificate: delivered.
-    let m = Arc::new(AlertingMetrics::default());
-    let client = p.client();
-    let tls = TlsClientConfig {
-        ca_file: path(&p.ca()),
-        cert_file: path(&client.cert),
-        key_file: path(&client.key),
-        ..TlsClientConfig::default()
-    };
-    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
-    n.notify(&alert("mtls", false));
-    assert!(
-        until(Duration::from_secs(5), || outcome(&m, &c.url, "success")
-            == 1)
-        .await,
-        "{:?}",
-        names(&c)
-    );
+    assert!(try_deliver(&c, client_tls(Some(&p), Some(p.client())), "mtls").await);
     assert_eq!(names(&c), [("mtls".to_string(), "firing".to_string())]);
-    n.shutdown(Duration::from_secs(1)).await;
 }
 
 #[test]
