@@ -21,6 +21,7 @@ pub mod kubelet;
 pub mod labels;
 pub mod logging;
 pub mod namespaces;
+pub mod pem;
 pub mod psi;
 pub mod registry;
 pub mod tlsclient;

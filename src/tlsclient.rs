@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::pem::{self, PemError};
+
 /// What to trust and what to present. Paths are read when the client is
 /// built (at startup and on each reload), so rotated files are picked up
 /// by a reload.
@@ -24,16 +26,8 @@ pub struct ClientTls {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsClientError {
-    #[error("{path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: no PEM certificate found")]
-    NoCertificates { path: PathBuf },
-    #[error("{path}: no PEM private key found")]
-    NoKey { path: PathBuf },
+    #[error(transparent)]
+    Pem(#[from] PemError),
     #[error("a client certificate needs both cert_file and key_file")]
     HalfPair,
     #[error("TLS client setup: {0}")]
@@ -44,9 +38,7 @@ impl TlsClientError {
     /// The file the error is about, so config errors can point at its key.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            TlsClientError::ReadFile { path, .. }
-            | TlsClientError::NoCertificates { path }
-            | TlsClientError::NoKey { path } => Some(path),
+            TlsClientError::Pem(e) => Some(e.path()),
             TlsClientError::HalfPair | TlsClientError::Rustls(_) => None,
         }
     }
@@ -71,56 +63,18 @@ impl ClientTls {
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert::new(&provider)))
         } else if let Some(path) = &self.ca_file {
-            let mut roots = rustls::RootCertStore::empty();
-            let (added, _ignored) = roots.add_parsable_certificates(read_certs(path)?);
-            if added == 0 {
-                return Err(TlsClientError::NoCertificates { path: path.clone() });
-            }
-            builder.with_root_certificates(roots)
+            builder.with_root_certificates(pem::roots(path)?)
         } else {
             builder.with_webpki_roots()
         };
         match (&self.cert_file, &self.key_file) {
             (None, None) => Ok(builder.with_no_client_auth()),
             (Some(cert), Some(key)) => {
-                let chain = read_certs(cert)?;
-                let pem = read(key)?;
-                let key_der = rustls_pemfile::private_key(&mut pem.as_slice())
-                    .map_err(|source| TlsClientError::ReadFile {
-                        path: key.clone(),
-                        source,
-                    })?
-                    .ok_or_else(|| TlsClientError::NoKey { path: key.clone() })?;
-                Ok(builder.with_client_auth_cert(chain, key_der)?)
+                Ok(builder.with_client_auth_cert(pem::certs(cert)?, pem::private_key(key)?)?)
             }
             _ => Err(TlsClientError::HalfPair),
         }
     }
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, TlsClientError> {
-    std::fs::read(path).map_err(|source| TlsClientError::ReadFile {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn read_certs(
-    path: &Path,
-) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsClientError> {
-    let pem = read(path)?;
-    let certs = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsClientError::ReadFile {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if certs.is_empty() {
-        return Err(TlsClientError::NoCertificates {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(certs)
 }
 
 /// A certificate verifier that accepts any server certificate
@@ -214,7 +168,10 @@ mod tests {
         }
         .build()
         .expect_err("CA without certificates");
-        assert!(matches!(e, TlsClientError::NoCertificates { .. }), "{e}");
+        assert!(
+            matches!(e, TlsClientError::Pem(PemError::NoCertificates { .. })),
+            "{e}"
+        );
 
         let e = ClientTls {
             cert_file: Some(empty.clone()),
@@ -231,6 +188,9 @@ mod tests {
         }
         .build()
         .expect_err("no certificate in cert_file");
-        assert!(matches!(e, TlsClientError::NoCertificates { .. }), "{e}");
+        assert!(
+            matches!(e, TlsClientError::Pem(PemError::NoCertificates { .. })),
+            "{e}"
+        );
     }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use cgroup_psi_exporter::kubelet::{
     Kubelet, KubeletError, KubeletOptions, PodLabels, RefreshIntervals, DEFAULT_MAX_BODY_BYTES,
 };
+use cgroup_psi_exporter::pem::PemError;
 use cgroup_psi_exporter::tlsclient::TlsClientError;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -473,7 +474,9 @@ async fn https_kubelet_with_ca_insecure_and_untrusted_certs() {
     opts.ca_file = Some(empty);
     assert!(matches!(
         Kubelet::new(opts),
-        Err(KubeletError::Tls(TlsClientError::NoCertificates { .. }))
+        Err(KubeletError::Tls(TlsClientError::Pem(
+            PemError::NoCertificates { .. }
+        )))
     ));
     server.stop().await;
 }

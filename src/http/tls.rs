@@ -333,20 +333,10 @@ fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, S
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let client_verifier = client_verifier(base, t, &provider)?;
     let cert_path = base.join(&t.cert_file);
-    let key_path = base.join(&t.key_file);
-    let cert_pem = std::fs::read(&cert_path)
-        .map_err(|e| format!("tls_server_config.cert_file {}: {e}", cert_path.display()))?;
-    let key_pem = std::fs::read(&key_path)
-        .map_err(|e| format!("tls_server_config.key_file {}: {e}", key_path.display()))?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate found", cert_path.display()));
-    }
-    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| format!("{}: {e}", key_path.display()))?
-        .ok_or_else(|| format!("{}: no private key found", key_path.display()))?;
+    let certs =
+        crate::pem::certs(&cert_path).map_err(|e| format!("tls_server_config.cert_file {e}"))?;
+    let key = crate::pem::private_key(&base.join(&t.key_file))
+        .map_err(|e| format!("tls_server_config.key_file {e}"))?;
     let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version.as_deref() {
         Some("TLS13") => &[&rustls::version::TLS13],
         None | Some("TLS12") | Some("TLS10") | Some("TLS11") => {
@@ -401,33 +391,8 @@ fn client_verifier(
             "tls_server_config.client_ca_file is required when client_auth_type is {mode:?}"
         ));
     };
-    let ca_pem = std::fs::read(&ca_path).map_err(|e| {
-        format!(
-            "tls_server_config.client_ca_file {}: {e}",
-            ca_path.display()
-        )
-    })?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
-        let cert = cert.map_err(|e| {
-            format!(
-                "tls_server_config.client_ca_file {}: {e}",
-                ca_path.display()
-            )
-        })?;
-        roots.add(cert).map_err(|e| {
-            format!(
-                "tls_server_config.client_ca_file {}: not a usable CA certificate: {e}",
-                ca_path.display()
-            )
-        })?;
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "tls_server_config.client_ca_file {}: no certificate found",
-            ca_path.display()
-        ));
-    }
+    let roots =
+        crate::pem::roots(&ca_path).map_err(|e| format!("tls_server_config.client_ca_file {e}"))?;
     let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
@@ -648,7 +613,7 @@ mod tests {
         assert!(
             e.contains("tls_server_config.client_ca_file")
                 && e.contains("key-only.pem")
-                && e.contains("no certificate found"),
+                && e.contains("no PEM certificate found"),
             "{e}"
         );
         std::fs::write(

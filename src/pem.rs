@@ -1,0 +1,118 @@
+//! PEM files named in configs: certificate chains, private keys and CA
+//! bundles. One reader for the exporter's own endpoint
+//! (`--web.config.file`) and for its clients (the kubelet, the alert
+//! receivers), so a bad file is reported the same way wherever it is named.
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificates { path: PathBuf },
+    #[error("{path}: no PEM private key found")]
+    NoKey { path: PathBuf },
+    #[error("{path}: not a usable CA certificate: {reason}")]
+    BadCa { path: PathBuf, reason: String },
+}
+
+impl PemError {
+    /// The file the error is about, so a config error can point at the key
+    /// that names it.
+    pub fn path(&self) -> &Path {
+        match self {
+            PemError::Read { path, .. }
+            | PemError::NoCertificates { path }
+            | PemError::NoKey { path }
+            | PemError::BadCa { path, .. } => path,
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PemError> {
+    std::fs::read(path).map_err(|source| PemError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every certificate in the file, in order (a leaf and its chain, or a CA
+/// bundle); none is an error.
+pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let pem = read(path)?;
+    let certs = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| PemError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(PemError::NoCertificates {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The first private key in the file (PKCS#8, PKCS#1 or SEC1).
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    let pem = read(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|source| PemError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .ok_or_else(|| PemError::NoKey {
+            path: path.to_path_buf(),
+        })
+}
+
+/// A CA bundle as trust anchors. Every certificate must be usable: one that
+/// is not would silently trust less than the operator wrote.
+pub fn roots(path: &Path) -> Result<rustls::RootCertStore, PemError> {
+    let mut store = rustls::RootCertStore::empty();
+    for cert in certs(path)? {
+        store.add(cert).map_err(|e| PemError::BadCa {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    }
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_files_are_named() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let missing = d.path().join("missing.pem");
+        let e = certs(&missing).expect_err("missing");
+        assert!(
+            matches!(e, PemError::Read { .. }) && e.path() == missing,
+            "{e}"
+        );
+        let text = d.path().join("text.pem");
+        std::fs::write(&text, "not a certificate\n").expect("write");
+        assert!(matches!(certs(&text), Err(PemError::NoCertificates { .. })));
+        assert!(matches!(private_key(&text), Err(PemError::NoKey { .. })));
+        // A PEM block labelled CERTIFICATE whose bytes are no certificate.
+        let junk = d.path().join("junk.pem");
+        std::fs::write(
+            &junk,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let e = roots(&junk).expect_err("junk");
+        assert!(matches!(e, PemError::BadCa { .. }), "{e}");
+        assert!(e.to_string().contains("junk.pem"), "{e}");
+    }
+}
