@@ -180,9 +180,14 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
     )
     .with_kubelet(kubelet.clone());
     let scrape_stats = collector.stats.clone();
+    let fd_cache = collector.fd_cache();
     let mut prom = PromRegistry::default();
     prom.register_collector(Box::new(collector));
-    prom.register_collector(Box::new(SelfCollector::new(registry.clone(), scrape_stats)));
+    prom.register_collector(Box::new(SelfCollector::new(
+        registry.clone(),
+        scrape_stats,
+        fd_cache,
+    )));
     if config.namespaces.enabled {
         prom.register_collector(Box::new(
             crate::namespaces::NamespaceCollector::new(args.procfs.clone())

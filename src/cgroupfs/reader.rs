@@ -220,7 +220,7 @@ pub struct Shared {
     pub layout: Arc<Layout>,
     pub procfs: PathBuf,
     pub hugetlb_sizes: Arc<[Arc<str>]>,
-    pub fds: FdCache,
+    pub fds: Arc<FdCache>,
     /// Files found absent in a hierarchy (a kernel feature that is off, such
     /// as `memory.memsw.*` without swap accounting): not opened again until
     /// the memo is cleared, every [`ABSENT_MEMO_TTL`].
@@ -248,7 +248,7 @@ impl Shared {
             layout,
             procfs,
             hugetlb_sizes,
-            fds: FdCache::new(fd_cache),
+            fds: Arc::new(FdCache::new(fd_cache)),
             absent: RwLock::new(HashMap::new()),
             absent_since: Mutex::new(Instant::now()),
         }

@@ -189,9 +189,9 @@ impl CgroupCollector {
         self
     }
 
-    /// Descriptors held by the fd cache, and its bound.
-    pub fn fd_cache(&self) -> (usize, usize) {
-        (self.shared.fds.len(), self.shared.fds.capacity())
+    /// The fd cache, for the self metrics.
+    pub fn fd_cache(&self) -> Arc<crate::cgroupfs::fdcache::FdCache> {
+        self.shared.fds.clone()
     }
 }
 
@@ -500,7 +500,6 @@ impl CgroupCollector {
             }
             Ok(())
         })?;
-        self.encode_fd_cache(&mut encoder)?;
         self.encode_labeled(&mut encoder, &names::HUGETLB_LIMIT, c, &pods, |s, emit| {
             for (size, _, limit) in &s.hugetlb {
                 if let Some(v) = limit {
@@ -510,33 +509,6 @@ impl CgroupCollector {
             Ok(())
         })?;
         Ok(())
-    }
-
-    /// The fd cache's own state: how many descriptors it holds, its bound,
-    /// and how often it had to shrink for lack of fds.
-    fn encode_fd_cache(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        let fds = &self.shared.fds;
-        let me = encoder.encode_descriptor(
-            "cgroup_psi_exporter_fd_cache_fds",
-            "Stat files held open between scrapes and re-read with pread.",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(fds.len() as i64).encode(me)?;
-        let me = encoder.encode_descriptor(
-            "cgroup_psi_exporter_fd_cache_capacity",
-            "Bound of the fd cache (metrics.fd_cache; shrinks on EMFILE).",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(fds.capacity() as i64).encode(me)?;
-        let me = encoder.encode_descriptor(
-            "cgroup_psi_exporter_fd_cache_backoffs",
-            "Times the fd cache was shrunk because the process ran out of descriptors.",
-            None,
-            MetricType::Counter,
-        )?;
-        ConstCounter::new(fds.backoffs.load(Ordering::Relaxed)).encode(me)
     }
 
     /// Encodes one labelled family: `rows` calls `emit(extra_labels, value)`

@@ -13,11 +13,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use super::ScrapeStats;
+use crate::cgroupfs::fdcache::FdCache;
 use crate::registry::Registry;
 
 pub struct SelfCollector {
     registry: Arc<Registry>,
     scrape: Arc<ScrapeStats>,
+    fds: Arc<FdCache>,
 }
 
 impl fmt::Debug for SelfCollector {
@@ -27,8 +29,16 @@ impl fmt::Debug for SelfCollector {
 }
 
 impl SelfCollector {
-    pub fn new(registry: Arc<Registry>, scrape: Arc<ScrapeStats>) -> SelfCollector {
-        SelfCollector { registry, scrape }
+    pub fn new(
+        registry: Arc<Registry>,
+        scrape: Arc<ScrapeStats>,
+        fds: Arc<FdCache>,
+    ) -> SelfCollector {
+        SelfCollector {
+            registry,
+            scrape,
+            fds,
+        }
     }
 }
 
@@ -92,6 +102,27 @@ impl Collector for SelfCollector {
             "Cgroups removed between discovery and reading, dropped from that scrape.",
             None,
             s.vanished.load(Ordering::Relaxed) as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "cgroup_psi_exporter_fd_cache_fds",
+            "Stat files held open between scrapes and re-read with pread.",
+            None,
+            self.fds.len() as f64,
+        )?;
+        gauge(
+            &mut enc,
+            "cgroup_psi_exporter_fd_cache_capacity",
+            "Bound of the fd cache (metrics.fd_cache; shrinks on EMFILE).",
+            None,
+            self.fds.capacity() as f64,
+        )?;
+        counter(
+            &mut enc,
+            "cgroup_psi_exporter_fd_cache_backoffs",
+            "Times the fd cache was shrunk because the process ran out of descriptors.",
+            None,
+            self.fds.backoffs.load(Ordering::Relaxed) as f64,
         )?;
         let read_errors: Vec<(&str, u64)> = s
             .read_errors
