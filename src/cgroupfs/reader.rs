@@ -445,6 +445,11 @@ impl Reader {
     ) -> Result<CgroupStats, ReadError> {
         let mut s = CgroupStats::default();
         let layout = self.layout.clone();
+        // First, so the v1 root's blkio files, which it replaces, are not
+        // read at all (read_v1_blkio keeps IO already known).
+        if cg.is_root() && layout.mode != super::Mode::V2 {
+            self.read_host_io(&mut s);
+        }
         let mut any_dir = false;
         for h in &layout.hierarchies {
             if !hierarchies.contains(h.id) {
@@ -464,9 +469,6 @@ impl Reader {
         if cg.is_root() {
             self.read_host_pressure(&mut s, soft);
             self.read_host_oom_kills(&mut s);
-            if self.layout.mode != super::Mode::V2 {
-                self.read_host_io(&mut s);
-            }
         }
         if !any_dir {
             return Err(ReadError::Vanished {
