@@ -422,11 +422,7 @@ impl KubeletOptions {
             intervals: RefreshIntervals::default(),
         }))
     }
-}
 
-// === TLS ===
-
-impl KubeletOptions {
     fn client_tls(&self) -> ClientTls {
         ClientTls {
             ca_file: self.ca_file.clone(),

@@ -27,9 +27,10 @@ use crate::registry::{Registry, RegistryEvent};
 use super::attribution::{self, Samples};
 use super::metrics::{PsiMetrics, RuleLabels, TriggerEventLabels};
 use super::oom::{OomEvent, OomV1, OomV2};
-use super::rules::{render_template, RuleRt};
+use super::rules::RuleRt;
 use super::state::{AlertState, Transition};
 use super::trigger::{Trigger, TriggerError, TriggerEvent};
+use crate::config::render_template;
 
 /// An OOM-kill alert is a one-shot event: it ends by itself after this.
 pub const OOM_ALERT_TTL: Duration = Duration::from_secs(300);

@@ -54,12 +54,6 @@ fn rule_matches(globs: &[String], path: &CgroupPath) -> bool {
     compile(globs).iter().any(|g| g.matches(path.as_str()))
 }
 
-/// Replaces `{{ name }}` placeholders with their values; unknown names are
-/// left as written so a typo shows in the alert instead of vanishing.
-pub fn render_template(tpl: &str, vars: &[(&str, &str)]) -> String {
-    crate::config::render_template(tpl, vars)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,17 +89,5 @@ mod tests {
         assert!(!rt.matches(&CgroupPath::root()));
         assert!(rt.matches(&CgroupPath::new("/a/b")));
         assert_eq!(rt.spec.window_us, 2_000_000);
-    }
-
-    #[test]
-    fn templates_fill_known_names_and_keep_unknown_ones() {
-        let vars = [("cgroup", "/a/b"), ("rule", "mem")];
-        assert_eq!(
-            render_template("memory pressure in {{ cgroup }} ({{rule}})", &vars),
-            "memory pressure in /a/b (mem)"
-        );
-        assert_eq!(render_template("{{ nope }} x", &vars), "{{ nope }} x");
-        assert_eq!(render_template("open {{ cgroup", &vars), "open {{ cgroup");
-        assert_eq!(render_template("", &vars), "");
     }
 }
