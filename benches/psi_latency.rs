@@ -35,17 +35,6 @@ fn spawn(bin: &str, args: &[String]) -> Proc {
     )
 }
 
-fn wait_http(port: u16, path: &str) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(30) {
-        if let Ok((200, _)) = common::http_get(port, path) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("nothing on {port}{path}");
-}
-
 /// When Alertmanager holds an active alert `name` for `cgroup`.
 fn in_alertmanager(am: u16, name: &str, cgroup: &str) -> bool {
     let Ok((200, body)) = common::http_get(am, "/api/v2/alerts?active=true") else {
@@ -97,7 +86,7 @@ fn main() {
             "--cluster.listen-address=".into(),
         ],
     );
-    wait_http(am_port, "/-/ready");
+    common::wait_ok(am_port, "/-/ready", Duration::from_secs(30));
 
     std::fs::write(
         d.join("exporter.yml"),
@@ -114,7 +103,7 @@ fn main() {
             "--log.level=warn".into(),
         ],
     );
-    wait_http(ex_port, "/readyz");
+    common::wait_ok(ex_port, "/readyz", Duration::from_secs(30));
 
     std::fs::write(
         d.join("rules.yml"),
@@ -137,7 +126,7 @@ fn main() {
             format!("--web.listen-address=127.0.0.1:{prom_port}"),
         ],
     );
-    wait_http(prom_port, "/-/ready");
+    common::wait_ok(prom_port, "/-/ready", Duration::from_secs(30));
 
     let file = pressure::BigFile::new((pressure::LIMIT * 8) as usize);
     let mut rows = Vec::new();

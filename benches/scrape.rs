@@ -159,20 +159,6 @@ fn get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
-fn wait_ready(port: u16, path: &str) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(30) {
-        if get(port, path)
-            .map(|r| r.starts_with("HTTP/1.1 200"))
-            .unwrap_or(false)
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("not ready on {port}{path}");
-}
-
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -192,7 +178,11 @@ struct Run {
 fn bench_server(mut child: Child, port: u16, path: &str, reps: usize, count_cgroups: bool) -> Run {
     // The exporter is ready once its first discovery is done; before that
     // /metrics answers with what is known so far.
-    wait_ready(port, if count_cgroups { "/readyz" } else { path });
+    common::wait_ok(
+        port,
+        if count_cgroups { "/readyz" } else { path },
+        Duration::from_secs(30),
+    );
     for _ in 0..3 {
         get(port, path);
     }

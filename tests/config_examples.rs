@@ -6,6 +6,14 @@ use std::path::{Path, PathBuf};
 
 use cgroup_psi_exporter::config::{Config, ValidationContext};
 
+/// As in a hardened DaemonSet: no CAP_SYS_RESOURCE.
+fn strict() -> ValidationContext {
+    ValidationContext {
+        cap_sys_resource: false,
+        known_families: Vec::new(),
+    }
+}
+
 fn example_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -37,10 +45,7 @@ fn examples_exist() {
 
 #[test]
 fn every_example_parses_and_validates_without_cap_sys_resource() {
-    let strict = ValidationContext {
-        cap_sys_resource: false,
-        known_families: Vec::new(),
-    };
+    let strict = strict();
     for file in example_files() {
         let cfg =
             Config::load_with(&file, &strict).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -99,10 +104,7 @@ fn config_blocks_in_the_docs_parse_and_validate() {
         "alerting:",
         "kubernetes:",
     ];
-    let strict = ValidationContext {
-        cap_sys_resource: false,
-        known_families: Vec::new(),
-    };
+    let strict = strict();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut docs = vec![root.join("README.md")];
     for e in std::fs::read_dir(root.join("docs")).unwrap() {

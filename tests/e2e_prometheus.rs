@@ -55,14 +55,7 @@ impl Prometheus {
             port,
             _dir: dir,
         };
-        let t0 = Instant::now();
-        while common::http_get(port, "/-/ready").map(|r| r.0).ok() != Some(200) {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "prometheus not ready"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        common::wait_ok(port, "/-/ready", Duration::from_secs(30));
         Some(p)
     }
 

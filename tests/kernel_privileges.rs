@@ -10,7 +10,7 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::KernelCgroup;
 
@@ -40,11 +40,7 @@ impl Capped {
             .spawn()
             .expect("setpriv");
         let c = Capped { child, port };
-        let t0 = Instant::now();
-        while common::http_get(port, "/readyz").map(|r| r.0).ok() != Some(200) {
-            assert!(t0.elapsed() < Duration::from_secs(20), "not ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_ok(port, "/readyz", Duration::from_secs(20));
         c
     }
 
@@ -181,14 +177,11 @@ fn in_a_private_cgroup_namespace_process_cgroups_keep_their_host_paths() {
     let sleeper = other.spawn("sleep 120");
     let home = KernelCgroup::new("nshome");
     let port = common::free_port();
-    let mut join = String::new();
-    for d in &home.dirs {
-        join.push_str(&format!("echo $$ > '{}/cgroup.procs'; ", d.display()));
-    }
     let child = Command::new("sh")
         .arg("-c")
         .arg(format!(
-            "{join} exec unshare --cgroup '{}' --web.listen-address 127.0.0.1:{port}",
+            "{} exec unshare --cgroup '{}' --web.listen-address 127.0.0.1:{port}",
+            home.join_script(),
             env!("CARGO_BIN_EXE_cgroup-psi-exporter")
         ))
         .stdout(Stdio::null())
@@ -196,11 +189,7 @@ fn in_a_private_cgroup_namespace_process_cgroups_keep_their_host_paths() {
         .spawn()
         .expect("start");
     let exporter = Capped { child, port };
-    let t0 = Instant::now();
-    while common::http_get(port, "/readyz").map(|r| r.0).ok() != Some(200) {
-        assert!(t0.elapsed() < Duration::from_secs(20), "not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_ok(port, "/readyz", Duration::from_secs(20));
     // The setting is real: the exporter's namespace differs from ours, and
     // it sees the sleeper's cgroup as relative.
     let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/cgroup")).ok();

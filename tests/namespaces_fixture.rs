@@ -333,20 +333,23 @@ fn a_private_cgroup_namespace_is_mapped_back_to_host_paths() {
     std::os::unix::fs::symlink("4242", procfs.join("self")).expect("symlink");
     std::fs::copy(fixture().join("uptime"), procfs.join("uptime")).expect("copy");
 
+    const HOST_PATHS: [&str; 4] = [
+        "/init.scope",
+        "/kubepods/pod1/exporter",
+        "/kubepods/pod1/exporter/sub",
+        "/kubepods/pod2/c2",
+    ];
+    let cgroups_of = |snap: &cgroup_psi_exporter::namespaces::NamespaceSnapshot| -> Vec<String> {
+        snap.cgroups
+            .keys()
+            .map(|c| c.as_str().to_string())
+            .collect()
+    };
     let layout = Arc::new(Layout::from_files(&cgroupfs).expect("v2 layout"));
     let snap = NamespaceCollector::new(procfs.clone())
         .with_cgroup_layout(layout.clone())
         .scan();
-    let got: Vec<&str> = snap.cgroups.keys().map(|c| c.as_str()).collect();
-    assert_eq!(
-        got,
-        [
-            "/init.scope",
-            "/kubepods/pod1/exporter",
-            "/kubepods/pod1/exporter/sub",
-            "/kubepods/pod2/c2"
-        ]
-    );
+    assert_eq!(cgroups_of(&snap), HOST_PATHS);
 
     // Without the layout the paths stay as the kernel rendered them.
     let snap = NamespaceCollector::new(procfs.clone()).scan();
@@ -360,14 +363,5 @@ fn a_private_cgroup_namespace_is_mapped_back_to_host_paths() {
     let snap = NamespaceCollector::new(procfs)
         .with_cgroup_layout(layout)
         .scan();
-    let got: Vec<&str> = snap.cgroups.keys().map(|c| c.as_str()).collect();
-    assert_eq!(
-        got,
-        [
-            "/init.scope",
-            "/kubepods/pod1/exporter",
-            "/kubepods/pod1/exporter/sub",
-            "/kubepods/pod2/c2"
-        ]
-    );
+    assert_eq!(cgroups_of(&snap), HOST_PATHS);
 }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -426,24 +427,13 @@ fn tls_and_basic_auth_work_with_a_real_client_and_refuse_a_wrong_password() {
     let web = d.path().join("web.yml");
     std::fs::write(&web, format!("tls_server_config:\n  cert_file: cert.pem\n  key_file: key.pem\nbasic_auth_users:\n  prometheus: {hash}\n")).expect("write");
     let f = Fixture::start(&["--web.config.file", web.to_str().expect("utf8")]);
+    let cert = d.path().join("cert.pem");
     let curl = |user: Option<&str>, scheme: &str| -> String {
-        let mut c = Command::new("curl");
-        c.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-            "--cacert",
-        ])
-        .arg(d.path().join("cert.pem"));
+        let mut args = vec![OsStr::new("--cacert"), cert.as_os_str()];
         if let Some(u) = user {
-            c.args(["-u", u]);
+            args.extend([OsStr::new("-u"), OsStr::new(u)]);
         }
-        c.arg(format!("{scheme}://127.0.0.1:{}/metrics", f.port));
-        String::from_utf8_lossy(&c.output().expect("curl").stdout).to_string()
+        curl_status(&format!("{scheme}://127.0.0.1:{}/metrics", f.port), &args)
     };
     assert_eq!(curl(Some("prometheus:s3cret"), "https"), "200");
     assert_eq!(curl(Some("prometheus:wrong"), "https"), "401");
@@ -461,23 +451,36 @@ fn tls_and_basic_auth_work_with_a_real_client_and_refuse_a_wrong_password() {
 /// curl over HTTPS to `/metrics` trusting the test CA, optionally with a
 /// client certificate; the HTTP status, or `000` when the handshake failed.
 fn curl_mtls(pki: &common::pki::Pki, port: u16, client: Option<&common::pki::Pair>) -> String {
-    let mut c = Command::new("curl");
-    c.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "10",
-    ])
-    .arg("--cacert")
-    .arg(pki.ca());
+    let ca = pki.ca();
+    let mut args = vec![OsStr::new("--cacert"), ca.as_os_str()];
     if let Some(p) = client {
-        c.arg("--cert").arg(&p.cert).arg("--key").arg(&p.key);
+        args.extend([
+            OsStr::new("--cert"),
+            p.cert.as_os_str(),
+            OsStr::new("--key"),
+            p.key.as_os_str(),
+        ]);
     }
-    c.arg(format!("https://127.0.0.1:{port}/metrics"));
-    let out = c.output().expect("curl");
+    curl_status(&format!("https://127.0.0.1:{port}/metrics"), &args)
+}
+
+/// The HTTP status curl gets for `url` with `args`, or `000` when it got
+/// no answer (a refused handshake).
+fn curl_status(url: &str, args: &[&OsStr]) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl");
     let code = String::from_utf8_lossy(&out.stdout).to_string();
     if code == "200" {
         assert!(
@@ -599,23 +602,15 @@ fn rotated_certificates_and_changed_users_apply_without_a_restart() {
     let web = d.path().join("web.yml");
     let f = Fixture::start(&["--web.config.file", web.to_str().expect("utf8")]);
     let curl = |ca: &std::path::Path, user: &str| -> String {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "10",
-            ])
-            .arg("--cacert")
-            .arg(ca)
-            .args(["-u", user])
-            .arg(format!("https://127.0.0.1:{}/metrics", f.port))
-            .output()
-            .expect("curl");
-        String::from_utf8_lossy(&out.stdout).to_string()
+        curl_status(
+            &format!("https://127.0.0.1:{}/metrics", f.port),
+            &[
+                "--cacert".as_ref(),
+                ca.as_ref(),
+                "-u".as_ref(),
+                user.as_ref(),
+            ],
+        )
     };
     let (ca_a, ca_b) = (a.join("cert.pem"), b.join("cert.pem"));
     assert_eq!(curl(&ca_a, "prometheus:one"), "200");

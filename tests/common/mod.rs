@@ -188,11 +188,18 @@ impl KernelCgroup {
 
     /// Starts `script` under sh, moved into this cgroup (every hierarchy)
     /// before it runs anything.
-    pub fn spawn(&mut self, script: &str) -> u32 {
+    /// Shell commands that move the running shell (`$$`) into this cgroup
+    /// in every hierarchy; prefix a script with them.
+    pub fn join_script(&self) -> String {
         let mut join = String::new();
         for d in &self.dirs {
             join.push_str(&format!("echo $$ > '{}/cgroup.procs'; ", d.display()));
         }
+        join
+    }
+
+    pub fn spawn(&mut self, script: &str) -> u32 {
+        let join = self.join_script();
         let child = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -338,17 +345,7 @@ impl ExporterProcess {
             .spawn()
             .expect("start the exporter");
         let p = ExporterProcess { child, port };
-        let t0 = Instant::now();
-        loop {
-            if let Ok((200, _)) = http_get(port, "/readyz") {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "exporter not ready within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_ok(port, "/readyz", Duration::from_secs(20));
         p
     }
 
@@ -378,6 +375,19 @@ impl Drop for ExporterProcess {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until `GET path` on `port` answers 200 (a server's readiness
+/// endpoint); panics after `within`.
+pub fn wait_ok(port: u16, path: &str, within: Duration) {
+    let t0 = Instant::now();
+    while http_get(port, path).map(|r| r.0).ok() != Some(200) {
+        assert!(
+            t0.elapsed() < within,
+            "nothing answered 200 on 127.0.0.1:{port}{path} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
