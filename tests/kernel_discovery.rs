@@ -66,18 +66,6 @@ fn made_just_before_a_scrape_is_in_it_and_removed_is_not() {
     }
 }
 
-/// Open descriptors of `pid` whose target path contains `needle`.
-fn fds_into(pid: u32, needle: &str) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| std::fs::read_link(e.path()).ok())
-                .filter(|t| t.to_string_lossy().contains(needle))
-                .count()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn descriptors_of_a_removed_cgroup_are_closed_by_the_next_scrape() {
     if let Some(r) = common::kernel_unavailable() {
@@ -104,7 +92,7 @@ fn descriptors_of_a_removed_cgroup_are_closed_by_the_next_scrape() {
         );
     }
     ex.scrape();
-    let held = fds_into(pid, &name);
+    let held = common::open_fds_into(pid, &name);
     assert!(held > 0, "the fd cache holds {path}'s files");
     drop(cg);
     // The first scrape without the cgroup reads everything else and
@@ -117,7 +105,7 @@ fn descriptors_of_a_removed_cgroup_are_closed_by_the_next_scrape() {
         );
     }
     assert_eq!(
-        fds_into(pid, &name),
+        common::open_fds_into(pid, &name),
         0,
         "descriptors of the removed cgroup still open ({held} before)"
     );

@@ -615,7 +615,20 @@ pub fn proc_status(pid: u32, key: &str) -> u64 {
 
 /// Open file descriptors of a process.
 pub fn open_fds(pid: u32) -> usize {
+    open_fds_where(pid, |_| true)
+}
+
+/// Open descriptors of `pid` whose target path contains `needle`.
+pub fn open_fds_into(pid: u32, needle: &str) -> usize {
+    open_fds_where(pid, |target| target.to_string_lossy().contains(needle))
+}
+
+fn open_fds_where(pid: u32, keep: impl Fn(&Path) -> bool) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| keep(&t)))
+                .count()
+        })
         .unwrap_or(0)
 }
