@@ -143,12 +143,11 @@ impl Pki {
         use std::sync::Arc;
         let pem = |path: &Path| std::fs::read(path).expect("read pem");
         let server = self.server();
-        let certs = rustls_pemfile::certs(&mut pem(&server.cert).as_slice())
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_slice_iter(&pem(&server.cert))
             .collect::<Result<Vec<_>, _>>()
             .expect("certs");
-        let key = rustls_pemfile::private_key(&mut pem(&server.key).as_slice())
-            .expect("key")
-            .expect("a key");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem(&server.key)).expect("key");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -157,7 +156,7 @@ impl Pki {
             None => builder.with_no_client_auth(),
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
-                for c in rustls_pemfile::certs(&mut pem(ca).as_slice()) {
+                for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem(ca)) {
                     roots.add(c.expect("ca cert")).expect("add ca");
                 }
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
