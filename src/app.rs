@@ -376,7 +376,8 @@ async fn wait_for_signals(reload: Reload, shutdown: CancellationToken) -> anyhow
             _ = int.recv() => { info!(signal = "SIGINT", "shutting down"); break; }
             _ = hup.recv() => {
                 match &reload {
-                    Some(f) => { let _ = f(); }
+                    // Reading the file blocks: the blocking pool, not this worker.
+                    Some(f) => { let f = f.clone(); let _ = tokio::task::spawn_blocking(move || f()).await; }
                     None => warn!("SIGHUP: no --config.file to reload"),
                 }
             }

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -57,7 +60,9 @@ pub struct Server {
     pub last_size: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+pub mod auth;
 pub mod tls;
+mod x509;
 
 /// Parses `:9753`, `0.0.0.0:9753`, `[::1]:9753`, `localhost:9753`.
 pub fn parse_listen_address(addr: &str) -> Result<SocketAddr, String> {
@@ -86,6 +91,9 @@ impl Server {
         // Whether the port speaks TLS is fixed at start; the certificates
         // are taken from the live config per connection.
         let tls = this.tls.clone().filter(|t| t.current().has_tls());
+        if let Some(live) = &this.tls {
+            live.clone().watch(shutdown.clone());
+        }
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
@@ -161,41 +169,62 @@ impl Server {
         }
     }
 
+    /// The web config's gate (rate limit, basic auth), the route, then the
+    /// web config's response headers on whatever is answered.
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let path = req.uri().path();
-        if let Some(tls) = &self.tls {
-            let web = tls.current();
-            if web.needs_auth(path) {
-                let header = req
-                    .headers()
-                    .get(hyper::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                // bcrypt on the blocking pool: a stream of wrong passwords
-                // must not tie up the workers that accept and serve.
-                let denied =
-                    tokio::task::spawn_blocking(move || web.check_authorization(header.as_deref()))
-                        .await;
-                match denied {
-                    Ok(None) => {}
-                    Ok(Some(resp)) => return resp,
-                    Err(_) => return simple(StatusCode::INTERNAL_SERVER_ERROR, "auth failed\n"),
-                }
+        let Some(live) = &self.tls else {
+            return self.route(req).await;
+        };
+        let web = live.current();
+        let authorization = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut resp = match web.admit(req.uri().path(), authorization.as_deref()).await {
+            None => self.route(req).await,
+            Some(tls::Refusal::Unauthorized) => {
+                let mut r = simple(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                r.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"cgroup-psi-exporter\""),
+                );
+                r
             }
-        }
+            Some(tls::Refusal::RateLimited) => {
+                simple(StatusCode::TOO_MANY_REQUESTS, "too many requests\n")
+            }
+            Some(tls::Refusal::Busy) => {
+                let mut r = simple(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many password checks waiting\n",
+                );
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        };
+        web.add_headers(resp.headers_mut());
+        resp
+    }
+
+    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
         if path == "/-/reload" {
             if req.method() != Method::POST && req.method() != Method::PUT {
                 return simple(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
             }
-            return match &self.reload {
-                None => simple(StatusCode::NOT_FOUND, "no config file to reload\n"),
-                Some(f) => match f() {
-                    Ok(()) => simple(StatusCode::OK, "config reloaded\n"),
-                    Err(e) => simple(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &format!("config refused: {e}\n"),
-                    ),
-                },
+            let Some(f) = self.reload.clone() else {
+                return simple(StatusCode::NOT_FOUND, "no config file to reload\n");
+            };
+            // Reading and checking the file blocks: the blocking pool.
+            return match tokio::task::spawn_blocking(move || f()).await {
+                Ok(Ok(())) => simple(StatusCode::OK, "config reloaded\n"),
+                Ok(Err(e)) => simple(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("config refused: {e}\n"),
+                ),
+                Err(_) => simple(StatusCode::INTERNAL_SERVER_ERROR, "reload failed\n"),
             };
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -1,5 +1,7 @@
-//! `--web.config.file`: TLS and basic auth in the Prometheus
-//! exporter-toolkit format, so a file written for node_exporter works here:
+//! `--web.config.file`: TLS, client certificates, basic auth, response
+//! headers and rate limiting in the Prometheus exporter-toolkit format, so
+//! a file written for node_exporter gives the same protection here or is
+//! refused at start-up with one line naming the key:
 //!
 //! ```yaml
 //! tls_server_config:
@@ -9,26 +11,46 @@
 //!   prometheus: $2y$10$...   # bcrypt hash
 //! ```
 //!
-//! Probes (`/healthz`, `/readyz`) stay open so kubelet probes need no
-//! credentials; they reveal nothing.
+//! Every exporter-toolkit key is read. Where rustls cannot do what Go's
+//! crypto/tls does (TLS 1.0/1.1, CBC suites, P-521, client certificates
+//! that are not verified) the value is refused by name; see
+//! `docs/web-config.md` for the table.
 //!
-//! Client certificates (mTLS) follow exporter-toolkit's `client_auth_type`,
-//! except for the two modes that accept a certificate without checking its
-//! chain: a certificate nobody verifies authenticates nobody, so a file
-//! asking for one is refused rather than served with a false sense of
-//! security.
+//! Probes (`/healthz`, `/readyz`) skip basic auth and the rate limit so
+//! kubelet probes need no credentials and are never refused; they reveal
+//! nothing.
+//!
+//! Blocking: [`WebConfig::load`] and [`LiveWebConfig::refresh`] read files
+//! and run at start-up or on the blocking pool; [`LiveWebConfig::current`]
+//! never touches the file system, so the accept path stays async.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::{HeaderMap, HeaderName, HeaderValue};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme, SupportedCipherSuite};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{self, Auth, Verdict};
+
+/// A string that is never printed (an inline private key).
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,30 +58,76 @@ pub struct WebConfigFile {
     #[serde(default)]
     pub tls_server_config: Option<TlsServerConfig>,
     #[serde(default)]
-    pub basic_auth_users: BTreeMap<String, String>,
-    /// Accepted for compatibility with exporter-toolkit files; ignored.
+    pub http_server_config: Option<HttpServerConfig>,
     #[serde(default)]
-    pub http_server_config: Option<serde_yaml::Value>,
+    pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub basic_auth_users: BTreeMap<String, Secret>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// exporter-toolkit's `tls_server_config`. An empty string is unset, as
+/// there.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsServerConfig {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+    /// The serving certificate chain as PEM text, instead of `cert_file`.
     #[serde(default)]
-    pub min_version: Option<String>,
+    pub cert: Option<String>,
+    /// The private key as PEM text, instead of `key_file`.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// Client CA certificates as PEM text, instead of `client_ca_file`.
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
     /// Kept as the string exporter-toolkit documents, so an unknown or
     /// unsupported value is reported by name with the supported ones
-    /// listed, instead of as a serde enum error; see [`ClientAuth`].
+    /// listed; see [`ClientAuth`].
     #[serde(default)]
     pub client_auth_type: Option<String>,
     /// Trust anchors for client certificates. Relative to the web config
-    /// file, like `cert_file`. Required by the two verifying modes: without
-    /// it there is nothing to verify against (Go would fall back to the
+    /// file, like `cert_file`. Required by the verifying modes: without it
+    /// there is nothing to verify against (Go would fall back to the
     /// system roots, which would let any publicly issued certificate in).
     #[serde(default)]
     pub client_ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub cipher_suites: Option<Vec<String>>,
+    #[serde(default)]
+    pub curve_preferences: Option<Vec<String>>,
+    #[serde(default)]
+    pub min_version: Option<String>,
+    #[serde(default)]
+    pub max_version: Option<String>,
+    #[serde(default)]
+    pub prefer_server_cipher_suites: Option<bool>,
+    #[serde(default)]
+    pub client_allowed_sans: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpServerConfig {
+    /// Only `false` (or absent) is accepted: this exporter serves
+    /// HTTP/1.1, which is what Prometheus scrapes with by default.
+    #[serde(default)]
+    pub http2: Option<bool>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// exporter-toolkit's token bucket: one request per `interval` on
+/// average, `burst` at once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// The `client_auth_type` values this exporter enforces. Go's
@@ -84,7 +152,7 @@ impl ClientAuth {
             None | Some("") | Some("NoClientCert") => Ok(ClientAuth::NoClientCert),
             Some("VerifyClientCertIfGiven") => Ok(ClientAuth::VerifyClientCertIfGiven),
             Some("RequireAndVerifyClientCert") => Ok(ClientAuth::RequireAndVerifyClientCert),
-            Some(v @ ("RequestClientCert" | "RequireAnyClientCert")) => Err(format!(
+            Some(v @ ("RequestClientCert" | "RequireAnyClientCert" | "RequireClientCert")) => Err(format!(
                 "tls_server_config.client_auth_type: {v} is not supported: it accepts client certificates without verifying them (supported: {SUPPORTED_CLIENT_AUTH})"
             )),
             Some(other) => Err(format!(
@@ -97,63 +165,58 @@ impl ClientAuth {
 /// Web-config errors are config errors: the same located, one-line form.
 pub type WebConfigError = crate::config::ConfigError;
 
-#[derive(Clone)]
+/// Headers exporter-toolkit lets a web config add, with the values it
+/// accepts where the header is an enumeration (any value otherwise).
+const ALLOWED_HEADERS: &[(&str, &[&str])] = &[
+    ("Strict-Transport-Security", &[]),
+    ("X-Content-Type-Options", &["nosniff"]),
+    ("X-Frame-Options", &["deny", "sameorigin"]),
+    ("X-XSS-Protection", &[]),
+    ("Content-Security-Policy", &[]),
+];
+
+/// A loaded web config: everything checked, files read.
 pub struct WebConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
-    users: Arc<BTreeMap<String, String>>,
-    /// The web config file and every file it names: a change to any of
-    /// them is a reason to load again (see [`LiveWebConfig`]).
-    files: Vec<PathBuf>,
-    auth_cache: Arc<AuthCache>,
-}
-
-/// Credentials that passed bcrypt, so a scraper that sends the same ones
-/// every 15 s pays bcrypt's deliberate cost (tens of ms at cost 10) once,
-/// not per scrape. Only successes are kept, at most [`AuthCache::MAX`];
-/// failures always pay the full cost, so guessing gets no faster. The
-/// cache belongs to one loaded config: changing a hash starts a new one.
-#[derive(Debug, Default)]
-pub struct AuthCache {
-    ok: Mutex<HashSet<(String, String)>>,
-    /// bcrypt verifications run, for tests.
-    pub verifications: AtomicU64,
-}
-
-impl AuthCache {
-    const MAX: usize = 64;
-
-    fn verify(&self, user: &str, pass: &str, hash: &str) -> bool {
-        let key = (user.to_string(), pass.to_string());
-        let mut ok = self.ok.lock().unwrap_or_else(|e| e.into_inner());
-        if ok.contains(&key) {
-            return true;
-        }
-        drop(ok);
-        self.verifications.fetch_add(1, Ordering::Relaxed);
-        let good = bcrypt::verify(pass, hash).unwrap_or(false);
-        if good {
-            ok = self.ok.lock().unwrap_or_else(|e| e.into_inner());
-            if ok.len() >= Self::MAX {
-                ok.clear();
-            }
-            ok.insert(key);
-        }
-        good
-    }
+    auth: Option<Arc<Auth>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    limiter: Option<RateLimiter>,
+    /// The web config file and every file it names, each with what it
+    /// looked like just before it was read: a change to any of them is a
+    /// reason to load again (see [`LiveWebConfig`]).
+    stamps: Vec<(PathBuf, Stamp)>,
 }
 
 impl std::fmt::Debug for WebConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the hashes.
+        // Never the hashes or keys.
         f.debug_struct("WebConfig")
             .field("tls", &self.tls.is_some())
-            .field("users", &self.users.len())
+            .field("auth", &self.auth)
+            .field("headers", &self.headers.len())
+            .field("rate_limit", &self.limiter.is_some())
             .finish()
     }
 }
 
+/// Why a request was not let through to the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401: no or wrong credentials.
+    Unauthorized,
+    /// 429: over `rate_limit`.
+    RateLimited,
+    /// 503: too many password checks waiting.
+    Busy,
+}
+
 impl WebConfig {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "reads the web config; runs at start-up and on the blocking pool"
+    )]
     pub fn load(file: &Path) -> Result<WebConfig, WebConfigError> {
+        let file_stamp = stamp(file);
         let text = std::fs::read_to_string(file).map_err(|source| WebConfigError::Read {
             file: file.to_path_buf(),
             source,
@@ -167,39 +230,42 @@ impl WebConfig {
             file: file.to_path_buf(),
             message,
         };
-        for (user, hash) in &parsed.basic_auth_users {
-            if !(hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$")) {
-                return Err(invalid(format!(
-                    "basic_auth_users.{user}: not a bcrypt hash"
-                )));
-            }
+        let mut users = BTreeMap::new();
+        for (user, hash) in parsed.basic_auth_users {
+            // The user's name, never the hash: it is a secret.
+            auth::check_hash(&hash.0)
+                .map_err(|why| invalid(format!("basic_auth_users.{user}: {why}")))?;
+            users.insert(user, hash.0);
         }
+        let http = parsed.http_server_config.unwrap_or_default();
+        if http.http2 == Some(true) {
+            return Err(invalid(
+                "http_server_config.http2: true is not supported: this exporter serves HTTP/1.1 only (what Prometheus scrapes with by default); remove the key or set it to false".into(),
+            ));
+        }
+        let headers = headers(&http.headers).map_err(invalid)?;
+        let limiter = match parsed.rate_limit {
+            None => None,
+            Some(r) => RateLimiter::new(&r).map_err(invalid)?,
+        };
         let base = file.parent().unwrap_or(Path::new("."));
-        let mut files = vec![file.to_path_buf()];
+        let mut stamps = vec![(file.to_path_buf(), file_stamp)];
         let tls = match &parsed.tls_server_config {
             None => None,
-            Some(t) => {
-                files.push(base.join(&t.cert_file));
-                files.push(base.join(&t.key_file));
-                if let Some(ca) = t.client_ca_file.as_deref() {
-                    if !ca.as_os_str().is_empty() {
-                        files.push(base.join(ca));
-                    }
-                }
-                Some(Arc::new(build_tls(base, t).map_err(invalid)?))
-            }
+            Some(t) => build_tls(base, t, &mut stamps).map_err(invalid)?,
         };
         Ok(WebConfig {
-            tls,
-            users: Arc::new(parsed.basic_auth_users),
-            files,
-            auth_cache: Arc::default(),
+            tls: tls.map(Arc::new),
+            auth: Auth::new(users).map(Arc::new),
+            headers,
+            limiter,
+            stamps,
         })
     }
 
-    /// bcrypt verifications run so far by this config.
+    /// bcrypt checks run so far by this config.
     pub fn auth_verifications(&self) -> u64 {
-        self.auth_cache.verifications.load(Ordering::Relaxed)
+        self.auth.as_ref().map_or(0, |a| a.verifications())
     }
 
     pub fn has_tls(&self) -> bool {
@@ -212,43 +278,119 @@ impl WebConfig {
 
     /// Whether a request for `path` must carry credentials.
     pub fn needs_auth(&self, path: &str) -> bool {
-        !self.users.is_empty() && !matches!(path, "/healthz" | "/readyz")
+        self.auth.is_some() && !is_probe(path)
     }
 
-    /// `None` when the request may proceed, else the 401 to send.
-    pub fn check_auth<B>(&self, req: &Request<B>) -> Option<Response<Full<Bytes>>> {
-        if !self.needs_auth(req.uri().path()) {
+    /// The rate limit, then basic auth, for a request to `path` with this
+    /// `Authorization` header. `None` lets it through. Cheap unless the
+    /// credentials are new (then it waits for the bcrypt thread).
+    pub async fn admit(&self, path: &str, authorization: Option<&str>) -> Option<Refusal> {
+        if is_probe(path) {
             return None;
         }
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        self.check_authorization(header)
+        if let Some(l) = &self.limiter {
+            if !l.allow() {
+                return Some(Refusal::RateLimited);
+            }
+        }
+        match &self.auth {
+            None => None,
+            Some(a) => match a.check(authorization).await {
+                Verdict::Allow => None,
+                Verdict::Deny => Some(Refusal::Unauthorized),
+                Verdict::Busy => Some(Refusal::Busy),
+            },
+        }
     }
 
-    /// The check on an `Authorization` header value. A cache miss runs
-    /// bcrypt (tens of ms), so the server calls this off the async workers.
-    pub fn check_authorization(&self, header: Option<&str>) -> Option<Response<Full<Bytes>>> {
-        let ok = header
-            .and_then(|v| v.strip_prefix("Basic "))
-            .and_then(|b64| base64_decode(b64.trim()))
-            .and_then(|raw| String::from_utf8(raw).ok())
-            .and_then(|pair| {
-                let (user, pass) = pair.split_once(':')?;
-                let hash = self.users.get(user)?;
-                Some(self.auth_cache.verify(user, pass, hash))
-            })
-            .unwrap_or(false);
-        if ok {
-            return None;
+    /// Adds `http_server_config.headers` to a response.
+    pub fn add_headers(&self, headers: &mut HeaderMap) {
+        for (k, v) in &self.headers {
+            headers.insert(k.clone(), v.clone());
         }
-        let mut r = super::simple(StatusCode::UNAUTHORIZED, "unauthorized\n");
-        r.headers_mut().insert(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"cgroup-psi-exporter\""),
-        );
-        Some(r)
+    }
+}
+
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz")
+}
+
+/// `http_server_config.headers`, checked as exporter-toolkit checks them
+/// (only its five headers; its enumerated values), and as valid HTTP.
+/// A blank value leaves the header unset, as its docs say.
+fn headers(map: &BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let mut out = Vec::new();
+    for (name, value) in map {
+        let Some((_, allowed)) = ALLOWED_HEADERS.iter().find(|(n, _)| n == name) else {
+            let names: Vec<&str> = ALLOWED_HEADERS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "http_server_config.headers: {name:?} can not be configured (one of: {})",
+                names.join(", ")
+            ));
+        };
+        if value.is_empty() {
+            continue;
+        }
+        if !allowed.is_empty() && !allowed.contains(&value.as_str()) {
+            return Err(format!(
+                "http_server_config.headers.{name}: invalid value {value:?} (expected one of: {})",
+                allowed.join(", ")
+            ));
+        }
+        let v = HeaderValue::from_str(value).map_err(|_| {
+            format!("http_server_config.headers.{name}: not a valid HTTP header value")
+        })?;
+        let n = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("http_server_config.headers: {name:?} is not a header name"))?;
+        out.push((n, v));
+    }
+    Ok(out)
+}
+
+/// A token bucket: `burst` requests at once, refilled at one per
+/// `interval`; golang.org/x/time/rate's `Allow` as exporter-toolkit uses
+/// it, shared by every client (it protects the exporter, not fairness).
+struct RateLimiter {
+    interval: Duration,
+    burst: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    /// `None` when off (no or zero interval, as in exporter-toolkit).
+    fn new(c: &RateLimitConfig) -> Result<Option<RateLimiter>, String> {
+        let interval = match c.interval.as_deref().map(str::trim) {
+            None | Some("") => return Ok(None),
+            Some(s) => humantime::parse_duration(s).map_err(|e| {
+                format!("rate_limit.interval: {s:?} is not a duration such as 100ms or 1s: {e}")
+            })?,
+        };
+        if interval.is_zero() {
+            return Ok(None);
+        }
+        let burst = c.burst.unwrap_or(0);
+        if burst == 0 {
+            return Err("rate_limit.burst must be at least 1 when rate_limit.interval is set (0 would refuse every request)".into());
+        }
+        Ok(Some(RateLimiter {
+            interval,
+            burst: f64::from(burst),
+            state: Mutex::new((f64::from(burst), Instant::now())),
+        }))
+    }
+
+    fn allow(&self) -> bool {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(s.1).as_secs_f64() / self.interval.as_secs_f64();
+        s.0 = (s.0 + refill).min(self.burst);
+        s.1 = now;
+        if s.0 >= 1.0 {
+            s.0 -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -259,297 +401,571 @@ const RECHECK: Duration = Duration::from_secs(1);
 /// Kubernetes Secret swaps a symlink (new inode), an edit changes mtime.
 type Stamp = Option<(SystemTime, u64, u64)>;
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a stat; called from load and refresh, which run off the async workers"
+)]
 fn stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.ino(), m.len()))
 }
 
-/// The web config in force. Its files are looked at (a `stat` each) at most
-/// once a second, when a connection or request comes, and loaded again when
-/// one changed: certificates rotated by cert-manager or a Secret update,
-/// and edited users, apply without a restart, as with exporter-toolkit
-/// (which reads the file on every handshake). A changed file that does not
-/// load is refused with a log line and the running config stays; so is
-/// turning TLS on or off, which would change what the port speaks.
+/// The web config in force. A background task ([`LiveWebConfig::watch`])
+/// looks at its files (a `stat` each) once a second on the blocking pool
+/// and loads them again when one changed: certificates rotated by
+/// cert-manager or a Secret update, and edited users or headers, apply
+/// without a restart, as with exporter-toolkit (which reads the file on
+/// every request). A changed file that does not load is refused with a log
+/// line and the running config stays; so is turning TLS on or off, which
+/// would change what the port speaks. Requests only read the current
+/// config ([`LiveWebConfig::current`]): no file system work, no lock held
+/// for longer than an `Arc` clone.
 pub struct LiveWebConfig {
     file: PathBuf,
-    state: Mutex<Live>,
-}
-
-struct Live {
-    current: Arc<WebConfig>,
-    stamps: Vec<Stamp>,
-    checked: Instant,
+    current: RwLock<Arc<WebConfig>>,
+    /// Held by a refresh, so two never interleave; holds the stamps of a
+    /// load that was refused, so it is reported once, not every second.
+    refused: Mutex<Option<Vec<Stamp>>>,
 }
 
 impl LiveWebConfig {
     pub fn new(file: PathBuf, initial: WebConfig) -> LiveWebConfig {
-        let stamps = initial.files.iter().map(|f| stamp(f)).collect();
         LiveWebConfig {
             file,
-            state: Mutex::new(Live {
-                current: Arc::new(initial),
-                stamps,
-                checked: Instant::now(),
-            }),
+            current: RwLock::new(Arc::new(initial)),
+            refused: Mutex::new(None),
         }
     }
 
     pub fn current(&self) -> Arc<WebConfig> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.checked.elapsed() < RECHECK {
-            return s.current.clone();
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Looks at the files and loads them again if one changed. Blocking
+    /// (stat, read, parse): call it on the blocking pool. True when a new
+    /// config was installed.
+    pub fn refresh(&self) -> bool {
+        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current();
+        let now: Vec<Stamp> = current.stamps.iter().map(|(p, _)| stamp(p)).collect();
+        if current
+            .stamps
+            .iter()
+            .map(|(_, s)| *s)
+            .eq(now.iter().copied())
+            || refused.as_ref() == Some(&now)
+        {
+            return false;
         }
-        s.checked = Instant::now();
-        let stamps: Vec<Stamp> = s.current.files.iter().map(|f| stamp(f)).collect();
-        if stamps == s.stamps {
-            return s.current.clone();
-        }
-        // Remembered even when the load fails, so a broken file is
-        // reported once, and tried again when it changes.
-        s.stamps = stamps;
         match WebConfig::load(&self.file) {
-            Ok(new) if new.has_tls() != s.current.has_tls() => {
+            Ok(new) if new.has_tls() != current.has_tls() => {
                 tracing::error!(
                     file = %self.file.display(),
                     "web config reload refused: turning TLS on or off needs a restart"
                 );
+                *refused = Some(now);
+                false
             }
             Ok(new) => {
-                s.stamps = new.files.iter().map(|f| stamp(f)).collect();
-                s.current = Arc::new(new);
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+                *refused = None;
                 tracing::info!(file = %self.file.display(), "web config reloaded");
+                true
             }
             Err(e) => {
                 tracing::error!(error = %e, "web config reload refused; the running one stays");
+                *refused = Some(now);
+                false
             }
         }
-        s.current.clone()
+    }
+
+    /// Refreshes every [`RECHECK`] on the blocking pool until `shutdown`.
+    pub fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(RECHECK) => {}
+                }
+                let this = self.clone();
+                let _ = tokio::task::spawn_blocking(move || this.refresh()).await;
+            }
+        });
     }
 }
 
-fn build_tls(base: &Path, t: &TlsServerConfig) -> Result<rustls::ServerConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let client_verifier = client_verifier(base, t, &provider)?;
-    let cert_path = base.join(&t.cert_file);
-    let certs =
-        crate::pem::certs(&cert_path).map_err(|e| format!("tls_server_config.cert_file {e}"))?;
-    let key = crate::pem::private_key(&base.join(&t.key_file))
-        .map_err(|e| format!("tls_server_config.key_file {e}"))?;
-    let versions: &[&rustls::SupportedProtocolVersion] = match t.min_version.as_deref() {
-        Some("TLS13") => &[&rustls::version::TLS13],
-        None | Some("TLS12") | Some("TLS10") | Some("TLS11") => {
-            &[&rustls::version::TLS13, &rustls::version::TLS12]
-        }
-        Some(other) => {
-            return Err(format!(
-                "tls_server_config.min_version: unknown {other:?} (TLS12 or TLS13)"
-            ))
-        }
-    };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .map_err(|e| e.to_string())?
-        .with_client_cert_verifier(client_verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(cfg)
-}
-
-/// The verifier for `client_auth_type`, built at load so a broken mTLS
-/// setup stops the exporter at start-up instead of serving without client
-/// checks. Runs before the server key is read so these mistakes are
-/// reported even while the serving certificate is still missing.
-fn client_verifier(
+/// The TLS settings, or `None` when no certificate, key or client-auth
+/// key is set (exporter-toolkit then serves plain HTTP). Settings are
+/// checked before any file is read, so every mistake in the file is
+/// reported even while a certificate is still missing.
+fn build_tls(
     base: &Path,
     t: &TlsServerConfig,
-    provider: &Arc<rustls::crypto::CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, String> {
-    let mode = ClientAuth::parse(t.client_auth_type.as_deref())?;
-    // An empty path means unset, as in exporter-toolkit.
-    let ca_file = t
-        .client_ca_file
-        .as_deref()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| base.join(p));
-    if mode == ClientAuth::NoClientCert {
-        if let Some(ca) = &ca_file {
-            // exporter-toolkit accepts this combination, so refusing would
-            // break files that work with node_exporter; but the operator
-            // likely believes clients are checked, so say they are not.
-            tracing::warn!(
-                client_ca_file = %ca.display(),
-                "tls_server_config.client_ca_file is set but client_auth_type is NoClientCert: client certificates are not checked"
-            );
+    stamps: &mut Vec<(PathBuf, Stamp)>,
+) -> Result<Option<rustls::ServerConfig>, String> {
+    let nonempty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(str::to_owned);
+    let path = |p: &Option<PathBuf>| {
+        p.as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| base.join(p))
+    };
+    let cert = nonempty(&t.cert);
+    let key = t
+        .key
+        .as_ref()
+        .map(|k| k.0.clone())
+        .filter(|k| !k.is_empty());
+    let client_ca = nonempty(&t.client_ca);
+    let (cert_file, key_file, ca_file) = (
+        path(&t.cert_file),
+        path(&t.key_file),
+        path(&t.client_ca_file),
+    );
+    let auth_type = nonempty(&t.client_auth_type);
+    let enabled = cert.is_some()
+        || key.is_some()
+        || client_ca.is_some()
+        || cert_file.is_some()
+        || key_file.is_some()
+        || ca_file.is_some()
+        || auth_type.is_some();
+    if !enabled {
+        // Go would serve plain HTTP and ignore these; a key that does
+        // nothing is refused instead.
+        let set = [
+            ("min_version", t.min_version.is_some()),
+            ("max_version", t.max_version.is_some()),
+            ("cipher_suites", t.cipher_suites.is_some()),
+            ("curve_preferences", t.curve_preferences.is_some()),
+            (
+                "prefer_server_cipher_suites",
+                t.prefer_server_cipher_suites.is_some(),
+            ),
+            ("client_allowed_sans", t.client_allowed_sans.is_some()),
+        ];
+        if let Some((k, _)) = set.iter().find(|(_, s)| *s) {
+            return Err(format!(
+                "tls_server_config.{k} is set but no certificate is (cert_file and key_file, or cert and key): TLS would be off"
+            ));
         }
-        return Ok(rustls::server::WebPkiClientVerifier::no_client_auth());
+        return Ok(None);
     }
-    let Some(ca_path) = ca_file else {
+    for (inline, file, a, b) in [
+        (cert.is_some(), cert_file.is_some(), "cert", "cert_file"),
+        (key.is_some(), key_file.is_some(), "key", "key_file"),
+        (
+            client_ca.is_some(),
+            ca_file.is_some(),
+            "client_ca",
+            "client_ca_file",
+        ),
+    ] {
+        if inline && file {
+            return Err(format!("tls_server_config: set {a} or {b}, not both"));
+        }
+        if !inline && !file && a != "client_ca" {
+            return Err(format!("tls_server_config: missing one of {a} or {b}"));
+        }
+    }
+
+    let versions = versions(t)?;
+    let provider = Arc::new(provider(t, &versions)?);
+    let mode = ClientAuth::parse(auth_type.as_deref())?;
+    let ca_key = if client_ca.is_some() {
+        "client_ca"
+    } else {
+        "client_ca_file"
+    };
+    let has_ca = client_ca.is_some() || ca_file.is_some();
+    if mode == ClientAuth::NoClientCert && has_ca {
+        return Err(format!(
+            "tls_server_config.{ca_key} is set but client_auth_type is not: client certificates would not be checked (set client_auth_type: RequireAndVerifyClientCert; exporter-toolkit refuses this too)"
+        ));
+    }
+    if mode != ClientAuth::NoClientCert && !has_ca {
         return Err(format!(
             "tls_server_config.client_ca_file is required when client_auth_type is {mode:?}"
         ));
-    };
-    let roots =
-        crate::pem::roots(&ca_path).map_err(|e| format!("tls_server_config.client_ca_file {e}"))?;
-    let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    );
-    if mode == ClientAuth::VerifyClientCertIfGiven {
-        builder = builder.allow_unauthenticated();
     }
-    builder.build().map_err(|e| {
-        format!(
-            "tls_server_config.client_ca_file {}: {e}",
-            ca_path.display()
-        )
-    })
+    let allowed_sans = match &t.client_allowed_sans {
+        None => None,
+        Some(_) if mode != ClientAuth::RequireAndVerifyClientCert => {
+            return Err("tls_server_config.client_allowed_sans requires client_auth_type: RequireAndVerifyClientCert (otherwise a client could connect without a certificate to match)".into());
+        }
+        Some(list) if list.iter().all(|s| s.is_empty()) => {
+            return Err("tls_server_config.client_allowed_sans is empty: no client could connect (remove the key to allow any verified certificate)".into());
+        }
+        Some(list) => Some(list.clone()),
+    };
+
+    let verifier: Arc<dyn ClientCertVerifier> = if mode == ClientAuth::NoClientCert {
+        rustls::server::WebPkiClientVerifier::no_client_auth()
+    } else {
+        let roots = if let Some(pem) = &client_ca {
+            crate::pem::roots_from_pem(pem.as_bytes(), Path::new("(inline client_ca)"))
+        } else if let Some(f) = &ca_file {
+            stamps.push((f.clone(), stamp(f)));
+            crate::pem::roots(f)
+        } else {
+            return Err("tls_server_config.client_ca_file is required".into());
+        }
+        .map_err(|e| format!("tls_server_config.{ca_key} {e}"))?;
+        let mut builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        );
+        if mode == ClientAuth::VerifyClientCertIfGiven {
+            builder = builder.allow_unauthenticated();
+        }
+        let inner = builder
+            .build()
+            .map_err(|e| format!("tls_server_config.{ca_key}: {e}"))?;
+        Arc::new(CheckedClientCert {
+            inner,
+            allowed_sans,
+        })
+    };
+
+    let certs = match (&cert, &cert_file) {
+        (Some(pem), _) => crate::pem::certs_from_pem(pem.as_bytes(), Path::new("(inline cert)"))
+            .map_err(|e| format!("tls_server_config.cert {e}"))?,
+        (None, Some(f)) => {
+            stamps.push((f.clone(), stamp(f)));
+            crate::pem::certs(f).map_err(|e| format!("tls_server_config.cert_file {e}"))?
+        }
+        (None, None) => return Err("tls_server_config: missing one of cert or cert_file".into()),
+    };
+    let private_key = match (&key, &key_file) {
+        (Some(pem), _) => {
+            crate::pem::private_key_from_pem(pem.as_bytes(), Path::new("(inline key)"))
+                .map_err(|e| format!("tls_server_config.key {e}"))?
+        }
+        (None, Some(f)) => {
+            stamps.push((f.clone(), stamp(f)));
+            crate::pem::private_key(f).map_err(|e| format!("tls_server_config.key_file {e}"))?
+        }
+        (None, None) => return Err("tls_server_config: missing one of key or key_file".into()),
+    };
+    let cert_name = if cert.is_some() { "cert" } else { "cert_file" };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("tls_server_config: {e}"))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, private_key)
+        .map_err(|e| format!("tls_server_config.{cert_name} and its key: {e}"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // exporter-toolkit's default is true: the server's order (the order of
+    // cipher_suites and curve_preferences) wins over the client's.
+    cfg.ignore_client_order = t.prefer_server_cipher_suites.unwrap_or(true);
+    Ok(Some(cfg))
 }
 
-/// Standard base64 with padding, as HTTP Basic uses. `None` on bad input.
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
+/// exporter-toolkit's version names.
+fn version_number(key: &str, v: Option<&str>, default: u8) -> Result<u8, String> {
+    match v {
+        None | Some("") => Ok(default),
+        Some("TLS10") => Ok(10),
+        Some("TLS11") => Ok(11),
+        Some("TLS12") => Ok(12),
+        Some("TLS13") => Ok(13),
+        Some(other) => Err(format!(
+            "tls_server_config.{key}: unknown TLS version {other:?} (TLS10, TLS11, TLS12 or TLS13)"
+        )),
     }
-    let b = s.trim_end_matches('=').as_bytes();
-    if s.len() % 4 != 0 || s.len() > 4096 {
-        return None;
+}
+
+/// `min_version` (default TLS12) and `max_version` (default TLS13) as
+/// rustls versions. rustls has no TLS 1.0 or 1.1: a minimum below 1.2 is
+/// raised with a warning (clients that need 1.0/1.1 fail visibly, nobody
+/// gets less security than asked for); a maximum below 1.2 cannot be met
+/// and is refused.
+fn versions(t: &TlsServerConfig) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, String> {
+    let min = version_number("min_version", t.min_version.as_deref(), 12)?;
+    let max = version_number("max_version", t.max_version.as_deref(), 13)?;
+    if max < 12 {
+        return Err(format!(
+            "tls_server_config.max_version: TLS1{} is not supported: rustls implements TLS 1.2 and 1.3 only",
+            max - 10
+        ));
     }
-    let mut out = Vec::with_capacity(b.len() * 3 / 4);
-    for chunk in b.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= val(*c)? << (18 - 6 * i);
-        }
-        let n = chunk.len();
-        out.push((acc >> 16) as u8);
-        if n > 2 {
-            out.push((acc >> 8) as u8);
-        }
-        if n > 3 {
-            out.push(acc as u8);
-        }
-        if n == 1 {
-            return None;
-        }
+    if min < 12 {
+        tracing::warn!(
+            min_version = %format!("TLS1{}", min - 10),
+            "tls_server_config.min_version is raised to TLS12: rustls implements TLS 1.2 and 1.3 only, so clients limited to TLS 1.0/1.1 cannot connect"
+        );
     }
-    Some(out)
+    let min = min.max(12);
+    if min > max {
+        return Err(format!(
+            "tls_server_config: min_version TLS1{} is above max_version TLS1{}",
+            min - 10,
+            max - 10
+        ));
+    }
+    let mut out = Vec::new();
+    if max >= 13 {
+        out.push(&rustls::version::TLS13);
+    }
+    if min <= 12 {
+        out.push(&rustls::version::TLS12);
+    }
+    Ok(out)
+}
+
+/// Go's name for a cipher suite (`tls.CipherSuites()`) as rustls' suite:
+/// `Ok(None)` for a TLS 1.3 suite, which Go does not let a config choose
+/// either (accepted, with a warning that it has no effect).
+fn cipher_suite(name: &str) -> Result<Option<SupportedCipherSuite>, String> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    Ok(Some(match name {
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" => cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384" => cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256" => {
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
+        }
+        "TLS_AES_128_GCM_SHA256" | "TLS_AES_256_GCM_SHA384" | "TLS_CHACHA20_POLY1305_SHA256" => {
+            tracing::warn!(
+                cipher = name,
+                "tls_server_config.cipher_suites: a TLS 1.3 suite has no effect (TLS 1.3 suites are not configurable, as in Go)"
+            );
+            return Ok(None);
+        }
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA"
+        | "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA"
+        | "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"
+        | "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA" => {
+            return Err(format!(
+                "tls_server_config.cipher_suites: {name} is not supported: rustls has no CBC suites (supported: {})",
+                SUPPORTED_CIPHERS.join(", ")
+            ))
+        }
+        other => {
+            return Err(format!(
+                "tls_server_config.cipher_suites: unknown cipher {other:?} (supported: {})",
+                SUPPORTED_CIPHERS.join(", ")
+            ))
+        }
+    }))
+}
+
+const SUPPORTED_CIPHERS: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
+
+/// The crypto provider for `cipher_suites` (TLS 1.2 suites, in order;
+/// TLS 1.3 suites always all, as in Go) and `curve_preferences` (in
+/// order).
+fn provider(
+    t: &TlsServerConfig,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<CryptoProvider, String> {
+    use rustls::crypto::ring::kx_group;
+    let mut p = rustls::crypto::ring::default_provider();
+    if let Some(names) = t.cipher_suites.as_ref().filter(|n| !n.is_empty()) {
+        let mut tls12 = Vec::new();
+        for n in names {
+            if let Some(s) = cipher_suite(n)? {
+                tls12.push(s);
+            }
+        }
+        if tls12.is_empty() && versions.contains(&&rustls::version::TLS12) {
+            return Err("tls_server_config.cipher_suites names no TLS 1.2 suite, so TLS 1.2 clients could not connect (add one, or set min_version: TLS13)".into());
+        }
+        let mut suites: Vec<SupportedCipherSuite> = p
+            .cipher_suites
+            .iter()
+            .copied()
+            .filter(|s| s.version() == &rustls::version::TLS13)
+            .collect();
+        suites.extend(tls12);
+        p.cipher_suites = suites;
+    }
+    if let Some(names) = t.curve_preferences.as_ref().filter(|n| !n.is_empty()) {
+        let mut groups = Vec::new();
+        for n in names {
+            groups.push(match n.as_str() {
+                "X25519" => kx_group::X25519,
+                "CurveP256" => kx_group::SECP256R1,
+                "CurveP384" => kx_group::SECP384R1,
+                "CurveP521" => return Err("tls_server_config.curve_preferences: CurveP521 is not supported by rustls (supported: X25519, CurveP256, CurveP384)".into()),
+                other => return Err(format!(
+                    "tls_server_config.curve_preferences: unknown curve {other:?} (supported: X25519, CurveP256, CurveP384)"
+                )),
+            });
+        }
+        p.kx_groups = groups;
+    }
+    Ok(p)
+}
+
+/// rustls' verifier plus what exporter-toolkit adds: `client_allowed_sans`,
+/// and a log line when a client certificate is refused because it says
+/// `CA:TRUE` (what `openssl req -x509` makes by default): Go accepts such a
+/// certificate as a client's, rustls does not, and the handshake failure
+/// alone would not say why.
+#[derive(Debug)]
+struct CheckedClientCert {
+    inner: Arc<dyn ClientCertVerifier>,
+    allowed_sans: Option<Vec<String>>,
+}
+
+/// At most one refusal line per this long, so a client retrying in a loop
+/// cannot flood the log.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+fn log_allowed() -> bool {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let start = *START.get_or_init(Instant::now);
+    // Milliseconds since START, plus one so the first call is always due.
+    let now = start.elapsed().as_millis() as u64 + REFUSAL_LOG_EVERY.as_millis() as u64;
+    let last = LAST.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= REFUSAL_LOG_EVERY.as_millis() as u64
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+impl ClientCertVerifier for CheckedClientCert {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let facts = super::x509::facts(end_entity);
+        let verified = match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                if facts.as_ref().is_some_and(|f| f.is_ca) && log_allowed() {
+                    tracing::warn!(
+                        error = %e,
+                        "client certificate refused: it is a CA certificate (basicConstraints CA:TRUE), which rustls does not accept as a client's; Go (node_exporter) does. Issue the client a certificate with CA:FALSE signed by client_ca_file (see the README)"
+                    );
+                }
+                return Err(e);
+            }
+        };
+        if let Some(allowed) = &self.allowed_sans {
+            let sans = facts.map(|f| f.sans).unwrap_or_default();
+            if !sans.iter().any(|s| allowed.contains(s)) {
+                if log_allowed() {
+                    tracing::info!(
+                        presented = ?sans,
+                        "client certificate refused: none of its subject alternative names is in client_allowed_sans"
+                    );
+                }
+                return Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ));
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn good_credentials_pay_bcrypt_once_and_bad_ones_every_time() {
-        let d = tempfile::tempdir().expect("tempdir");
-        let f = d.path().join("web.yml");
-        let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
-        std::fs::write(&f, format!("basic_auth_users:\n  alice: {hash}\n")).expect("write");
-        let web = WebConfig::load(&f).expect("load");
-        let req = |cred: &str| {
-            Request::builder()
-                .uri("/metrics")
-                .header(AUTHORIZATION, format!("Basic {}", b64(cred)))
-                .body(())
-                .expect("request")
-        };
-        for _ in 0..3 {
-            assert!(web.check_auth(&req("alice:s3cret")).is_none());
-        }
-        assert_eq!(web.auth_verifications(), 1);
-        for _ in 0..3 {
-            let r = web.check_auth(&req("alice:wrong")).expect("refused");
-            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-        }
-        assert_eq!(web.auth_verifications(), 4);
-        // Unknown users are refused without a hash to check.
-        assert!(web.check_auth(&req("mallory:s3cret")).is_some());
-        // A reloaded config (a changed hash) starts with an empty cache.
-        let web = WebConfig::load(&f).expect("load");
-        assert!(web.check_auth(&req("alice:s3cret")).is_none());
-        assert_eq!(web.auth_verifications(), 1);
+    /// Writes `web.yml` in `dir` and returns the load error, checked to be
+    /// one line naming the file.
+    fn load_error(dir: &Path, yaml: &str) -> String {
+        let f = dir.join("web.yml");
+        std::fs::write(&f, yaml).expect("write");
+        let e = WebConfig::load(&f).expect_err(yaml).to_string();
+        assert!(e.contains("web.yml"), "names the web config file: {e}");
+        assert_eq!(e.lines().count(), 1, "one line: {e}");
+        e
     }
 
-    fn b64(s: &str) -> String {
-        const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut out = String::new();
-        for chunk in s.as_bytes().chunks(3) {
-            let b = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for i in 0..4 {
-                if i <= chunk.len() {
-                    out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn base64_round_trips_basic_credentials() {
-        assert_eq!(
-            base64_decode("dXNlcjpwYXNz").as_deref(),
-            Some(&b"user:pass"[..])
-        );
-        assert_eq!(base64_decode("YQ==").as_deref(), Some(&b"a"[..]));
-        assert_eq!(base64_decode("YWI=").as_deref(), Some(&b"ab"[..]));
-        assert_eq!(base64_decode("!!!!"), None);
-        assert_eq!(base64_decode("abc"), None);
+    /// `tls_server_config` with the given extra lines (the serving
+    /// certificate need not exist: settings are checked first).
+    fn client_auth_error(dir: &Path, extra: &str) -> String {
+        load_error(
+            dir,
+            &format!("tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n{extra}"),
+        )
     }
 
     #[test]
     fn bad_hashes_and_unknown_keys_are_refused_with_the_file_named() {
         let d = tempfile::tempdir().expect("tempdir");
-        let f = d.path().join("web.yml");
-        std::fs::write(&f, "basic_auth_users:\n  alice: plaintext\n").expect("write");
-        let e = WebConfig::load(&f).expect_err("plaintext password");
-        assert!(e.to_string().contains("not a bcrypt hash"), "{e}");
-        std::fs::write(
-            &f,
+        let e = load_error(d.path(), "basic_auth_users:\n  alice: plaintext\n");
+        assert!(
+            e.contains("basic_auth_users.alice") && e.contains("not a bcrypt hash"),
+            "{e}"
+        );
+        // Too short to be bcrypt: refused with the user named, never the
+        // hash (exporter-toolkit's bcrypt.Cost refuses it too).
+        let cut = "$2y$10$QOauhQNbBCuQDKes6eFzPe";
+        let e = load_error(d.path(), &format!("basic_auth_users:\n  bob: {cut}\n"));
+        assert!(
+            e.contains("basic_auth_users.bob") && e.contains("too short") && !e.contains(cut),
+            "{e}"
+        );
+        let e = load_error(
+            d.path(),
             "tls_server_config:\n  cert_file: a\n  key_file: b\n  bogus: 1\n",
-        )
-        .expect("write");
-        let e = WebConfig::load(&f).expect_err("unknown key");
-        assert!(e.to_string().contains("web.yml:4:"), "{e}");
-        std::fs::write(
-            &f,
+        );
+        assert!(e.contains("web.yml:4:") && e.contains("bogus"), "{e}");
+        let e = load_error(
+            d.path(),
             "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n",
-        )
-        .expect("write");
-        let e = WebConfig::load(&f).expect_err("missing cert");
-        assert!(e.to_string().contains("missing.crt"), "{e}");
-    }
-
-    /// Writes `tls_server_config` with the given client-auth lines (the
-    /// serving certificate need not exist: client auth is checked first)
-    /// and returns the load error.
-    fn client_auth_error(dir: &Path, extra: &str) -> String {
-        let f = dir.join("web.yml");
-        std::fs::write(
-            &f,
-            format!("tls_server_config:\n  cert_file: s.crt\n  key_file: s.key\n{extra}"),
-        )
-        .expect("write");
-        let e = WebConfig::load(&f).expect_err(extra).to_string();
-        assert!(e.contains("web.yml"), "names the web config file: {e}");
-        assert_eq!(e.lines().count(), 1, "one line: {e}");
-        e
+        );
+        assert!(e.contains("missing.crt"), "{e}");
     }
 
     #[test]
@@ -562,8 +978,11 @@ mod tests {
                 && e.contains(SUPPORTED_CLIENT_AUTH),
             "{e}"
         );
-        std::fs::write(d.path().join("ca.crt"), "").expect("write");
-        for unverified in ["RequireAnyClientCert", "RequestClientCert"] {
+        for unverified in [
+            "RequireAnyClientCert",
+            "RequestClientCert",
+            "RequireClientCert",
+        ] {
             let e = client_auth_error(
                 d.path(),
                 &format!("  client_auth_type: {unverified}\n  client_ca_file: ca.crt\n"),
@@ -572,6 +991,31 @@ mod tests {
                 e.contains(&format!("{unverified} is not supported"))
                     && e.contains("without verifying")
                     && e.contains(SUPPORTED_CLIENT_AUTH),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_client_ca_without_client_auth_type_is_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // Even a CA file that does not exist: the combination is the error.
+        for (line, key) in [
+            ("  client_ca_file: nope.crt\n", "client_ca_file"),
+            (
+                "  client_ca: \"-----BEGIN CERTIFICATE-----\"\n",
+                "client_ca",
+            ),
+            (
+                "  client_ca_file: nope.crt\n  client_auth_type: NoClientCert\n",
+                "client_ca_file",
+            ),
+        ] {
+            let e = client_auth_error(d.path(), line);
+            assert!(
+                e.contains(&format!(
+                    "tls_server_config.{key} is set but client_auth_type is not"
+                )),
                 "{e}"
             );
         }
@@ -629,28 +1073,110 @@ mod tests {
     }
 
     #[test]
-    fn basic_auth_accepts_the_right_password_only() {
-        let hash = bcrypt::hash("s3cret", 4).expect("hash");
-        let cfg = WebConfig {
-            tls: None,
-            users: Arc::new([("prom".to_string(), hash)].into_iter().collect()),
-            files: Vec::new(),
-            auth_cache: Arc::default(),
-        };
-        let req = |auth: Option<&str>, path: &str| {
-            let mut b = Request::builder().uri(path);
-            if let Some(a) = auth {
-                b = b.header(AUTHORIZATION, a);
-            }
-            b.body(()).expect("request")
-        };
-        assert!(cfg
-            .check_auth(&req(Some("Basic cHJvbTpzM2NyZXQ="), "/metrics"))
-            .is_none());
-        assert!(cfg
-            .check_auth(&req(Some("Basic cHJvbTp3cm9uZw=="), "/metrics"))
-            .is_some());
-        assert!(cfg.check_auth(&req(None, "/metrics")).is_some());
-        assert!(cfg.check_auth(&req(None, "/healthz")).is_none());
+    fn every_unsupported_value_is_refused_naming_its_key() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for (extra, want) in [
+            ("  max_version: TLS11\n", "tls_server_config.max_version"),
+            ("  min_version: TLS14\n", "tls_server_config.min_version"),
+            (
+                "  min_version: TLS13\n  max_version: TLS12\n",
+                "min_version TLS13 is above max_version TLS12",
+            ),
+            (
+                "  cipher_suites: [TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA]\n",
+                "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA is not supported",
+            ),
+            (
+                "  cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
+                "tls_server_config.cipher_suites: unknown cipher",
+            ),
+            (
+                "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+                "names no TLS 1.2 suite",
+            ),
+            (
+                "  curve_preferences: [CurveP521]\n",
+                "CurveP521 is not supported",
+            ),
+            (
+                "  curve_preferences: [P256]\n",
+                "tls_server_config.curve_preferences: unknown curve",
+            ),
+            (
+                "  client_allowed_sans: [a]\n",
+                "client_allowed_sans requires client_auth_type",
+            ),
+            (
+                "  cert: x\n",
+                "tls_server_config: set cert or cert_file, not both",
+            ),
+        ] {
+            let e = client_auth_error(d.path(), extra);
+            assert!(e.contains(want), "{extra}: {e}");
+        }
+        for (yaml, want) in [
+            (
+                "http_server_config:\n  http2: true\n",
+                "http_server_config.http2: true is not supported",
+            ),
+            (
+                "http_server_config:\n  headers:\n    Server: x\n",
+                "\"Server\" can not be configured",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Frame-Options: allow\n",
+                "http_server_config.headers.X-Frame-Options: invalid value",
+            ),
+            (
+                "http_server_config:\n  headers:\n    X-Content-Type-Options: sniff\n",
+                "X-Content-Type-Options: invalid value",
+            ),
+            (
+                "http_server_config:\n  headers:\n    Content-Security-Policy: \"a\\nb\"\n",
+                "not a valid HTTP header value",
+            ),
+            ("rate_limit:\n  interval: 1s\n", "rate_limit.burst"),
+            (
+                "rate_limit:\n  interval: soon\n  burst: 1\n",
+                "rate_limit.interval",
+            ),
+            (
+                "tls_server_config:\n  min_version: TLS13\n",
+                "tls_server_config.min_version is set but no certificate is",
+            ),
+            (
+                "tls_server_config:\n  key_file: k\n",
+                "missing one of cert or cert_file",
+            ),
+        ] {
+            let e = load_error(d.path(), yaml);
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn headers_rate_limit_and_http2_false_load() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("web.yml");
+        std::fs::write(
+            &f,
+            "http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n    X-XSS-Protection: \"\"\n    Strict-Transport-Security: max-age=31536000\nrate_limit:\n  interval: 1s\n  burst: 2\n",
+        )
+        .expect("write");
+        let web = WebConfig::load(&f).expect("load");
+        let mut h = HeaderMap::new();
+        web.add_headers(&mut h);
+        assert_eq!(
+            h.get("x-frame-options").map(|v| v.as_bytes()),
+            Some(&b"deny"[..])
+        );
+        assert!(h.get("x-xss-protection").is_none(), "blank is unset");
+        assert_eq!(h.len(), 2);
+        let limiter = web.limiter.as_ref().expect("limiter");
+        assert!(limiter.allow() && limiter.allow(), "the burst");
+        assert!(!limiter.allow(), "then one per interval");
+        // An interval of 0 turns it off, as in exporter-toolkit.
+        std::fs::write(&f, "rate_limit:\n  interval: 0s\n  burst: 0\n").expect("write");
+        assert!(WebConfig::load(&f).expect("load").limiter.is_none());
     }
 }
