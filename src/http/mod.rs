@@ -65,6 +65,10 @@ pub mod tls;
 mod x509;
 
 /// Parses `:9753`, `0.0.0.0:9753`, `[::1]:9753`, `localhost:9753`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "resolves --web.listen-address once at start-up, before anything is served"
+)]
 pub fn parse_listen_address(addr: &str) -> Result<SocketAddr, String> {
     let full = if addr.starts_with(':') {
         format!("0.0.0.0{addr}")
