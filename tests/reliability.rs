@@ -562,13 +562,28 @@ fn client_certificates_are_enforced_when_the_web_config_asks_for_them() {
     );
     drop(f);
 
-    // exporter-toolkit accepts a CA with NoClientCert; it serves, but says
-    // that nothing is checked.
-    let f = start_mtls(&pki, "none", &format!("  client_ca_file: {ca}\n"));
-    assert_eq!(curl_mtls(&pki, f.port, None), "200");
-    assert_eq!(curl_mtls(&pki, f.port, Some(&rogue)), "200");
-    let err = f.stderr();
-    assert!(err.contains("client certificates are not checked"), "{err}");
+    // A CA with NoClientCert looks like mTLS but checks nothing:
+    // refused at start-up (exit 64), as exporter-toolkit refuses it.
+    let web = pki.dir().join("none.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_ca_file: {ca}\n",
+            pki.server().cert.display(),
+            pki.server().key.display(),
+        ),
+    )
+    .expect("write");
+    let (code, _, err) = run(&[
+        "--check-config",
+        "--web.config.file",
+        web.to_str().expect("utf8"),
+    ]);
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("tls_server_config.client_ca_file is set but client_auth_type is not"),
+        "{err}"
+    );
 }
 
 #[test]
