@@ -112,7 +112,8 @@ pub struct TlsServerConfig {
 #[serde(deny_unknown_fields)]
 pub struct HttpServerConfig {
     /// Only `false` (or absent) is accepted: this exporter serves
-    /// HTTP/1.1, which is what Prometheus scrapes with by default.
+    /// HTTP/1.1 (TLS ALPN offers `http/1.1` only, so a scraper that offers
+    /// HTTP/2 falls back to it).
     #[serde(default)]
     pub http2: Option<bool>,
     #[serde(default)]
@@ -240,7 +241,7 @@ impl WebConfig {
         let http = parsed.http_server_config.unwrap_or_default();
         if http.http2 == Some(true) {
             return Err(invalid(
-                "http_server_config.http2: true is not supported: this exporter serves HTTP/1.1 only (what Prometheus scrapes with by default); remove the key or set it to false".into(),
+                "http_server_config.http2: true is not supported: this exporter serves HTTP/1.1 only (a scraper that offers HTTP/2 falls back to it); remove the key or set it to false".into(),
             ));
         }
         let headers = headers(&http.headers).map_err(invalid)?;
