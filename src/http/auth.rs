@@ -334,6 +334,39 @@ mod tests {
         assert_eq!(a.verifications(), 4);
     }
 
+    /// Past [`QUEUE`] waiting checks a request is answered Busy at once
+    /// instead of queueing without bound; the queued ones still get their
+    /// verdict.
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_instead_of_waiting() {
+        let a = std::sync::Arc::new(auth(5));
+        let good = format!("Basic {}", b64("alice:s3cret"));
+        assert_eq!(a.check(Some(&good)).await, Verdict::Allow);
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..QUEUE * 2 {
+            let a = a.clone();
+            let h = format!("Basic {}", b64(&format!("alice:guess-{i}")));
+            set.spawn(async move { a.check(Some(&h)).await });
+        }
+        // Every guess has been queued or refused (one scheduler round)...
+        tokio::task::yield_now().await;
+        // ...and a verified scraper is not behind them: its cached verdict
+        // needs no check (with the queue full, a check would be Busy).
+        let before = a.verifications();
+        assert_eq!(a.check(Some(&good)).await, Verdict::Allow);
+        assert_eq!(a.verifications(), before);
+        let (mut busy, mut denied) = (0, 0);
+        while let Some(v) = set.join_next().await {
+            match v.expect("task") {
+                Verdict::Busy => busy += 1,
+                Verdict::Deny => denied += 1,
+                Verdict::Allow => panic!("a guess got in"),
+            }
+        }
+        assert!(busy >= QUEUE - 1, "busy {busy}, denied {denied}");
+        assert!(denied >= 1, "busy {busy}, denied {denied}");
+    }
+
     #[tokio::test]
     async fn the_basic_scheme_is_case_insensitive() {
         let a = auth(4);
