@@ -96,4 +96,5 @@ pub mod psi;
     reason = "not yet (issue 12): the discovery walk runs on an async worker"
 )]
 pub mod registry;
+pub mod rlimit;
 pub mod tlsclient;
