@@ -5,6 +5,11 @@
 //! junk client cannot hold a connection open or make us buffer much; a cap
 //! on concurrent connections; the scrape itself runs on the blocking pool so
 //! a slow client never stalls the runtime that serves PSI triggers.
+//!
+//! With `--web.config.file` ([`tls`]), each request passes the rate limit
+//! and basic auth ([`auth`]: bcrypt on its own thread, so wrong passwords
+//! cannot delay a scrape) and every response gets the configured headers.
+//! The async/blocking rule this follows is in the crate docs.
 
 use std::convert::Infallible;
 use std::io::Write;
