@@ -762,3 +762,71 @@ fn tls_keys_work_with_real_clients() {
         e.stderr()
     );
 }
+
+/// The web configs quoted in the README and docs/ (```yaml blocks whose
+/// first key is a web-config section) load as written, with the files they
+/// name present and the bcrypt placeholder filled in: the documentation
+/// cannot drift from what the exporter accepts.
+#[test]
+fn web_config_blocks_in_the_docs_load() {
+    let Some(pki) = common::pki::make_or_skip() else {
+        return;
+    };
+    const SECTIONS: &[&str] = &[
+        "tls_server_config:",
+        "basic_auth_users:",
+        "http_server_config:",
+        "rate_limit:",
+    ];
+    let d = tempfile::tempdir().expect("tempdir");
+    for (from, to) in [
+        (pki.server().cert, "server.crt"),
+        (pki.server().key, "server.key"),
+        (pki.ca(), "clients-ca.crt"),
+    ] {
+        std::fs::copy(from, d.path().join(to)).expect("copy");
+    }
+    let hash = bcrypt::hash("x", 4).expect("bcrypt");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for doc in [root.join("README.md"), root.join("docs/web-config.md")] {
+        let text = std::fs::read_to_string(&doc).expect("read");
+        let mut lines = text.lines().enumerate();
+        while let Some((start, line)) = lines.next() {
+            if line.trim() != "```yaml" {
+                continue;
+            }
+            let block: Vec<&str> = lines
+                .by_ref()
+                .map(|(_, l)| l)
+                .take_while(|l| l.trim() != "```")
+                .collect();
+            let first = block
+                .iter()
+                .find(|l| !l.trim().is_empty() && !l.starts_with('#'));
+            if !first.is_some_and(|l| SECTIONS.iter().any(|s| l.starts_with(s))) {
+                continue;
+            }
+            let yaml = block.join("\n").replace("$2y$10$...", &hash);
+            let web = write(d.path(), "web.yml", &yaml);
+            let out = Command::new(exe())
+                .arg("--check-config")
+                .arg("--web.config.file")
+                .arg(&web)
+                .output()
+                .expect("run");
+            assert!(
+                out.status.success(),
+                "{}:{}: {}",
+                doc.display(),
+                start + 1,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "the README and docs/web-config.md quote web configs"
+    );
+}
