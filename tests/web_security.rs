@@ -290,6 +290,7 @@ fn refused(web: &Path, check: bool, key: &str, secret: &str) -> Result<(), Strin
 /// Starts the exporter with basic auth for `alice` at [`COST`].
 fn start_with_alice(d: &Path, extra: &str) -> Exporter {
     let hash = bcrypt::hash("s3cret", COST).expect("bcrypt");
+    write(d, "alice.hash", &hash);
     let web = write(
         d,
         "web.yml",
@@ -828,5 +829,67 @@ fn web_config_blocks_in_the_docs_load() {
     assert!(
         checked >= 2,
         "the README and docs/web-config.md quote web configs"
+    );
+}
+
+/// `POST /-/reload` reloads the web config too (one reload path; the
+/// watcher would otherwise pick it up within a second), and says when the
+/// file on disk is refused: the running config stays.
+#[test]
+fn post_reload_applies_or_refuses_the_web_config() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let e = start_with_alice(d.path(), "");
+    let post = |auth: &str| -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", e.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let req = format!(
+            "POST /-/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: {auth}\r\nContent-Length: 0\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).expect("send");
+        let mut raw = String::new();
+        let _ = s.read_to_string(&mut raw);
+        let status = raw
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, raw)
+    };
+    let old = basic("alice", "s3cret");
+    // Unauthenticated reloads are refused like any other request.
+    assert_eq!(post(&basic("alice", "nope")).0, 401);
+
+    // A broken web config: the reload says so, the running one stays.
+    let web = d.path().join("web.yml");
+    std::fs::write(&web, "basic_auth_users:\n  alice: plaintext\n").expect("write");
+    let (status, body) = post(&old);
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body.contains("web config refused") && body.contains("basic_auth_users.alice"),
+        "{body}"
+    );
+    assert_eq!(
+        request(e.port, "/metrics", Some(&old)).0,
+        200,
+        "old one stays"
+    );
+
+    // A good one applies (the same user, so the reload request is
+    // authorised whichever config is in force when it arrives).
+    let hash = std::fs::read_to_string(d.path().join("alice.hash")).expect("hash");
+    std::fs::write(
+        &web,
+        format!("basic_auth_users:\n  alice: {hash}\nhttp_server_config:\n  headers:\n    X-Frame-Options: sameorigin\n"),
+    )
+    .expect("write");
+    let (status, body) = post(&old);
+    assert_eq!(status, 200, "{body}");
+    let (status, head, _) = request(e.port, "/metrics", Some(&old));
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-frame-options: sameorigin"),
+        "{head}"
     );
 }

@@ -223,15 +223,29 @@ impl Server {
             if req.method() != Method::POST && req.method() != Method::PUT {
                 return simple(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
             }
-            let Some(f) = self.reload.clone() else {
+            let (config, web) = (self.reload.clone(), self.tls.clone());
+            if config.is_none() && web.is_none() {
                 return simple(StatusCode::NOT_FOUND, "no config file to reload\n");
-            };
-            // Reading and checking the file blocks: the blocking pool.
-            return match tokio::task::spawn_blocking(move || f()).await {
-                Ok(Ok(())) => simple(StatusCode::OK, "config reloaded\n"),
-                Ok(Err(e)) => simple(
+            }
+            // One reload path for both files (SIGHUP does the config, the
+            // watcher the web config within a second). Reading and
+            // checking files blocks: the blocking pool.
+            let done = tokio::task::spawn_blocking(move || {
+                let mut refused = Vec::new();
+                if let Some(Err(e)) = web.as_ref().map(|w| w.refresh()) {
+                    refused.push(format!("web config refused: {e}"));
+                }
+                if let Some(Err(e)) = config.as_ref().map(|f| f()) {
+                    refused.push(format!("config refused: {e}"));
+                }
+                refused
+            })
+            .await;
+            return match done {
+                Ok(refused) if refused.is_empty() => simple(StatusCode::OK, "config reloaded\n"),
+                Ok(refused) => simple(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("config refused: {e}\n"),
+                    &format!("{}\n", refused.join("\n")),
                 ),
                 Err(_) => simple(StatusCode::INTERNAL_SERVER_ERROR, "reload failed\n"),
             };

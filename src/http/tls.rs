@@ -427,7 +427,7 @@ pub struct LiveWebConfig {
     current: RwLock<Arc<WebConfig>>,
     /// Held by a refresh, so two never interleave; holds the stamps of a
     /// load that was refused, so it is reported once, not every second.
-    refused: Mutex<Option<Vec<Stamp>>>,
+    refused: Mutex<Option<(Vec<Stamp>, String)>>,
 }
 
 impl LiveWebConfig {
@@ -447,9 +447,11 @@ impl LiveWebConfig {
     }
 
     /// Looks at the files and loads them again if one changed. Blocking
-    /// (stat, read, parse): call it on the blocking pool. True when a new
-    /// config was installed.
-    pub fn refresh(&self) -> bool {
+    /// (stat, read, parse): call it on the blocking pool. `Ok(true)` when a
+    /// new config was installed, `Ok(false)` when nothing changed, the
+    /// reason when the files on disk are refused (the running config
+    /// stays; logged once per change, reported on every call).
+    pub fn refresh(&self) -> Result<bool, String> {
         let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current();
         let now: Vec<Stamp> = current.stamps.iter().map(|(p, _)| stamp(p)).collect();
@@ -458,31 +460,37 @@ impl LiveWebConfig {
             .iter()
             .map(|(_, s)| *s)
             .eq(now.iter().copied())
-            || refused.as_ref() == Some(&now)
         {
-            return false;
+            *refused = None;
+            return Ok(false);
         }
-        match WebConfig::load(&self.file) {
+        if let Some((_, why)) = refused.as_ref().filter(|(s, _)| *s == now) {
+            return Err(why.clone());
+        }
+        let why = match WebConfig::load(&self.file) {
             Ok(new) if new.has_tls() != current.has_tls() => {
                 tracing::error!(
                     file = %self.file.display(),
                     "web config reload refused: turning TLS on or off needs a restart"
                 );
-                *refused = Some(now);
-                false
+                format!(
+                    "{}: turning TLS on or off needs a restart",
+                    self.file.display()
+                )
             }
             Ok(new) => {
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
                 *refused = None;
                 tracing::info!(file = %self.file.display(), "web config reloaded");
-                true
+                return Ok(true);
             }
             Err(e) => {
                 tracing::error!(error = %e, "web config reload refused; the running one stays");
-                *refused = Some(now);
-                false
+                e.to_string()
             }
-        }
+        };
+        *refused = Some((now, why.clone()));
+        Err(why)
     }
 
     /// Refreshes every [`RECHECK`] on the blocking pool until `shutdown`.
