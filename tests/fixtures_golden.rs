@@ -142,6 +142,38 @@ fn hybrid_golden() {
     )));
 }
 
+/// Real files of a pure cgroup v2 kernel (Linux 6.1, captured in the VM of
+/// `scripts/vm` by `scripts/vm/run --capture`; see docs/testing.md).
+#[test]
+fn v2_linux_6_1_captured_golden() {
+    let t = check("v2-linux-6.1");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/kernel-files/linux-6.1-v2/cgroup/cgpe-capture");
+    let usage_usec: u64 = std::fs::read_to_string(dir.join("cpu.stat"))
+        .expect("captured cpu.stat")
+        .lines()
+        .find_map(|l| l.strip_prefix("usage_usec ")?.parse().ok())
+        .expect("usage_usec");
+    let c = "cgroup=\"/cgpe-capture\"";
+    assert!(t.contains(&format!(
+        "cgroup_cpu_usage_seconds_total{{{c}}} {}\n",
+        usage_usec as f64 / 1e6
+    )));
+    assert!(t.contains(&format!("cgroup_cpu_limit_cores{{{c}}} 0.5\n")));
+    assert!(t.contains(&format!("cgroup_memory_limit_bytes{{{c}}} 268435456\n")));
+    assert!(t.contains(&format!(
+        "cgroup_io_limit_read_bytes_per_second{{{c},device=\"vda\"}} 16777216\n"
+    )));
+    assert!(
+        !t.contains("cgroup_io_limit_write_bytes_per_second{cgroup=\"/cgpe-capture\""),
+        "wbps=max is absent"
+    );
+    assert!(
+        !t.contains("cgroup_memory_limit_bytes{cgroup=\"/cgpe-capture/unlimited\"}"),
+        "memory.max = max is absent"
+    );
+}
+
 #[test]
 fn systemd_golden() {
     let t = check("systemd");

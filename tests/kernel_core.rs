@@ -54,16 +54,24 @@ fn metrics_match_the_kernel_files() {
     cg.spawn(BURNER);
     cg.spawn("sleep 300");
     std::thread::sleep(Duration::from_millis(1500));
-    let ex = ExporterProcess::start(&[]);
-    let path = cg.path();
-    let l = [("cgroup", path.as_str())];
-
-    let cpu_before = first_u64(&cg.read(cpu_h, "cpu.stat"), "usage_usec ") as f64 / 1e6;
+    // The burner holds its 48 MiB within 1.5 s here, but python3 starts far
+    // slower in the TCG guest of scripts/vm: wait for the kernel to say so.
     let mem_file = if v2 {
         "memory.current"
     } else {
         "memory.usage_in_bytes"
     };
+    let t0 = std::time::Instant::now();
+    while cg.read(mem, mem_file).trim().parse::<u64>().unwrap_or(0) < 48 << 20
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ex = ExporterProcess::start(&[]);
+    let path = cg.path();
+    let l = [("cgroup", path.as_str())];
+
+    let cpu_before = first_u64(&cg.read(cpu_h, "cpu.stat"), "usage_usec ") as f64 / 1e6;
     let psi_before = psi_total(&cg.read(cpu_h, "cpu.pressure"), "some") as f64 / 1e6;
     let disks_before = read_diskstats();
     let m1 = ex.scrape();
@@ -279,6 +287,25 @@ fn a_namespaced_process_shows_its_namespaces_and_traffic_on_metrics() {
     // new namespaces' init. net/uts/ipc apply to both.
     cg.spawn("exec unshare --net --uts --pid --ipc --fork sh -c 'ip link set lo up; ping -c 5 -i 0.2 127.0.0.1 >/dev/null 2>&1; sleep 60'");
     std::thread::sleep(Duration::from_millis(2000));
+    // Wait until the pings are done and `sleep` is the newest process (it
+    // takes longer than 2 s in the TCG guest of scripts/vm): the newest is
+    // the one whose namespaces are read below.
+    let hier = if common::pure_v2() { "" } else { "unified" };
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        let newest = cg
+            .read(hier, "cgroup.procs")
+            .lines()
+            .last()
+            .map(String::from);
+        let comm = newest
+            .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+            .unwrap_or_default();
+        if comm.trim() == "sleep" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let procs: Vec<String> = cg
         .read(
             if common::pure_v2() { "" } else { "unified" },

@@ -389,3 +389,60 @@ fn scan_cost_cold_and_warm() {
         warm.processes_read
     );
 }
+
+/// A task that exited but is not reaped yet (a zombie) still names its
+/// cgroup in `/proc/<pid>/cgroup`, but the kernel's `cgroup.procs` no
+/// longer lists it, and its cgroup may already be removed (`cgroup.kill`
+/// then `rmdir`, with the parent not waiting yet). Counting it kept that
+/// removed cgroup in /metrics with `cgroup_processes` > 0 until the reap
+/// (seen first in the pure-v2 VM of scripts/vm).
+#[test]
+fn an_exited_unreaped_task_is_no_process_of_its_cgroup() {
+    if let Some(reason) = missing_prerequisite(&["sleep"]) {
+        if skip(&reason) {
+            return;
+        }
+    }
+    let mut guard = KernelGuard::new();
+    let (dirs, path) = guard.cgroup();
+    let join: String = dirs
+        .iter()
+        .map(|d| format!("echo $$ > '{}/cgroup.procs'; ", d.display()))
+        .collect();
+    // Not waited for until the guard drops: a zombie once `sleep` ends.
+    let pid = guard.spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{join} exec sleep 2")),
+    );
+    let collector = NamespaceCollector::new(PathBuf::from(PROCFS));
+    wait_for("the task in its cgroup", || {
+        let snap = collector.scan();
+        snap.cgroups
+            .get(&path)
+            .is_some_and(|c| c.processes == 1)
+            .then_some(())
+    });
+    let state = || {
+        std::fs::read_to_string(format!("{PROCFS}/{pid}/stat"))
+            .ok()
+            .and_then(|s| s[s.rfind(')')? + 2..].chars().next())
+    };
+    wait_for("the task to exit unreaped", || {
+        (state() == Some('Z')).then_some(())
+    });
+    let snap = collector.scan();
+    assert_eq!(
+        snap.cgroups.get(&path).map(|c| c.processes),
+        None,
+        "a zombie is no process of {path}"
+    );
+    for d in dirs.iter().rev() {
+        std::fs::remove_dir(d)
+            .unwrap_or_else(|e| panic!("rmdir {} (only a zombie left): {e}", d.display()));
+    }
+    assert!(
+        !collector.scan().cgroups.contains_key(&path),
+        "the removed cgroup is not reported while its zombie waits"
+    );
+}

@@ -179,6 +179,18 @@ pub fn parse_stat_starttime(content: &str) -> Result<u64, ParseError> {
         .map_err(|_| ParseError::at(1, "starttime is not a number"))
 }
 
+/// Whether `/proc/<pid>/stat` is that of a task that has exited: state `Z`
+/// (zombie, not reaped yet) or `X`/`x` (dead). Such a task keeps its
+/// `/proc/<pid>/cgroup` line, naming a cgroup that `cgroup.kill` emptied
+/// and `rmdir` may already have removed, but it runs nothing and the
+/// kernel's own `cgroup.procs` no longer lists it.
+pub fn stat_is_exited(content: &str) -> bool {
+    content
+        .rfind(')')
+        .and_then(|close| content[close + 1..].split_ascii_whitespace().next())
+        .is_some_and(|state| matches!(state, "Z" | "X" | "x"))
+}
+
 /// Reads the real uid (first field of `Uid:`) from `/proc/<pid>/status`,
 /// as seen from the reader's user namespace.
 pub fn parse_status_uid(content: &str) -> Result<u32, ParseError> {
@@ -374,6 +386,25 @@ mod tests {
         assert_eq!(parse_stat_starttime(&weird), Ok(123456));
         assert!(parse_stat_starttime("1 (x) S 0 0\n").is_err());
         assert!(parse_stat_starttime("no parens at all").is_err());
+    }
+
+    #[test]
+    fn exited_tasks_are_told_apart_by_their_state() {
+        // Real line from this kernel: `true` exited, its parent has not
+        // reaped it yet.
+        let zombie = "18718 (true) Z 18567 18565 9319 0 -1 4227084 50 0 1 0 0 0 0 0 20 0 1 0 282004 \
+                      0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 1 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        assert!(stat_is_exited(zombie));
+        assert_eq!(parse_stat_starttime(zombie), Ok(282004));
+        assert!(stat_is_exited(&zombie.replace(") Z ", ") X ")));
+        // A comm that looks like a state does not fool it.
+        assert!(!stat_is_exited(&zombie.replace("(true) Z", "(a) Z b) S")));
+        for running in ["R", "S", "D", "T", "t", "I"] {
+            assert!(!stat_is_exited(
+                &zombie.replace(") Z ", &format!(") {running} "))
+            ));
+        }
+        assert!(!stat_is_exited("garbage"));
     }
 
     #[test]

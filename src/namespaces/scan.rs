@@ -321,6 +321,13 @@ impl Scanner {
                 return Visit::Skipped;
             }
         };
+        // An exited task (a zombie its parent has not reaped) is not a
+        // process of its cgroup, as in the kernel's cgroup.procs; counting
+        // it kept a cgroup emptied by cgroup.kill and removed in /metrics.
+        if parse::stat_is_exited(&self.buf) {
+            self.procs.remove(&pid);
+            return Visit::Skipped;
+        }
         if let Some(c) = self.procs.get_mut(&pid) {
             if c.starttime == starttime && c.settled {
                 c.generation = self.generation;

@@ -385,6 +385,41 @@ pub fn by_name(name: &str) -> Tree {
         "hybrid" => hybrid(),
         "systemd" => systemd(),
         "kubernetes" => kubernetes(),
+        "v2-linux-6.1" => captured("linux-6.1-v2"),
         other => panic!("no fixture {other}"),
+    }
+}
+
+/// A tree of real kernel files captured by `scripts/vm/run --capture` into
+/// `tests/data/kernel-files/<dir>/{cgroup,proc}` (pure v2, Linux 6.1 in the
+/// test VM), copied unchanged except `cgroup.procs`/`cgroup.threads`,
+/// emptied: the fake procfs has no process directories for their PIDs.
+pub fn captured(dir: &str) -> Tree {
+    let t = Tree {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/kernel-files")
+        .join(dir);
+    copy_tree(&src.join("cgroup"), &t.cgroupfs());
+    copy_tree(&src.join("proc"), &t.procfs());
+    t
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("mkdir");
+    for e in fs::read_dir(from)
+        .unwrap_or_else(|e| panic!("{}: {e}", from.display()))
+        .flatten()
+    {
+        let p = e.path();
+        let name = e.file_name();
+        if p.is_dir() {
+            copy_tree(&p, &to.join(&name));
+        } else if name == "cgroup.procs" || name == "cgroup.threads" {
+            write(&to.join(&name), "");
+        } else {
+            fs::copy(&p, to.join(&name)).expect("copy kernel file");
+        }
     }
 }
