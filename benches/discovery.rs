@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use cgroup_psi_exporter::cgroupfs::{CgroupPath, Layout};
 use cgroup_psi_exporter::registry::{watcher, Filter, Registry, RegistryEvent};
-use tokio_util::sync::CancellationToken;
 
 fn main() {
     let root = PathBuf::from(
@@ -37,8 +36,7 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let registry = Registry::new(layout, Filter::default());
-        let stop = CancellationToken::new();
-        let w = watcher::spawn(registry.clone(), stop.clone());
+        let w = watcher::spawn(registry.clone()).expect("discovery thread");
         let mut started = w.started();
         let _ = started.wait_for(|s| *s).await;
         let (_, mut rx) = registry.subscribe();
@@ -70,7 +68,7 @@ fn main() {
             std::fs::remove_dir(&dir).expect("rmdir");
         }
         let _ = std::fs::remove_dir(&base);
-        stop.cancel();
+        w.stop();
         lat.sort();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(

@@ -248,8 +248,9 @@ async fn run(
         "listening"
     );
 
-    // Discovery: initial walk with watches, then inotify.
-    let watcher = crate::registry::watcher::spawn(ex.registry.clone(), shutdown.clone());
+    // Discovery, on its own thread: initial walk with watches, then inotify.
+    let watcher = crate::registry::watcher::spawn(ex.registry.clone())
+        .context("starting the discovery thread")?;
     {
         let registry = ex.registry.clone();
         let mut started = watcher.started();
@@ -292,7 +293,7 @@ async fn run(
         agent.shutdown(SHUTDOWN_GRACE),
     );
     let _ = http_done;
-    watcher.join().await;
+    let _ = tokio::task::spawn_blocking(move || watcher.stop()).await;
     info!("stopped");
     Ok(())
 }

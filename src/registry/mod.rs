@@ -11,7 +11,8 @@ pub mod watcher;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
@@ -139,11 +140,17 @@ struct State {
     max_warned: bool,
 }
 
+/// How long [`Registry::snapshot`] waits for a walk in progress (start,
+/// queue overflow, fallback) before it takes the set as it is.
+pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub struct Registry {
     layout: Arc<Layout>,
     filter: Filter,
     state: Mutex<State>,
+    /// The running watcher, whose queued events a snapshot applies first.
+    discovery: Mutex<Weak<watcher::Shared>>,
     pub stats: RegistryStats,
 }
 
@@ -157,8 +164,15 @@ impl Registry {
                 per_hierarchy: vec![BTreeSet::new(); n],
                 ..State::default()
             }),
+            discovery: Mutex::new(Weak::new()),
             stats: RegistryStats::default(),
         })
+    }
+
+    /// Called by [`watcher::spawn`]: from now on a snapshot first applies
+    /// what the kernel queued for this watcher.
+    fn attach(&self, discovery: &Arc<watcher::Shared>) {
+        *self.discovery.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(discovery);
     }
 
     pub fn layout(&self) -> &Arc<Layout> {
@@ -175,8 +189,28 @@ impl Registry {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The tracked cgroups now. Cheap: rebuilt only after a change.
+    /// The tracked cgroups now: every inotify event the kernel queued before
+    /// this call is applied first (a cgroup made just before a scrape is in
+    /// it, one removed is not). Waits at most [`SNAPSHOT_WAIT`] for a walk
+    /// in progress. Cheap when nothing changed: the set is rebuilt only
+    /// after a change.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_until(Instant::now() + SNAPSHOT_WAIT)
+    }
+
+    /// As [`Registry::snapshot`], waiting for a walk at most until `until`
+    /// (a scrape's deadline).
+    pub fn snapshot_until(&self, until: Instant) -> Snapshot {
+        let discovery = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        if let Some(d) = discovery {
+            if !d.apply_pending(self, Some(until)) {
+                debug!("a discovery walk is still running: snapshot taken without waiting for it");
+            }
+        }
         let mut st = self.lock();
         if let Some(s) = &st.snapshot {
             return s.clone();
