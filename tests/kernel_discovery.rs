@@ -473,3 +473,111 @@ fn a_forced_queue_overflow_on_real_cgroups_is_healed_by_a_rescan() {
         w.stop();
     });
 }
+
+/// A threaded subtree (`cgroup.type` = `threaded`, whose `cgroup.procs`
+/// and `cgroup.kill` answer EOPNOTSUPP) is discovered and dropped like any
+/// other subtree, by the scrape right after its `mkdir`s and `rmdir`s.
+#[test]
+fn a_threaded_subtree_is_discovered_and_removed() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let _serial = serial();
+    let parent = KernelCgroup::new("threaded");
+    let Some(dir) = parent.dir("unified").cloned() else {
+        return common::skip("no cgroup2 hierarchy");
+    };
+    let ex = ExporterProcess::start(&[]);
+    let (t, x) = (dir.join("t"), dir.join("t/x"));
+    std::fs::create_dir(&t).expect("mkdir t");
+    std::fs::write(t.join("cgroup.type"), "threaded").expect("t threaded");
+    std::fs::create_dir(&x).expect("mkdir x");
+    std::fs::write(x.join("cgroup.type"), "threaded").expect("x threaded");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cgroup.type"))
+            .expect("type")
+            .trim(),
+        "domain threaded"
+    );
+    let m = ex.scrape();
+    let (tp, xp) = (
+        format!("{}/t", parent.path()),
+        format!("{}/t/x", parent.path()),
+    );
+    for p in [&tp, &xp] {
+        assert!(m.cgroups().contains(p), "{p} missing");
+        // Read from the kernel's own files, like any cgroup.
+        assert_eq!(
+            m.get("cgroup_populated", &[("cgroup", p)]),
+            Some(0.0),
+            "{p}: cgroup.events says populated 0"
+        );
+    }
+    std::fs::remove_dir(&x).expect("rmdir x");
+    std::fs::remove_dir(&t).expect("rmdir t");
+    let seen = ex.scrape().cgroups();
+    assert!(
+        !seen.contains(&tp) && !seen.contains(&xp),
+        "threaded subtree still exported"
+    );
+    assert!(seen.contains(&parent.path()), "its domain parent stays");
+}
+
+/// `cgroup.kill` empties a cgroup but leaves it in place: it stays in the
+/// scrape, unpopulated as its `cgroup.events` says, until its `rmdir`,
+/// after which the very next scrape no longer has it.
+#[test]
+fn a_killed_cgroup_stays_until_removed() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let _serial = serial();
+    let mut cg = KernelCgroup::new("kill");
+    let Some(unified) = cg.dir("unified").cloned() else {
+        return common::skip("no cgroup2 hierarchy");
+    };
+    if !unified.join("cgroup.kill").exists() {
+        return common::skip("no cgroup.kill (Linux < 5.14)");
+    }
+    let ex = ExporterProcess::start(&[]);
+    // One process, the test's child: reaped when `cg` is dropped. (A
+    // grandchild would stay a zombie under this container's init, and its
+    // /proc/<pid>/cgroup would still name the removed cgroup.)
+    cg.spawn("exec sleep 600");
+    let path = cg.path();
+    assert_eq!(
+        ex.scrape().get("cgroup_populated", &[("cgroup", &path)]),
+        Some(1.0)
+    );
+    std::fs::write(unified.join("cgroup.kill"), "1").expect("cgroup.kill");
+    // The kernel's own word that it is empty (a setup wait, bounded).
+    let t0 = Instant::now();
+    while !std::fs::read_to_string(unified.join("cgroup.events"))
+        .unwrap_or_default()
+        .contains("populated 0")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "cgroup.kill did not empty it"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        ex.scrape().get("cgroup_populated", &[("cgroup", &path)]),
+        Some(0.0),
+        "killed, not removed: still exported, unpopulated"
+    );
+    let dirs = cg.dirs.clone();
+    drop(cg);
+    assert!(dirs.iter().all(|d| !d.exists()), "rmdir {path}");
+    let after = ex.scrape_text();
+    let left: Vec<&str> = after
+        .lines()
+        .filter(|l| l.contains(&format!("\"{path}\"")))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{path} still exported after its rmdir:\n{}",
+        left.join("\n")
+    );
+}

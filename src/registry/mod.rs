@@ -1,7 +1,9 @@
 //! The live set of cgroups, per hierarchy: filled by one walk at start, kept
-//! current by the inotify watcher (`watcher`), and read by the collector
-//! (a snapshot per scrape: a scrape never lists a directory) and by the PSI
-//! agent (add/remove events, in order).
+//! current by the inotify watcher (`watcher`, an OS thread of its own), and
+//! read by the collector (a snapshot per scrape, with every inotify event
+//! queued before it applied: a scrape never lists a directory) and by the
+//! PSI agent (add/remove events, in order). Every full walk, with or
+//! without watches, is `Registry::rescan_with`.
 //!
 //! In hybrid mode the same path in several hierarchies is one cgroup: an
 //! entry records the set of hierarchies it exists in.
@@ -128,6 +130,18 @@ pub enum RescanReason {
     Overflow,
     Fallback,
     Manual,
+}
+
+impl RescanReason {
+    /// The counter behind `cgroup_psi_exporter_rescans_total{reason}`.
+    pub fn counter(self, stats: &RegistryStats) -> &AtomicU64 {
+        match self {
+            RescanReason::Initial => &stats.rescans_initial,
+            RescanReason::Overflow => &stats.rescans_overflow,
+            RescanReason::Fallback => &stats.rescans_fallback,
+            RescanReason::Manual => &stats.rescans_manual,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -391,21 +405,34 @@ impl Registry {
 
     /// Walks every hierarchy and reconciles the registry with what is there.
     pub fn rescan(&self, reason: RescanReason) {
-        let counter = match reason {
-            RescanReason::Initial => &self.stats.rescans_initial,
-            RescanReason::Overflow => &self.stats.rescans_overflow,
-            RescanReason::Fallback => &self.stats.rescans_fallback,
-            RescanReason::Manual => &self.stats.rescans_manual,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.rescan_with(reason, |_, _| Ok(()));
+    }
+
+    /// The one rescan: counts it under `reason`, walks every hierarchy
+    /// (`before_list` runs on each directory before it is listed: the
+    /// watcher adds its watch there) and reconciles. Returns, per hierarchy
+    /// in layout order, every directory the walk found, tracked or not.
+    pub(crate) fn rescan_with(
+        &self,
+        reason: RescanReason,
+        mut before_list: impl FnMut(HierarchyId, &CgroupPath) -> std::io::Result<()>,
+    ) -> Vec<(HierarchyId, BTreeSet<CgroupPath>)> {
+        reason.counter(&self.stats).fetch_add(1, Ordering::Relaxed);
+        let mut walked = Vec::with_capacity(self.layout.hierarchies.len());
         for h in &self.layout.hierarchies {
-            let found = walk::walk(&h.root, self.filter.max_depth, |_| Ok(()));
+            let found: BTreeSet<CgroupPath> =
+                walk::walk(&h.root, self.filter.max_depth, |cg| before_list(h.id, cg))
+                    .into_iter()
+                    .collect();
             let tracked: BTreeSet<CgroupPath> = found
-                .into_iter()
+                .iter()
                 .filter(|p| self.filter.tracks(p))
+                .cloned()
                 .collect();
             self.reconcile(h.id, &tracked);
+            walked.push((h.id, found));
         }
+        walked
     }
 
     fn publish(st: &mut State, ev: RegistryEvent) {

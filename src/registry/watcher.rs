@@ -372,37 +372,20 @@ impl Watched {
             .store(self.by_path.len() as u64, Ordering::Relaxed);
     }
 
-    /// Walks everything again (watching what is new) and reconciles.
+    /// Walks everything again (watching what is new), reconciles, and drops
+    /// the watches of directories that are gone.
     fn rescan(&mut self, registry: &Registry, reason: RescanReason) {
-        let counter = match reason {
-            RescanReason::Initial => &registry.stats.rescans_initial,
-            RescanReason::Overflow => &registry.stats.rescans_overflow,
-            RescanReason::Fallback => &registry.stats.rescans_fallback,
-            RescanReason::Manual => &registry.stats.rescans_manual,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let layout = registry.layout().clone();
-        let max_depth = registry.filter().max_depth;
-        for hier in &layout.hierarchies {
-            let found = walk::walk(&hier.root, max_depth, |cg| {
-                self.watch_dir(registry, hier.id, cg)
-            });
-            let set: std::collections::BTreeSet<CgroupPath> = found.iter().cloned().collect();
-            // Drop watches of directories that are gone.
+        let walked = registry.rescan_with(reason, |h, cg| self.watch_dir(registry, h, cg));
+        for (h, found) in walked {
             let stale: Vec<CgroupPath> = self
                 .by_path
                 .keys()
-                .filter(|(h, p)| *h == hier.id && !set.contains(p))
+                .filter(|(hh, p)| *hh == h && !found.contains(p))
                 .map(|(_, p)| p.clone())
                 .collect();
             for p in stale {
-                self.forget_subtree(registry, hier.id, &p);
+                self.forget_subtree(registry, h, &p);
             }
-            let tracked = found
-                .into_iter()
-                .filter(|p| registry.filter().tracks(p))
-                .collect();
-            registry.reconcile(hier.id, &tracked);
         }
     }
 
