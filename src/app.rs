@@ -19,7 +19,7 @@ use crate::collector::selfmetrics::SelfCollector;
 use crate::collector::{CgroupCollector, Families};
 use crate::config::{Config, ValidationContext};
 use crate::http::tls::WebConfig;
-use crate::kubelet::Kubelet;
+use crate::kubernetes::Kubelet;
 use crate::psi::PsiMetrics;
 use crate::registry::{Filter, Registry, RescanReason};
 

@@ -17,7 +17,7 @@ pub mod collector;
 pub mod config;
 pub mod glob;
 pub mod http;
-pub mod kubelet;
+pub mod kubernetes;
 pub mod labels;
 pub mod logging;
 pub mod namespaces;

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 
 use crate::cgroupfs::{CgroupPath, HierarchyId, Layout};
 use crate::glob::Glob;
-use crate::labels::{self, PathLabels};
+use crate::kubernetes::path::{self as labels, PathLabels};
 
 /// The hierarchies a cgroup exists in, as a bit set of [`HierarchyId`]s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
