@@ -196,9 +196,19 @@ impl Shared {
                 None
             }
         };
-        let readable = inotify
-            .as_ref()
-            .and_then(|i| i.as_fd().try_clone_to_owned().ok());
+        let readable = inotify.as_ref().and_then(|i| {
+            i.as_fd()
+                .try_clone_to_owned()
+                .inspect_err(|e| {
+                    // Scrapes still apply events; the thread rescans.
+                    warn!(error = %e, "cannot poll the inotify descriptor: periodic rescans as well");
+                    registry
+                        .stats
+                        .watch_limit_reached
+                        .store(true, Ordering::Relaxed);
+                })
+                .ok()
+        });
         let watches = inotify.as_ref().map(|i| i.watches());
         Shared {
             busy: Mutex::new(false),
