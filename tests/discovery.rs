@@ -194,3 +194,32 @@ fn a_forced_queue_overflow_is_healed_by_a_rescan() {
         stop.stop();
     });
 }
+
+/// A scrape waits for a walk in progress only until its deadline, then
+/// takes the set as it is; with nothing in progress it waits for nothing.
+#[tokio::test]
+async fn a_snapshot_waits_for_discovery_no_longer_than_asked() {
+    let d = v2_tree();
+    let root = d.path();
+    let (r, w) = start(root, Filter::default()).await;
+    let wait = Duration::from_millis(100);
+    let waited = w.paused(|| {
+        std::fs::create_dir(root.join("during")).expect("mkdir");
+        let t0 = Instant::now();
+        let snap = r.snapshot_until(t0 + wait);
+        (
+            t0.elapsed(),
+            snap.iter().any(|e| e.path.as_str() == "/during"),
+        )
+    });
+    assert!(
+        waited.0 >= wait && waited.0 < Duration::from_secs(5),
+        "waited {:?} for a held turn, asked for {wait:?}",
+        waited.0
+    );
+    assert!(!waited.1, "nothing was applied while discovery was held");
+    // Released: the next snapshot has it (applied by the thread or by the
+    // snapshot itself, whichever took the turn first).
+    assert!(tracked(&r).contains("/during"));
+    w.stop();
+}
