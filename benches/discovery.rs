@@ -1,6 +1,7 @@
 //! Discovery latency: time from `mkdir` of a cgroup to the registry's
-//! `Added` event, median and worst over 1000 cgroups, on the real kernel
-//! (root): `cargo bench --bench discovery`. `CGPE_BENCH_ITER` changes the
+//! `Added` event, and to a scrape's snapshot that holds it, plus the cost of
+//! a snapshot when nothing changed; median, p99 and worst over 1000
+//! cgroups, on the real kernel (root): `cargo bench --bench discovery`. `CGPE_BENCH_ITER` changes the
 //! count; `CGPE_BENCH_CGROUPFS` the root (a plain folder works too).
 
 use std::path::PathBuf;
@@ -9,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use cgroup_psi_exporter::cgroupfs::{CgroupPath, Layout};
 use cgroup_psi_exporter::registry::{watcher, Filter, Registry, RegistryEvent};
-use tokio_util::sync::CancellationToken;
 
 fn main() {
     let root = PathBuf::from(
@@ -37,12 +37,13 @@ fn main() {
         .expect("runtime");
     rt.block_on(async move {
         let registry = Registry::new(layout, Filter::default());
-        let stop = CancellationToken::new();
-        let w = watcher::spawn(registry.clone(), stop.clone());
+        let w = watcher::spawn(registry.clone()).expect("discovery thread");
         let mut started = w.started();
         let _ = started.wait_for(|s| *s).await;
         let (_, mut rx) = registry.subscribe();
-        let base = h.root.join(format!("cgpe-bench-disc-{}", std::process::id()));
+        let base = h
+            .root
+            .join(format!("cgpe-bench-disc-{}", std::process::id()));
         if let Err(e) = std::fs::create_dir(&base) {
             eprintln!("skipped: mkdir {}: {e}", base.display());
             return;
@@ -59,7 +60,9 @@ fn main() {
             std::fs::create_dir(&dir).expect("mkdir");
             loop {
                 match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
-                    Ok(Some(RegistryEvent::Added { path, hierarchy })) if path == want && hierarchy == h.id => {
+                    Ok(Some(RegistryEvent::Added { path, hierarchy }))
+                        if path == want && hierarchy == h.id =>
+                    {
                         lat.push(t0.elapsed());
                         break;
                     }
@@ -69,16 +72,43 @@ fn main() {
             }
             std::fs::remove_dir(&dir).expect("rmdir");
         }
+        // A scrape's view: `mkdir`, then at once the snapshot a scrape
+        // takes (which applies the queued event itself), and the cost of
+        // that snapshot when nothing changed.
+        let mut seen = Vec::with_capacity(iters);
+        let mut idle = Vec::with_capacity(iters);
+        for i in 0..iters {
+            let want = base_cg.join(&format!("s{i}"));
+            let dir = base.join(format!("s{i}"));
+            let t0 = Instant::now();
+            std::fs::create_dir(&dir).expect("mkdir");
+            let snap = registry.snapshot();
+            seen.push(t0.elapsed());
+            assert!(
+                snap.iter().any(|e| e.path == want),
+                "{want} not in the snapshot"
+            );
+            let t1 = Instant::now();
+            let _ = registry.snapshot();
+            idle.push(t1.elapsed());
+            std::fs::remove_dir(&dir).expect("rmdir");
+        }
         let _ = std::fs::remove_dir(&base);
-        stop.cancel();
-        lat.sort();
+        w.stop();
         let us = |d: Duration| d.as_secs_f64() * 1e6;
-        println!(
-            "discovery latency over {iters} cgroups in {}: median {:.0} µs, p99 {:.0} µs, worst {:.0} µs",
-            h.root.display(),
-            us(lat[lat.len() / 2]),
-            us(lat[lat.len() * 99 / 100]),
-            us(lat[lat.len() - 1])
-        );
+        for (what, lat) in [
+            ("discovery latency (mkdir → registry event)", &mut lat),
+            ("mkdir → snapshot holding it", &mut seen),
+            ("snapshot, nothing queued", &mut idle),
+        ] {
+            lat.sort();
+            println!(
+                "{what} over {iters} cgroups in {}: median {:.1} µs, p99 {:.1} µs, worst {:.1} µs",
+                h.root.display(),
+                us(lat[lat.len() / 2]),
+                us(lat[lat.len() * 99 / 100]),
+                us(lat[lat.len() - 1])
+            );
+        }
     });
 }

@@ -19,7 +19,7 @@ use crate::collector::selfmetrics::SelfCollector;
 use crate::collector::{CgroupCollector, Families};
 use crate::config::{Config, ValidationContext};
 use crate::http::tls::WebConfig;
-use crate::kubelet::Kubelet;
+use crate::kubernetes::Kubelet;
 use crate::psi::PsiMetrics;
 use crate::registry::{Filter, Registry, RescanReason};
 
@@ -229,6 +229,9 @@ async fn run(
     layout: Arc<Layout>,
     tls: Option<WebConfig>,
 ) -> anyhow::Result<()> {
+    // Before the port opens: a SIGTERM sent once it accepts connections must
+    // reach the handler, not the default action (exit by signal).
+    let signals = Signals::install()?;
     let shutdown = CancellationToken::new();
     let ex = build_exporter(&args, &config, layout)?;
     let (ready_tx, ready) = watch::channel(false);
@@ -249,8 +252,9 @@ async fn run(
         "listening"
     );
 
-    // Discovery: initial walk with watches, then inotify.
-    let watcher = crate::registry::watcher::spawn(ex.registry.clone(), shutdown.clone());
+    // Discovery, on its own thread: initial walk with watches, then inotify.
+    let watcher = crate::registry::watcher::spawn(ex.registry.clone())
+        .context("starting the discovery thread")?;
     {
         let registry = ex.registry.clone();
         let mut started = watcher.started();
@@ -284,7 +288,7 @@ async fn run(
     };
     let http = tokio::spawn(server.serve(listener, shutdown.clone(), SHUTDOWN_GRACE));
 
-    wait_for_signals(reload, shutdown.clone()).await?;
+    wait_for_signals(signals, reload, shutdown.clone()).await;
     shutdown.cancel();
     // HTTP drains and queued alerts flush at the same time, each within
     // the grace period.
@@ -293,7 +297,7 @@ async fn run(
         agent.shutdown(SHUTDOWN_GRACE),
     );
     let _ = http_done;
-    watcher.join().await;
+    let _ = tokio::task::spawn_blocking(move || watcher.stop()).await;
     info!("stopped");
     Ok(())
 }
@@ -363,19 +367,33 @@ fn make_reload(file: Option<PathBuf>, procfs: PathBuf, tx: watch::Sender<Arc<Con
     }))
 }
 
-async fn wait_for_signals(reload: Reload, shutdown: CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // SIGTERM: Kubernetes and systemd ask us to stop.
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    // SIGINT: Ctrl-C while developing.
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    // SIGHUP: an operator or config-reloader sidecar asks for a reload.
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+/// The signals the exporter handles, installed at start.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            // SIGTERM: Kubernetes and systemd ask us to stop.
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            // SIGINT: Ctrl-C while developing.
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            // SIGHUP: an operator or config-reloader sidecar asks for a reload.
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        })
+    }
+}
+
+async fn wait_for_signals(mut s: Signals, reload: Reload, shutdown: CancellationToken) {
     loop {
         tokio::select! {
-            _ = term.recv() => { info!(signal = "SIGTERM", "shutting down"); break; }
-            _ = int.recv() => { info!(signal = "SIGINT", "shutting down"); break; }
-            _ = hup.recv() => {
+            _ = s.term.recv() => { info!(signal = "SIGTERM", "shutting down"); break; }
+            _ = s.int.recv() => { info!(signal = "SIGINT", "shutting down"); break; }
+            _ = s.hup.recv() => {
                 match &reload {
                     // Reading the file blocks: the blocking pool, not this worker.
                     Some(f) => { let f = f.clone(); let _ = tokio::task::spawn_blocking(move || f()).await; }
@@ -385,5 +403,4 @@ async fn wait_for_signals(reload: Reload, shutdown: CancellationToken) -> anyhow
             () = shutdown.cancelled() => break,
         }
     }
-    Ok(())
 }

@@ -73,11 +73,7 @@ pub mod collector;
 pub mod config;
 pub mod glob;
 pub mod http;
-#[allow(
-    clippy::disallowed_methods,
-    reason = "not yet (issue 12): the token file is re-read on the async request path"
-)]
-pub mod kubelet;
+pub mod kubernetes;
 pub mod labels;
 pub mod logging;
 #[allow(

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cgroup_psi_exporter::cgroupfs::{CgroupPath, Layout};
+use cgroup_psi_exporter::registry::watcher::{self, WatcherHandle};
 use cgroup_psi_exporter::registry::{walk, Filter, Registry, RegistryEvent};
-use tokio_util::sync::CancellationToken;
 
 fn v2_tree() -> tempfile::TempDir {
     let d = tempfile::tempdir().expect("tempdir");
@@ -46,14 +46,13 @@ async fn converge(r: &Registry, root: &Path) {
     }
 }
 
-async fn start(root: &Path, filter: Filter) -> (Arc<Registry>, CancellationToken) {
+async fn start(root: &Path, filter: Filter) -> (Arc<Registry>, WatcherHandle) {
     let layout = Arc::new(Layout::from_files(root).expect("layout"));
     let r = Registry::new(layout, filter);
-    let stop = CancellationToken::new();
-    let h = cgroup_psi_exporter::registry::watcher::spawn(r.clone(), stop.clone());
+    let h = watcher::spawn(r.clone()).expect("discovery thread");
     let mut started = h.started();
     started.wait_for(|s| *s).await.expect("watcher started");
-    (r, stop)
+    (r, h)
 }
 
 #[tokio::test]
@@ -87,7 +86,7 @@ async fn create_nest_fast_remove_and_rename_are_all_seen() {
         truth(root, r.filter()).len(),
         "one watch per live directory"
     );
-    stop.cancel();
+    stop.stop();
 }
 
 #[tokio::test]
@@ -110,7 +109,7 @@ async fn subscribers_hear_adds_and_removes_in_order() {
         matches!(&seen[..], [RegistryEvent::Added { path: a, .. }, RegistryEvent::Removed { path: b, .. }] if *a == x && *b == x),
         "{seen:?}"
     );
-    stop.cancel();
+    stop.stop();
 }
 
 #[tokio::test]
@@ -135,7 +134,7 @@ async fn include_exclude_and_depth_bound_what_is_tracked() {
         !t.contains("/keep/skip") && !t.contains("/other") && !t.contains("/"),
         "{t:?}"
     );
-    stop.cancel();
+    stop.stop();
 }
 
 #[tokio::test]
@@ -161,7 +160,7 @@ async fn max_cgroups_skips_new_ones_and_keeps_the_tracked() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(r.len(), 3, "root + 2 tracked, the rest skipped");
-    stop.cancel();
+    stop.stop();
 }
 
 #[test]
@@ -172,16 +171,18 @@ fn a_forced_queue_overflow_is_healed_by_a_rescan() {
     let _g = common::SysctlGuard::set("/proc/sys/fs/inotify/max_queued_events", "16");
     let d = v2_tree();
     let root = d.path().to_path_buf();
-    // One thread: the watcher cannot read while we flood it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("rt");
     rt.block_on(async {
         let (r, stop) = start(&root, Filter::default()).await;
-        for i in 0..200 {
-            std::fs::create_dir(root.join(format!("flood{i}"))).expect("mkdir");
-        }
+        // Paused: the watcher cannot read while we flood it.
+        stop.paused(|| {
+            for i in 0..200 {
+                std::fs::create_dir(root.join(format!("flood{i}"))).expect("mkdir");
+            }
+        });
         converge(&r, &root).await;
         assert!(
             r.stats
@@ -190,6 +191,35 @@ fn a_forced_queue_overflow_is_healed_by_a_rescan() {
                 >= 1,
             "the overflow was noticed"
         );
-        stop.cancel();
+        stop.stop();
     });
+}
+
+/// A scrape waits for a walk in progress only until its deadline, then
+/// takes the set as it is; with nothing in progress it waits for nothing.
+#[tokio::test]
+async fn a_snapshot_waits_for_discovery_no_longer_than_asked() {
+    let d = v2_tree();
+    let root = d.path();
+    let (r, w) = start(root, Filter::default()).await;
+    let wait = Duration::from_millis(100);
+    let waited = w.paused(|| {
+        std::fs::create_dir(root.join("during")).expect("mkdir");
+        let t0 = Instant::now();
+        let snap = r.snapshot_until(t0 + wait);
+        (
+            t0.elapsed(),
+            snap.iter().any(|e| e.path.as_str() == "/during"),
+        )
+    });
+    assert!(
+        waited.0 >= wait && waited.0 < Duration::from_secs(5),
+        "waited {:?} for a held turn, asked for {wait:?}",
+        waited.0
+    );
+    assert!(!waited.1, "nothing was applied while discovery was held");
+    // Released: the next snapshot has it (applied by the thread or by the
+    // snapshot itself, whichever took the turn first).
+    assert!(tracked(&r).contains("/during"));
+    w.stop();
 }

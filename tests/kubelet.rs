@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cgroup_psi_exporter::kubelet::{
-    Kubelet, KubeletError, KubeletOptions, PodLabels, RefreshIntervals, DEFAULT_MAX_BODY_BYTES,
+use cgroup_psi_exporter::kubernetes::{
+    Kubelet, KubeletError, KubeletOptions, PodNames, RefreshIntervals, DEFAULT_MAX_BODY_BYTES,
 };
 use cgroup_psi_exporter::pem::PemError;
 use cgroup_psi_exporter::tlsclient::TlsClientError;
@@ -221,8 +221,14 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-fn names(found: Option<PodLabels>) -> Option<(String, String, Option<String>)> {
-    found.map(|(p, n, c)| (p.to_string(), n.to_string(), c.map(|c| c.to_string())))
+fn names(found: Option<PodNames>) -> Option<(String, String, Option<String>)> {
+    found.map(|f| {
+        (
+            f.pod.to_string(),
+            f.namespace.to_string(),
+            f.container.map(|c| c.to_string()),
+        )
+    })
 }
 
 #[tokio::test]

@@ -358,6 +358,36 @@ fn sigterm_mid_scrape_finishes_or_cuts_cleanly_and_exits_zero() {
     assert!(status.success(), "exit status {status:?}");
 }
 
+/// A SIGTERM sent the moment the port accepts connections is handled (exit
+/// 0), not fatal: the handlers are installed before the port opens.
+#[test]
+fn sigterm_as_soon_as_the_port_accepts_exits_zero() {
+    for round in 0..10 {
+        let tree = fixtures::v2();
+        let port = common::free_port();
+        let mut child = Command::new(EXE)
+            .args(["--web.listen-address", &format!("127.0.0.1:{port}")])
+            .arg("--path.cgroupfs")
+            .arg(tree.cgroupfs())
+            .arg("--path.procfs")
+            .arg(tree.procfs())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start");
+        let t0 = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "never listened");
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "round {round}: exit status {status:?}");
+    }
+}
+
 #[test]
 fn sighup_and_reload_with_a_broken_config_keep_the_old_one() {
     let d = tempfile::tempdir().expect("tempdir");

@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 
 use crate::cgroupfs::parse::{self, DevNum};
 use crate::cgroupfs::reader::{CgroupStats, ReadError, Reader, Shared, Skip};
-use crate::kubelet::{Kubelet, PodLabels};
+use crate::kubernetes::{Kubelet, PodNames as PodLabels};
 use crate::labels::CgroupLabels;
 use crate::registry::{CgroupEntry, Registry};
 

@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 use super::cgroupns::CgroupNsRoots;
 use super::parse::{self, NetDevLine, NsType, ParseError};
 use crate::cgroupfs::{CgroupPath, Layout};
-use crate::labels::{self, PathLabels};
+use crate::kubernetes::path::{self as labels, PathLabels};
 
 /// A process younger than this when it was read is read again on the next
 /// scan: right after fork, runtimes still move it into its cgroup and call

@@ -1,7 +1,9 @@
 //! The live set of cgroups, per hierarchy: filled by one walk at start, kept
-//! current by the inotify watcher (`watcher`), and read by the collector
-//! (a snapshot per scrape: a scrape never lists a directory) and by the PSI
-//! agent (add/remove events, in order).
+//! current by the inotify watcher (`watcher`, an OS thread of its own), and
+//! read by the collector (a snapshot per scrape, with every inotify event
+//! queued before it applied: a scrape never lists a directory) and by the
+//! PSI agent (add/remove events, in order). Every full walk, with or
+//! without watches, is `Registry::rescan_with`.
 //!
 //! In hybrid mode the same path in several hierarchies is one cgroup: an
 //! entry records the set of hierarchies it exists in.
@@ -11,14 +13,15 @@ pub mod watcher;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::cgroupfs::{CgroupPath, HierarchyId, Layout};
 use crate::glob::Glob;
-use crate::labels::{self, PathLabels};
+use crate::kubernetes::path::{self as labels, PathLabels};
 
 /// The hierarchies a cgroup exists in, as a bit set of [`HierarchyId`]s.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -129,6 +132,18 @@ pub enum RescanReason {
     Manual,
 }
 
+impl RescanReason {
+    /// The counter behind `cgroup_psi_exporter_rescans_total{reason}`.
+    pub fn counter(self, stats: &RegistryStats) -> &AtomicU64 {
+        match self {
+            RescanReason::Initial => &stats.rescans_initial,
+            RescanReason::Overflow => &stats.rescans_overflow,
+            RescanReason::Fallback => &stats.rescans_fallback,
+            RescanReason::Manual => &stats.rescans_manual,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Per hierarchy, the tracked paths.
@@ -139,11 +154,17 @@ struct State {
     max_warned: bool,
 }
 
+/// How long [`Registry::snapshot`] waits for a walk in progress (start,
+/// queue overflow, fallback) before it takes the set as it is.
+pub const SNAPSHOT_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub struct Registry {
     layout: Arc<Layout>,
     filter: Filter,
     state: Mutex<State>,
+    /// The running watcher, whose queued events a snapshot applies first.
+    discovery: Mutex<Weak<watcher::Shared>>,
     pub stats: RegistryStats,
 }
 
@@ -157,8 +178,15 @@ impl Registry {
                 per_hierarchy: vec![BTreeSet::new(); n],
                 ..State::default()
             }),
+            discovery: Mutex::new(Weak::new()),
             stats: RegistryStats::default(),
         })
+    }
+
+    /// Called by [`watcher::spawn`]: from now on a snapshot first applies
+    /// what the kernel queued for this watcher.
+    fn attach(&self, discovery: &Arc<watcher::Shared>) {
+        *self.discovery.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(discovery);
     }
 
     pub fn layout(&self) -> &Arc<Layout> {
@@ -175,8 +203,28 @@ impl Registry {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The tracked cgroups now. Cheap: rebuilt only after a change.
+    /// The tracked cgroups now: every inotify event the kernel queued before
+    /// this call is applied first (a cgroup made just before a scrape is in
+    /// it, one removed is not). Waits at most [`SNAPSHOT_WAIT`] for a walk
+    /// in progress. Cheap when nothing changed: the set is rebuilt only
+    /// after a change.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_until(Instant::now() + SNAPSHOT_WAIT)
+    }
+
+    /// As [`Registry::snapshot`], waiting for a walk at most until `until`
+    /// (a scrape's deadline).
+    pub fn snapshot_until(&self, until: Instant) -> Snapshot {
+        let discovery = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .upgrade();
+        if let Some(d) = discovery {
+            if !d.apply_pending(self, Some(until)) {
+                debug!("a discovery walk is still running: snapshot taken without waiting for it");
+            }
+        }
         let mut st = self.lock();
         if let Some(s) = &st.snapshot {
             return s.clone();
@@ -357,21 +405,34 @@ impl Registry {
 
     /// Walks every hierarchy and reconciles the registry with what is there.
     pub fn rescan(&self, reason: RescanReason) {
-        let counter = match reason {
-            RescanReason::Initial => &self.stats.rescans_initial,
-            RescanReason::Overflow => &self.stats.rescans_overflow,
-            RescanReason::Fallback => &self.stats.rescans_fallback,
-            RescanReason::Manual => &self.stats.rescans_manual,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.rescan_with(reason, |_, _| Ok(()));
+    }
+
+    /// The one rescan: counts it under `reason`, walks every hierarchy
+    /// (`before_list` runs on each directory before it is listed: the
+    /// watcher adds its watch there) and reconciles. Returns, per hierarchy
+    /// in layout order, every directory the walk found, tracked or not.
+    pub(crate) fn rescan_with(
+        &self,
+        reason: RescanReason,
+        mut before_list: impl FnMut(HierarchyId, &CgroupPath) -> std::io::Result<()>,
+    ) -> Vec<(HierarchyId, BTreeSet<CgroupPath>)> {
+        reason.counter(&self.stats).fetch_add(1, Ordering::Relaxed);
+        let mut walked = Vec::with_capacity(self.layout.hierarchies.len());
         for h in &self.layout.hierarchies {
-            let found = walk::walk(&h.root, self.filter.max_depth, |_| Ok(()));
+            let found: BTreeSet<CgroupPath> =
+                walk::walk(&h.root, self.filter.max_depth, |cg| before_list(h.id, cg))
+                    .into_iter()
+                    .collect();
             let tracked: BTreeSet<CgroupPath> = found
-                .into_iter()
+                .iter()
                 .filter(|p| self.filter.tracks(p))
+                .cloned()
                 .collect();
             self.reconcile(h.id, &tracked);
+            walked.push((h.id, found));
         }
+        walked
     }
 
     fn publish(st: &mut State, ev: RegistryEvent) {

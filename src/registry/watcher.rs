@@ -1,6 +1,16 @@
 //! Keeps the registry current with inotify: `IN_CREATE`/`IN_DELETE` (and
-//! moves) on every cgroup directory, recursively.
+//! moves) on every cgroup directory, recursively, on a thread of its own.
 //!
+//! - Its own OS thread, no async runtime: it blocks in `poll(2)` on the
+//!   inotify descriptor, and its walks (start, overflow, fallback) cost the
+//!   async workers nothing.
+//! - Up to date at every scrape: whatever the kernel queued on the
+//!   descriptor before a scrape took its snapshot is applied first
+//!   ([`Registry::snapshot`] drains the descriptor itself, without waiting
+//!   for this thread to be scheduled). Reading and applying events happen
+//!   under one turn, so either side that takes it sees everything read
+//!   before applied. Without this, a cgroup made just before a request was
+//!   missing from it when the CPUs were busy (issue 11).
 //! - Race-free: a new directory is watched first, then listed, so a
 //!   `mkdir -p a/b/c` faster than events arrive is still seen whole.
 //! - Kernel quirk: cgroupfs sends no `IN_IGNORED` when a cgroup directory is
@@ -13,14 +23,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+use inotify::{Event, EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{walk, Registry, RescanReason};
@@ -29,9 +40,12 @@ use crate::cgroupfs::{CgroupPath, HierarchyId};
 /// Period of the rescans that replace inotify when it cannot be used.
 pub const FALLBACK_RESCAN: Duration = Duration::from_secs(10);
 
+/// The running discovery thread. Dropping it stops the thread.
 pub struct WatcherHandle {
     started: watch::Receiver<bool>,
-    join: JoinHandle<()>,
+    shared: Arc<Shared>,
+    stop: Option<OwnedFd>,
+    join: Option<JoinHandle<()>>,
 }
 
 impl WatcherHandle {
@@ -40,18 +54,57 @@ impl WatcherHandle {
         self.started.clone()
     }
 
-    pub async fn join(self) {
-        let _ = self.join.await;
+    /// Runs `f` while no inotify event is read or applied (by the thread or
+    /// by a snapshot, which waits): lets a test fill the kernel's queue
+    /// until it overflows.
+    pub fn paused<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _held = self.shared.turn(None);
+        f()
+    }
+
+    /// Stops the thread and waits for it: at once, unless it is in the
+    /// middle of a walk. Blocking; from async code call it on the blocking
+    /// pool.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(fd) = self.stop.take() {
+            // An eventfd write of 1 makes it readable: the thread wakes.
+            let _ = rustix::io::write(&fd, &1u64.to_ne_bytes());
+            if let Some(j) = self.join.take() {
+                let _ = j.join();
+            }
+        }
     }
 }
 
-/// Starts discovery: the initial walk (with watches), then the event loop.
-pub fn spawn(registry: Arc<Registry>, shutdown: CancellationToken) -> WatcherHandle {
+impl Drop for WatcherHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Starts discovery on its own thread: the initial walk (with watches),
+/// then the event loop. Scrapes get the registry's pending events applied
+/// from then on.
+pub fn spawn(registry: Arc<Registry>) -> io::Result<WatcherHandle> {
     let (tx, rx) = watch::channel(false);
-    let join = tokio::spawn(async move {
-        run(registry, shutdown, tx).await;
-    });
-    WatcherHandle { started: rx, join }
+    let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+    let stop_thread = stop.try_clone()?;
+    let shared = Arc::new(Shared::new(&registry));
+    registry.attach(&shared);
+    let thread_shared = shared.clone();
+    let join = std::thread::Builder::new()
+        .name("cgpe-discovery".into())
+        .spawn(move || run(&registry, &thread_shared, &stop_thread, &tx))?;
+    Ok(WatcherHandle {
+        started: rx,
+        shared,
+        stop: Some(stop),
+        join: Some(join),
+    })
 }
 
 const MASK: WatchMask = WatchMask::CREATE
@@ -61,53 +114,224 @@ const MASK: WatchMask = WatchMask::CREATE
     .union(WatchMask::ONLYDIR)
     .union(WatchMask::DONT_FOLLOW);
 
+/// What the discovery thread and a scrape share. Whoever holds the turn
+/// reads the inotify descriptor and applies what it read before giving the
+/// turn back, so the other side never sees events read but not applied.
+pub(super) struct Shared {
+    busy: Mutex<bool>,
+    free: Condvar,
+    state: Mutex<State>,
+    /// A second descriptor for the inotify instance, polled by the thread
+    /// without holding the turn.
+    readable: Option<OwnedFd>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+/// Discovery's own state, touched only under the turn.
+struct State {
+    inotify: Option<Inotify>,
+    buf: Vec<u8>,
+    w: Watched,
+}
+
 /// The watches held, both ways.
 struct Watched {
+    watches: Option<Watches>,
     by_wd: HashMap<i32, (HierarchyId, CgroupPath)>,
     by_path: BTreeMap<(HierarchyId, CgroupPath), WatchDescriptor>,
     limit_hit: bool,
 }
 
-struct Ctx<'a> {
-    registry: &'a Registry,
-    watches: Watches,
-    w: Watched,
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every mutation under these locks is complete or not started when a
+    // panic could happen: the state stays usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Ctx<'_> {
-    fn watch_dir(&mut self, h: HierarchyId, cg: &CgroupPath) -> io::Result<()> {
-        if cg.depth() >= self.registry.filter().max_depth {
+/// The turn: the state, and the flag given back on drop (also when the
+/// holder panicked). The state's lock is only taken with the turn, so it is
+/// uncontended but for the moment of hand-over; it is what gives the holder
+/// `&mut State` without `unsafe`, and the flag is what can be waited for
+/// with a timeout.
+struct Turn<'a> {
+    state: MutexGuard<'a, State>,
+    shared: &'a Shared,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *lock(&self.shared.busy) = false;
+        self.shared.free.notify_all();
+    }
+}
+
+impl std::ops::Deref for Turn<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Turn<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Shared {
+    fn new(registry: &Registry) -> Shared {
+        let inotify = match Inotify::init() {
+            Ok(i) => Some(i),
+            Err(e) => {
+                warn!(error = %e, "inotify unavailable: discovery by periodic rescans only");
+                registry
+                    .stats
+                    .watch_limit_reached
+                    .store(true, Ordering::Relaxed);
+                None
+            }
+        };
+        let readable = inotify.as_ref().and_then(|i| {
+            i.as_fd()
+                .try_clone_to_owned()
+                .inspect_err(|e| {
+                    // Scrapes still apply events; the thread rescans.
+                    warn!(error = %e, "cannot poll the inotify descriptor: periodic rescans as well");
+                    registry
+                        .stats
+                        .watch_limit_reached
+                        .store(true, Ordering::Relaxed);
+                })
+                .ok()
+        });
+        let watches = inotify.as_ref().map(|i| i.watches());
+        Shared {
+            busy: Mutex::new(false),
+            free: Condvar::new(),
+            state: Mutex::new(State {
+                inotify,
+                buf: vec![0u8; 64 * 1024],
+                w: Watched {
+                    watches,
+                    by_wd: HashMap::new(),
+                    by_path: BTreeMap::new(),
+                    limit_hit: false,
+                },
+            }),
+            readable,
+        }
+    }
+
+    /// The turn, once free, waiting at most until `until` (`None`: as long
+    /// as it takes). `None` when time ran out.
+    fn turn(&self, until: Option<Instant>) -> Option<Turn<'_>> {
+        let mut busy = lock(&self.busy);
+        while *busy {
+            busy = match until {
+                None => self.free.wait(busy).unwrap_or_else(|e| e.into_inner()),
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.free
+                        .wait_timeout(busy, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        *busy = true;
+        drop(busy);
+        Some(Turn {
+            state: lock(&self.state),
+            shared: self,
+        })
+    }
+
+    /// Applies every event the kernel has queued on the descriptor so far.
+    /// False when another holder (a walk) kept the turn past `until`.
+    pub(super) fn apply_pending(&self, registry: &Registry, until: Option<Instant>) -> bool {
+        match self.turn(until) {
+            Some(mut t) => {
+                t.drain(registry);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl State {
+    /// Reads and applies events until the descriptor has none left.
+    fn drain(&mut self, registry: &Registry) {
+        loop {
+            let Some(ino) = self.inotify.as_mut() else {
+                return;
+            };
+            let events = match ino.read_events(&mut self.buf) {
+                Ok(events) => events,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!(error = %e, "inotify read failed; rescanning");
+                    self.w.rescan(registry, RescanReason::Overflow);
+                    return;
+                }
+            };
+            for ev in events {
+                self.w.apply(registry, &ev);
+            }
+        }
+    }
+}
+
+impl Watched {
+    fn watch_dir(
+        &mut self,
+        registry: &Registry,
+        h: HierarchyId,
+        cg: &CgroupPath,
+    ) -> io::Result<()> {
+        if cg.depth() >= registry.filter().max_depth {
             // Its children would be deeper than tracked.
             return Ok(());
         }
-        if self.w.by_path.contains_key(&(h, cg.clone())) {
+        if self.by_path.contains_key(&(h, cg.clone())) {
             return Ok(());
         }
-        let Some(root) = self.registry.layout().get(h).map(|h| h.root.clone()) else {
+        let Some(watches) = self.watches.as_mut() else {
+            return Ok(());
+        };
+        let Some(root) = registry.layout().get(h).map(|h| h.root.clone()) else {
             return Ok(());
         };
         let dir = root.join(cg.relative());
-        match self.watches.add(&dir, MASK) {
+        match watches.add(&dir, MASK) {
             Ok(wd) => {
-                self.w
-                    .by_wd
+                self.by_wd
                     .insert(wd.get_watch_descriptor_id(), (h, cg.clone()));
-                self.w.by_path.insert((h, cg.clone()), wd);
-                self.registry
+                self.by_path.insert((h, cg.clone()), wd);
+                registry
                     .stats
                     .watches
-                    .store(self.w.by_path.len() as u64, Ordering::Relaxed);
+                    .store(self.by_path.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
-                if !self.w.limit_hit {
-                    self.w.limit_hit = true;
-                    self.registry
+                if !self.limit_hit {
+                    self.limit_hit = true;
+                    registry
                         .stats
                         .watch_limit_reached
                         .store(true, Ordering::Relaxed);
                     warn!(
-                        watches = self.w.by_path.len(),
+                        watches = self.by_path.len(),
                         "inotify watch limit reached (fs.inotify.max_user_watches): falling back to periodic rescans every {}s",
                         FALLBACK_RESCAN.as_secs()
                     );
@@ -115,30 +339,28 @@ impl Ctx<'_> {
                 Err(e)
             }
             Err(e) => {
-                self.registry
-                    .stats
-                    .watch_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                registry.stats.watch_errors.fetch_add(1, Ordering::Relaxed);
                 Err(e)
             }
         }
     }
 
     /// Watches then lists the subtree at `start`, adding what it finds.
-    fn discover(&mut self, h: HierarchyId, start: &CgroupPath) {
-        let Some(root) = self.registry.layout().get(h).map(|x| x.root.clone()) else {
+    fn discover(&mut self, registry: &Registry, h: HierarchyId, start: &CgroupPath) {
+        let Some(root) = registry.layout().get(h).map(|x| x.root.clone()) else {
             return;
         };
-        let max_depth = self.registry.filter().max_depth;
-        let found = walk::walk_from(&root, start, max_depth, |cg| self.watch_dir(h, cg));
+        let max_depth = registry.filter().max_depth;
+        let found = walk::walk_from(&root, start, max_depth, |cg| {
+            self.watch_dir(registry, h, cg)
+        });
         for p in &found {
-            self.registry.add(h, p);
+            registry.add(h, p);
         }
     }
 
-    fn forget_subtree(&mut self, h: HierarchyId, top: &CgroupPath) {
+    fn forget_subtree(&mut self, registry: &Registry, h: HierarchyId, top: &CgroupPath) {
         let keys: Vec<(HierarchyId, CgroupPath)> = self
-            .w
             .by_path
             .range((h, top.clone())..)
             .take_while(|((hh, p), _)| *hh == h && p.as_str().starts_with(top.as_str()))
@@ -146,151 +368,114 @@ impl Ctx<'_> {
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
-            if let Some(wd) = self.w.by_path.remove(&k) {
-                self.w.by_wd.remove(&wd.get_watch_descriptor_id());
-                // EINVAL when the kernel already dropped it: fine.
-                let _ = self.watches.remove(wd);
+            if let Some(wd) = self.by_path.remove(&k) {
+                self.by_wd.remove(&wd.get_watch_descriptor_id());
+                if let Some(w) = self.watches.as_mut() {
+                    // EINVAL when the kernel already dropped it: fine.
+                    let _ = w.remove(wd);
+                }
             }
         }
-        self.registry
+        registry
             .stats
             .watches
-            .store(self.w.by_path.len() as u64, Ordering::Relaxed);
+            .store(self.by_path.len() as u64, Ordering::Relaxed);
     }
 
-    /// Walks everything again (watching what is new) and reconciles.
-    fn rescan(&mut self, reason: RescanReason) {
-        let counter = match reason {
-            RescanReason::Initial => &self.registry.stats.rescans_initial,
-            RescanReason::Overflow => &self.registry.stats.rescans_overflow,
-            RescanReason::Fallback => &self.registry.stats.rescans_fallback,
-            RescanReason::Manual => &self.registry.stats.rescans_manual,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let layout = self.registry.layout().clone();
-        let max_depth = self.registry.filter().max_depth;
-        for hier in &layout.hierarchies {
-            let found = walk::walk(&hier.root, max_depth, |cg| self.watch_dir(hier.id, cg));
-            let set: std::collections::BTreeSet<CgroupPath> = found.iter().cloned().collect();
-            // Drop watches of directories that are gone.
+    /// Walks everything again (watching what is new), reconciles, and drops
+    /// the watches of directories that are gone.
+    fn rescan(&mut self, registry: &Registry, reason: RescanReason) {
+        let walked = registry.rescan_with(reason, |h, cg| self.watch_dir(registry, h, cg));
+        for (h, found) in walked {
             let stale: Vec<CgroupPath> = self
-                .w
                 .by_path
                 .keys()
-                .filter(|(h, p)| *h == hier.id && !set.contains(p))
+                .filter(|(hh, p)| *hh == h && !found.contains(p))
                 .map(|(_, p)| p.clone())
                 .collect();
             for p in stale {
-                self.forget_subtree(hier.id, &p);
-            }
-            let tracked = found
-                .into_iter()
-                .filter(|p| self.registry.filter().tracks(p))
-                .collect();
-            self.registry.reconcile(hier.id, &tracked);
-        }
-    }
-}
-
-async fn run(registry: Arc<Registry>, shutdown: CancellationToken, started: watch::Sender<bool>) {
-    let inotify = match Inotify::init() {
-        Ok(i) => i,
-        Err(e) => {
-            warn!(error = %e, "inotify unavailable: discovery by periodic rescans only");
-            registry
-                .stats
-                .watch_limit_reached
-                .store(true, Ordering::Relaxed);
-            registry.rescan(RescanReason::Initial);
-            let _ = started.send(true);
-            fallback_loop(&registry, &shutdown).await;
-            return;
-        }
-    };
-    let watches = inotify.watches();
-    let mut ctx = Ctx {
-        registry: &registry,
-        watches,
-        w: Watched {
-            by_wd: HashMap::new(),
-            by_path: BTreeMap::new(),
-            limit_hit: false,
-        },
-    };
-    ctx.rescan(RescanReason::Initial);
-    info!(
-        cgroups = registry.len(),
-        watches = ctx.w.by_path.len(),
-        "discovery started"
-    );
-    let _ = started.send(true);
-    let mut stream = match inotify.into_event_stream(vec![0u8; 64 * 1024]) {
-        Ok(s) => s,
-        Err(e) => {
-            warn!(error = %e, "inotify stream failed: discovery by periodic rescans only");
-            registry
-                .stats
-                .watch_limit_reached
-                .store(true, Ordering::Relaxed);
-            fallback_loop(&registry, &shutdown).await;
-            return;
-        }
-    };
-    let mut fallback = tokio::time::interval(FALLBACK_RESCAN);
-    fallback.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    use inotify::StreamExt as _;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = fallback.tick(), if ctx.w.limit_hit => {
-                ctx.rescan(RescanReason::Fallback);
-            }
-            ev = stream.next() => {
-                let Some(ev) = ev else { break };
-                let ev = match ev {
-                    Ok(ev) => ev,
-                    Err(e) => {
-                        warn!(error = %e, "inotify read failed; rescanning");
-                        ctx.rescan(RescanReason::Overflow);
-                        continue;
-                    }
-                };
-                if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                    warn!("inotify queue overflowed: events lost, rescanning");
-                    ctx.rescan(RescanReason::Overflow);
-                    continue;
-                }
-                let Some((h, parent)) = ctx.w.by_wd.get(&ev.wd.get_watch_descriptor_id()).cloned() else {
-                    continue;
-                };
-                if ev.mask.contains(EventMask::IGNORED) {
-                    ctx.forget_subtree(h, &parent);
-                    continue;
-                }
-                if !ev.mask.contains(EventMask::ISDIR) {
-                    continue;
-                }
-                let Some(name) = ev.name.as_ref().and_then(|n| n.to_str()) else { continue };
-                let child = parent.join(name);
-                if ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
-                    ctx.discover(h, &child);
-                } else if ev.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
-                    ctx.forget_subtree(h, &child);
-                    registry.remove_subtree(h, &child);
-                }
-                debug!(cgroup = %child, mask = ?ev.mask, "inotify event");
+                self.forget_subtree(registry, h, &p);
             }
         }
     }
+
+    /// One inotify event.
+    fn apply(&mut self, registry: &Registry, ev: &Event<&std::ffi::OsStr>) {
+        if ev.mask.contains(EventMask::Q_OVERFLOW) {
+            warn!("inotify queue overflowed: events lost, rescanning");
+            self.rescan(registry, RescanReason::Overflow);
+            return;
+        }
+        let Some((h, parent)) = self.by_wd.get(&ev.wd.get_watch_descriptor_id()).cloned() else {
+            return;
+        };
+        if ev.mask.contains(EventMask::IGNORED) {
+            self.forget_subtree(registry, h, &parent);
+            return;
+        }
+        if !ev.mask.contains(EventMask::ISDIR) {
+            return;
+        }
+        let Some(name) = ev.name.and_then(|n| n.to_str()) else {
+            return;
+        };
+        let child = parent.join(name);
+        if ev.mask.intersects(EventMask::CREATE | EventMask::MOVED_TO) {
+            self.discover(registry, h, &child);
+        } else if ev
+            .mask
+            .intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+        {
+            self.forget_subtree(registry, h, &child);
+            registry.remove_subtree(h, &child);
+        }
+        debug!(cgroup = %child, mask = ?ev.mask, "inotify event");
+    }
 }
 
-async fn fallback_loop(registry: &Registry, shutdown: &CancellationToken) {
-    let mut t = tokio::time::interval(FALLBACK_RESCAN);
-    t.tick().await;
+/// The thread: the initial walk, then wait for events (or the stop
+/// eventfd, or the next fallback rescan) and apply them.
+fn run(registry: &Registry, shared: &Shared, stop: &OwnedFd, started: &watch::Sender<bool>) {
+    let watches = match shared.turn(None) {
+        Some(mut t) => {
+            t.w.rescan(registry, RescanReason::Initial);
+            t.w.by_path.len()
+        }
+        None => 0,
+    };
+    info!(cgroups = registry.len(), watches, "discovery started");
+    started.send_replace(true);
+    let mut next_fallback = Instant::now() + FALLBACK_RESCAN;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = t.tick() => registry.rescan(RescanReason::Fallback),
+        // Set when inotify is unavailable or the watch limit was hit.
+        let fallback = registry.stats.watch_limit_reached.load(Ordering::Relaxed);
+        let timeout = fallback
+            .then(|| Timespec::try_from(next_fallback.saturating_duration_since(Instant::now())))
+            .and_then(Result::ok);
+        let mut fds = vec![PollFd::new(stop, PollFlags::IN)];
+        if let Some(r) = &shared.readable {
+            fds.push(PollFd::new(r, PollFlags::IN));
+        }
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                // Not expected; do not spin on it.
+                warn!(error = %e, "poll on the inotify descriptor failed");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        if !fds[0].revents().is_empty() {
+            return;
+        }
+        if fds.get(1).is_some_and(|f| !f.revents().is_empty()) {
+            shared.apply_pending(registry, None);
+        }
+        if fallback && Instant::now() >= next_fallback {
+            if let Some(mut t) = shared.turn(None) {
+                t.w.rescan(registry, RescanReason::Fallback);
+            }
+            next_fallback = Instant::now() + FALLBACK_RESCAN;
         }
     }
 }
