@@ -35,7 +35,11 @@
 //!      request only clones an `Arc`;
 //!    - `POST /-/reload` and `SIGHUP`: the config file is loaded in
 //!      `spawn_blocking`;
-//!    - the kubelet's pod list is parsed in `spawn_blocking` (`kubelet`).
+//!    - discovery: its own OS thread, `cgpe-discovery`, blocked in `poll(2)`
+//!      on inotify (`registry::watcher`); a scrape applies the events queued
+//!      before it from inside its own `spawn_blocking`;
+//!    - the kubelet's pod list is parsed, and its token file re-read, in
+//!      `spawn_blocking` (`kubernetes::client`).
 //!
 //! clippy enforces what it can (`clippy.toml`): in this library, blocking
 //! `std::fs` calls, `std::thread::sleep`, DNS through `ToSocketAddrs` and
@@ -89,7 +93,7 @@ pub mod pem;
 pub mod psi;
 #[allow(
     clippy::disallowed_methods,
-    reason = "not yet (issue 12): the discovery walk runs on an async worker"
+    reason = "synchronous by design: discovery runs on its own OS thread (registry::watcher), and a scrape applies pending events inside its spawn_blocking"
 )]
 pub mod registry;
 pub mod rlimit;
