@@ -376,3 +376,63 @@ fn read_diskstats() -> std::collections::BTreeMap<String, (u64, u64)> {
         })
         .collect()
 }
+
+/// Linux ≥ 6.1: `echo 0 > cgroup.pressure` removes a cgroup's
+/// `*.pressure` files. Only that cgroup may lose its PSI series; its
+/// siblings keep theirs on every scrape (issue 11: four of five siblings
+/// lost them because the absent-file memo was kept per hierarchy).
+#[test]
+fn a_cgroup_hiding_its_pressure_files_hides_only_its_own_psi_series() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let parent = KernelCgroup::new("psi-hide");
+    let psi_h = if common::pure_v2() { "" } else { "unified" };
+    let probe = parent.dir(psi_h).map(|d| d.join("cgroup.pressure"));
+    if !probe.as_ref().is_some_and(|p| p.exists()) {
+        return common::skip("no cgroup.pressure (Linux < 6.1)");
+    }
+    let kids: Vec<KernelCgroup> = (0..6)
+        .map(|i| KernelCgroup::at(&format!("{}/c{i}", parent.name)))
+        .collect();
+    // Nested guards name their directories by full path: the one in the
+    // hierarchy that has the pressure files.
+    let psi_root = common::roots()[0].clone();
+    let hidden = kids[2]
+        .dirs
+        .iter()
+        .find(|d| d.starts_with(&psi_root))
+        .expect("the cgroup in the PSI hierarchy");
+    std::fs::write(hidden.join("cgroup.pressure"), "0").expect("hide pressure");
+    assert!(
+        !hidden.join("cpu.pressure").exists(),
+        "the kernel removed cpu.pressure"
+    );
+    let ex = ExporterProcess::start(&[]);
+    for scrape in 0..3 {
+        let m = ex.scrape();
+        for (i, k) in kids.iter().enumerate() {
+            let path = k.path();
+            let l = [("cgroup", path.as_str())];
+            for fam in [
+                "cgroup_pressure_cpu_waiting_seconds_total",
+                "cgroup_pressure_memory_waiting_seconds_total",
+                "cgroup_pressure_io_waiting_seconds_total",
+            ] {
+                let got = m.get(fam, &l);
+                if i == 2 {
+                    assert_eq!(got, None, "scrape {scrape}: {path} hid its {fam}");
+                } else {
+                    assert!(
+                        got.is_some(),
+                        "scrape {scrape}: {path} lost {fam} because a sibling hid its own"
+                    );
+                }
+            }
+            assert!(
+                m.get("cgroup_memory_usage_bytes", &l).is_some() || common::pure_v2(),
+                "scrape {scrape}: {path} is in the scrape"
+            );
+        }
+    }
+}

@@ -310,15 +310,28 @@ fn nothing_usable(text: &str, first_bad: usize) -> ParseError {
     }
 }
 
-/// Runs a flat keyed parse and fails when none of the keys the caller knows
-/// was present: a file with only foreign keys is the wrong file, not a
-/// cgroup with no data.
+/// Runs a flat keyed parse for a file whose keys the caller knows. `f`
+/// gets each key with its value (`None` when the value is not a u64) and
+/// says whether it knows the key. Fails when none of the known keys was
+/// present (a file with only foreign keys is the wrong file, not a cgroup
+/// with no data), and when a known key's value does not parse: that is a
+/// broken read, to be counted as a parse error, not a series quietly gone.
 fn flat_keyed_known<'a>(
     text: &'a str,
-    mut f: impl FnMut(&'a str, u64) -> bool,
+    mut f: impl FnMut(&'a str, Option<u64>) -> bool,
 ) -> Result<(), ParseError> {
     let mut known = false;
-    parse_flat_keyed(text, |k, v| known |= f(k, v))?;
+    let mut bad_known = 0;
+    flat_keyed_lines(text, |line, k, v| {
+        let k_known = f(k, v);
+        known |= k_known;
+        if k_known && v.is_none() && bad_known == 0 {
+            bad_known = line;
+        }
+    })?;
+    if bad_known != 0 {
+        return Err(ParseError::new(bad_known, "bad value of a known key"));
+    }
     if known {
         Ok(())
     } else {
@@ -369,20 +382,35 @@ pub fn parse_flat_keyed<'a>(
     text: &'a str,
     mut f: impl FnMut(&'a str, u64),
 ) -> Result<(), ParseError> {
+    flat_keyed_lines(text, |_, k, v| {
+        if let Some(v) = v {
+            f(k, v)
+        }
+    })
+}
+
+/// The loop of [`parse_flat_keyed`]: `f(line_no, key, value)` for every
+/// two-field line, the value `None` when it is not a u64. Errors only on a
+/// file with no well-formed line at all.
+fn flat_keyed_lines<'a>(
+    text: &'a str,
+    mut f: impl FnMut(usize, &'a str, Option<u64>),
+) -> Result<(), ParseError> {
     let mut any = false;
     let mut first_bad = 0;
     for (i, line) in text.lines().enumerate() {
         let mut it = line.split_ascii_whitespace();
         let parsed = match (it.next(), it.next(), it.next()) {
-            (Some(k), Some(v), None) => dec_u64(v).map(|v| (k, v)),
+            (Some(k), Some(v), None) => {
+                let v = dec_u64(v);
+                f(i + 1, k, v);
+                v.map(|_| ())
+            }
             (None, _, _) => continue,
             _ => None,
         };
         match parsed {
-            Some((k, v)) => {
-                any = true;
-                f(k, v);
-            }
+            Some(()) => any = true,
             None if first_bad == 0 => first_bad = i + 1,
             None => {}
         }
@@ -409,7 +437,7 @@ pub fn parse_cpu_stat(text: &str) -> Result<CpuStat, ParseError> {
             "throttled_usec" => &mut s.throttled_usec,
             _ => return false,
         };
-        *slot = Some(v);
+        *slot = v;
         true
     })?;
     Ok(s)
@@ -425,7 +453,7 @@ pub fn parse_cpu_stat_v1(text: &str) -> Result<CpuStatV1, ParseError> {
             "throttled_time" => &mut s.throttled_time,
             _ => return false,
         };
-        *slot = Some(v);
+        *slot = v;
         true
     })?;
     Ok(s)
@@ -441,7 +469,7 @@ pub fn parse_cpuacct_stat(text: &str) -> Result<CpuacctStat, ParseError> {
             "system" => &mut s.system,
             _ => return false,
         };
-        *slot = Some(v);
+        *slot = v;
         true
     })?;
     Ok(s)
@@ -461,7 +489,7 @@ pub fn parse_memory_events(text: &str) -> Result<MemoryEvents, ParseError> {
             "oom_group_kill" => &mut s.oom_group_kill,
             _ => return false,
         };
-        *slot = Some(v);
+        *slot = v;
         true
     })?;
     Ok(s)
@@ -478,7 +506,7 @@ pub fn parse_oom_control(text: &str) -> Result<OomControl, ParseError> {
             "oom_kill" => &mut s.oom_kill,
             _ => return false,
         };
-        *slot = Some(v);
+        *slot = v;
         true
     })?;
     Ok(s)
@@ -496,8 +524,8 @@ pub fn parse_cgroup_events(text: &str) -> Result<CgroupEvents, ParseError> {
             _ => return false,
         };
         *slot = match v {
-            0 => Some(false),
-            1 => Some(true),
+            Some(0) => Some(false),
+            Some(1) => Some(true),
             _ => None,
         };
         true
@@ -1200,6 +1228,22 @@ mod tests {
         assert!(
             parse_cpu_stat("nr_descendants 0\n").is_err(),
             "foreign keys only"
+        );
+    }
+
+    #[test]
+    fn a_known_key_whose_value_does_not_parse_fails_the_file_with_its_line() {
+        let e = parse_cpu_stat("usage_usec 5\nuser_usec 12x4\nsystem_usec 1\n").unwrap_err();
+        assert_eq!(e, ParseError::new(2, "bad value of a known key"));
+        // An unknown key with a non-integer value is a newer kernel's.
+        let ok = parse_cpu_stat("usage_usec 5\nsome_new_key 1.5\n").expect("parses");
+        assert_eq!(ok.usage_usec, Some(5));
+        assert!(parse_memory_events("low 0\nmax -1\n").is_err());
+        assert!(parse_cgroup_events("populated x\n").is_err());
+        assert_eq!(
+            parse_cgroup_events("populated 2\n").map(|e| e.populated),
+            Ok(None),
+            "a number that is not a state stays absent"
         );
     }
 

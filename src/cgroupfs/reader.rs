@@ -165,7 +165,15 @@ pub struct SoftError {
 }
 
 /// v2 `memory.stat` keys exported in `cgroup_memory_stat_bytes{stat}`:
-/// the byte-valued ones (the rest are event counts).
+/// every key that Documentation/admin-guide/cgroup-v2.rst ("memory.stat",
+/// Linux 6.18) documents as an amount of memory, in the kernel's order
+/// (`memory_stats[]` in mm/memcontrol.c). The keys after them in the file
+/// (`workingset_*`, `pswpin`, `pgfault`, `thp_*`, `numa_*`, `pgdemote_*`,
+/// ...) count events or pages and are never exported as bytes; nor is
+/// `zswap_incomp`, documented as a number of pages. Keys a kernel lacks
+/// (`sec_pagetables` before 6.2, `zswap*` before 5.19 or without
+/// CONFIG_ZSWAP, `hugetlb` before 6.6 or without the
+/// `memory_hugetlb_accounting` mount option) are absent series.
 const MEMORY_STAT_V2: &[&str] = &[
     "anon",
     "file",
@@ -194,6 +202,7 @@ const MEMORY_STAT_V2: &[&str] = &[
     "slab_reclaimable",
     "slab_unreclaimable",
     "slab",
+    "hugetlb",
 ];
 
 /// v1 `memory.stat` hierarchical (`total_*`) keys mapped to the v2 name of
@@ -213,6 +222,12 @@ const MEMORY_STAT_V1: &[(&str, &str)] = &[
     ("total_unevictable", "unevictable"),
 ];
 
+/// One v1 `blkio.*io_service*` file's rows.
+type Blkio = Vec<parse::BlkioEntry>;
+
+/// Absent files by (hierarchy, cgroup).
+type AbsentMemo = HashMap<(u8, CgroupPath), HashSet<Box<str>>>;
+
 /// State shared by the reader threads across scrapes: what the kernel does
 /// not change between scrapes, learned once.
 #[derive(Debug)]
@@ -221,10 +236,16 @@ pub struct Shared {
     pub procfs: PathBuf,
     pub hugetlb_sizes: Arc<[Arc<str>]>,
     pub fds: Arc<FdCache>,
-    /// Files found absent in a hierarchy (a kernel feature that is off, such
+    /// The kernel's page size: the unit of v1 `memory.numa_stat`.
+    pub page_size: u64,
+    /// Files found absent in a cgroup (a kernel feature that is off, such
     /// as `memory.memsw.*` without swap accounting): not opened again until
-    /// the memo is cleared, every [`ABSENT_MEMO_TTL`].
-    absent: RwLock<HashMap<u8, HashSet<Box<str>>>>,
+    /// the memo is cleared, every [`ABSENT_MEMO_TTL`]. Keyed per cgroup, not
+    /// per hierarchy: one cgroup can lack a file its siblings have (Linux
+    /// ≥ 6.1 `echo 0 > cgroup.pressure` removes only that cgroup's
+    /// `*.pressure` files), and a missing file may only hide the series of
+    /// the cgroup it is missing from.
+    absent: RwLock<AbsentMemo>,
     absent_since: Mutex<Instant>,
     /// The cgroup2 hierarchy exists but its root lists no controllers (the
     /// hybrid layout): per-cgroup `cgroup.controllers` would all be empty.
@@ -249,6 +270,7 @@ impl Shared {
             procfs,
             hugetlb_sizes,
             fds: Arc::new(FdCache::new(fd_cache)),
+            page_size: procfs::page_size(),
             absent: RwLock::new(HashMap::new()),
             absent_since: Mutex::new(Instant::now()),
         }
@@ -272,19 +294,19 @@ impl Shared {
         self.fds.close_unread();
     }
 
-    fn is_absent(&self, h: u8, file: &str) -> bool {
+    fn is_absent(&self, h: u8, cg: &CgroupPath, file: &str) -> bool {
         self.absent
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&h)
+            .get(&(h, cg.clone()))
             .is_some_and(|set| set.contains(file))
     }
 
-    fn mark_absent(&self, h: u8, file: &str) {
+    fn mark_absent(&self, h: u8, cg: &CgroupPath, file: &str) {
         self.absent
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(h)
+            .entry((h, cg.clone()))
             .or_default()
             .insert(Box::from(file));
     }
@@ -370,7 +392,7 @@ impl Reader {
         }
         self.path.push(file);
         let memo = !cg.is_root();
-        if memo && self.shared.is_absent(h.id.0, file) {
+        if memo && self.shared.is_absent(h.id.0, cg, file) {
             return Err(ReadError::Absent {
                 path: PathBuf::new(),
             });
@@ -384,7 +406,7 @@ impl Reader {
                     && self.cur_h == h.id.0
                     && matches!(e, ReadError::Absent { .. })
                 {
-                    self.shared.mark_absent(h.id.0, file);
+                    self.shared.mark_absent(h.id.0, cg, file);
                 }
                 return Err(e);
             }
@@ -418,6 +440,29 @@ impl Reader {
         parse: impl FnOnce(&str) -> Result<T, ParseError>,
     ) -> Result<Option<T>, ReadError> {
         self.get_dyn(h, cg, file, file, soft, parse)
+    }
+
+    /// A parse result of the file just read: the value, or `None` with the
+    /// error counted under `file`.
+    fn counted<T>(
+        &self,
+        file: &'static str,
+        parsed: Result<T, ParseError>,
+        soft: &mut Vec<SoftError>,
+    ) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(source) => {
+                soft.push(SoftError {
+                    file,
+                    error: ReadError::Parse {
+                        path: self.path.clone(),
+                        source,
+                    },
+                });
+                None
+            }
+        }
     }
 
     fn classify<T>(
@@ -745,18 +790,9 @@ impl Reader {
         s: &mut CgroupStats,
         soft: &mut Vec<SoftError>,
     ) -> Result<(), ReadError> {
-        let v2 = h.unified;
+        let (pages, page_size) = (!h.unified, self.shared.page_size);
         let rows = self.get(h, cg, "memory.numa_stat", soft, |t| {
-            let n = parse::parse_numa_stat(t)?;
-            let mut out = Vec::new();
-            for (stat, nodes) in n.entries {
-                for (node, v) in nodes {
-                    // v2 values are bytes; v1 values are pages.
-                    let bytes = if v2 { v } else { v.saturating_mul(page_size()) };
-                    out.push((node, stat.to_string(), bytes));
-                }
-            }
-            Ok(out)
+            numa_rows(t, pages, page_size)
         })?;
         if let Some(rows) = rows {
             s.memory_numa = rows;
@@ -783,9 +819,9 @@ impl Reader {
                 // Absent `cpuacct.usage` in a listed cgroup means it is gone.
                 let usage = match self.read(h, cg, "cpuacct.usage") {
                     Ok(t) => {
-                        let v = parse::parse_u64(t).ok();
+                        let v = parse::parse_u64(t);
                         self.probed = true;
-                        v
+                        self.counted("cpuacct.usage", v, soft)
                     }
                     Err(ReadError::Absent { path }) => return Err(ReadError::Vanished { path }),
                     Err(e) => Self::classify::<u64>("cpuacct.usage", e, soft)?,
@@ -902,9 +938,9 @@ impl Reader {
     ) -> Result<(), ReadError> {
         let usage = match self.read(h, cg, "memory.usage_in_bytes") {
             Ok(t) => {
-                let v = parse::parse_u64(t).ok();
+                let v = parse::parse_u64(t);
                 self.probed = true;
-                v
+                self.counted("memory.usage_in_bytes", v, soft)
             }
             Err(ReadError::Absent { path }) => return Err(ReadError::Vanished { path }),
             Err(e) => Self::classify::<u64>("memory.usage_in_bytes", e, soft)?,
@@ -971,9 +1007,7 @@ impl Reader {
                 parse::parse_limit,
             )?
             .and_then(v1_limit);
-        if let (Some(ml), Some(l)) = (memsw_lim, lim) {
-            fill(&mut s.swap_limit, Some(ml.saturating_sub(l)));
-        }
+        fill(&mut s.swap_limit, v1_swap_limit(memsw_lim, lim));
         if !self.skip.memory_events {
             let mut events = Vec::new();
             if let Some(f) = self.get(h, cg, "memory.failcnt", soft, parse::parse_u64)? {
@@ -1008,39 +1042,31 @@ impl Reader {
             return Ok(());
         }
         // The `_recursive` files include descendants, as v2's io.stat does.
-        // Kernel quirk (v1, seen on 6.18): these only count IO of cgroups
-        // with a throttle rule on the device; otherwise just `Total 0`.
-        let bytes = match self.get(
+        // Kernel quirk (v1): `blkio.throttle.io_service*` count only IO
+        // that passed the throttle layer of a device with a rule (seen on
+        // 6.18: otherwise just `Total 0`), while a device run by BFQ counts
+        // all of the cgroup's IO in `blkio.bfq.io_service*_recursive`.
+        // Like runc (libcontainer/cgroups/fs/blkio.go, which cAdvisor
+        // uses), the BFQ pair is taken when its first file lists a device,
+        // else the throttle files.
+        let (bytes, ops) = match self.get(
             h,
             cg,
-            "blkio.throttle.io_service_bytes_recursive",
+            "blkio.bfq.io_serviced_recursive",
             soft,
             parse::parse_blkio_throttle,
         )? {
-            Some(b) => Some(b),
-            None => self.get(
-                h,
-                cg,
-                "blkio.throttle.io_service_bytes",
-                soft,
-                parse::parse_blkio_throttle,
-            )?,
-        };
-        let ops = match self.get(
-            h,
-            cg,
-            "blkio.throttle.io_serviced_recursive",
-            soft,
-            parse::parse_blkio_throttle,
-        )? {
-            Some(b) => Some(b),
-            None => self.get(
-                h,
-                cg,
-                "blkio.throttle.io_serviced",
-                soft,
-                parse::parse_blkio_throttle,
-            )?,
+            Some(ops) if !ops.is_empty() => {
+                let bytes = self.get(
+                    h,
+                    cg,
+                    "blkio.bfq.io_service_bytes_recursive",
+                    soft,
+                    parse::parse_blkio_throttle,
+                )?;
+                (bytes, Some(ops))
+            }
+            _ => self.read_v1_throttle_io(h, cg, soft)?,
         };
         let mut devs: HashMap<DevNum, IoDevice> = HashMap::new();
         for e in bytes.into_iter().flatten() {
@@ -1099,6 +1125,34 @@ impl Reader {
         limits.sort_by_key(|l| l.dev);
         s.io_limits = limits;
         Ok(())
+    }
+
+    /// v1 IO from the throttle layer: the `_recursive` files, or the plain
+    /// ones on kernels without them.
+    fn read_v1_throttle_io(
+        &mut self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<(Option<Blkio>, Option<Blkio>), ReadError> {
+        let mut pair = [None, None];
+        for (slot, (recursive, plain)) in pair.iter_mut().zip([
+            (
+                "blkio.throttle.io_service_bytes_recursive",
+                "blkio.throttle.io_service_bytes",
+            ),
+            (
+                "blkio.throttle.io_serviced_recursive",
+                "blkio.throttle.io_serviced",
+            ),
+        ]) {
+            *slot = match self.get(h, cg, recursive, soft, parse::parse_blkio_throttle)? {
+                Some(b) => Some(b),
+                None => self.get(h, cg, plain, soft, parse::parse_blkio_throttle)?,
+            };
+        }
+        let [bytes, ops] = pair;
+        Ok((bytes, ops))
     }
 
     /// The host's OOM kills for `cgroup="/"`: the root cgroup has no counter
@@ -1214,11 +1268,35 @@ fn v1_limit(l: Limit) -> Option<u64> {
     }
 }
 
-fn page_size() -> u64 {
-    // rustix/nix would give sysconf(_SC_PAGESIZE) without unsafe; 4 KiB is
-    // the page size of every platform this exporter is built for except
-    // some arm64/ppc64 kernels, where v1 numa_stat is rare.
-    4096
+/// The swap a v1 cgroup may use: `memsw.limit - memory.limit` (memsw
+/// counts memory plus swap). The kernel refuses a memsw limit below the
+/// memory limit (EINVAL, cgroup-v1/memory.rst 2.4), so a memsw value below
+/// it is a read that raced a pair of writes, not a limit: absent, as is an
+/// unlimited memsw or memory limit. Equal limits are a real 0: no swap.
+fn v1_swap_limit(memsw_limit: Option<u64>, memory_limit: Option<u64>) -> Option<u64> {
+    let (ml, l) = (memsw_limit?, memory_limit?);
+    ml.checked_sub(l)
+}
+
+/// v1 `memory.numa_stat` counts pages, v2 bytes.
+fn numa_rows(
+    text: &str,
+    pages: bool,
+    page_size: u64,
+) -> Result<Vec<(u32, String, u64)>, ParseError> {
+    let n = parse::parse_numa_stat(text)?;
+    let mut out = Vec::new();
+    for (stat, nodes) in n.entries {
+        for (node, v) in nodes {
+            let bytes = if pages {
+                v.saturating_mul(page_size)
+            } else {
+                v
+            };
+            out.push((node, stat.to_string(), bytes));
+        }
+    }
+    Ok(out)
 }
 
 /// Hugetlb page sizes (`2MB`, `1GB`) named by the files of the first
@@ -1260,4 +1338,53 @@ pub fn discover_hugetlb_sizes(layout: &Layout) -> Vec<Arc<str>> {
         }
     }
     sizes.into_iter().map(Arc::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_numa_pages_are_converted_with_the_page_size_given() {
+        let text = "total=3 N0=1 N1=2\nfile=2 N0=2 N1=0\nhierarchical_total=3 N0=1 N1=2\n";
+        let rows = numa_rows(text, true, 65536).expect("parses");
+        assert_eq!(
+            rows,
+            vec![
+                (0, "total".to_string(), 65536),
+                (1, "total".to_string(), 131072),
+                (0, "file".to_string(), 131072),
+                (1, "file".to_string(), 0),
+            ]
+        );
+        let rows4k = numa_rows(text, true, 4096).expect("parses");
+        assert_eq!(rows4k[1].2, 8192);
+        // v2 values are bytes already.
+        let v2 = numa_rows("anon N0=4096 N1=0\n", false, 65536).expect("parses");
+        assert_eq!(v2[0].2, 4096);
+    }
+
+    #[test]
+    fn v1_swap_limit_needs_memsw_at_or_above_the_memory_limit() {
+        assert_eq!(v1_swap_limit(Some(300), Some(200)), Some(100));
+        assert_eq!(v1_swap_limit(Some(200), Some(200)), Some(0));
+        assert_eq!(v1_swap_limit(Some(100), Some(200)), None);
+        assert_eq!(v1_swap_limit(None, Some(200)), None);
+        assert_eq!(v1_swap_limit(Some(300), None), None);
+    }
+
+    #[test]
+    fn the_page_size_is_the_kernels() {
+        let shared = Shared::new(
+            Arc::new(Layout {
+                mode: crate::cgroupfs::Mode::V2,
+                hierarchies: Vec::new(),
+                detected_from: "test",
+            }),
+            PathBuf::from("/proc"),
+            0,
+        );
+        assert_eq!(shared.page_size, procfs::page_size());
+        assert!(shared.page_size.is_power_of_two() && shared.page_size >= 4096);
+    }
 }
