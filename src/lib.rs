@@ -17,6 +17,7 @@ pub mod collector;
 pub mod config;
 pub mod glob;
 pub mod http;
+pub mod kernel;
 pub mod kubelet;
 pub mod labels;
 pub mod logging;

@@ -215,13 +215,25 @@ fn disabled_families_are_neither_exported_nor_read() {
     );
 }
 
+/// The value of the first series of `text` whose line starts with
+/// `series` (a name and the start of its labels) and holds `also`, as
+/// written.
+fn value_of(text: &str, series: &str, also: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l.contains(also))
+        .and_then(|l| l.rsplit_once(' '))
+        .map(|(_, v)| v.to_string())
+}
+
 /// `cgroup_psi_exporter_read_errors_total{file}` of one exposition.
 fn read_errors(text: &str, file: &str) -> f64 {
-    let want = format!("cgroup_psi_exporter_read_errors_total{{file=\"{file}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(want.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    value_of(
+        text,
+        &format!("cgroup_psi_exporter_read_errors_total{{file=\"{file}\"}} "),
+        "",
+    )
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(0.0)
 }
 
 #[test]
@@ -268,10 +280,11 @@ fn memory_stat_exports_the_byte_keys_of_newer_kernels_and_never_event_counters()
     );
     let (text, _) = once(&tree, &[]);
     let stat = |k: &str| {
-        let want = format!("cgroup_memory_stat_bytes{{cgroup=\"/web\",stat=\"{k}\"}} ");
-        text.lines()
-            .find_map(|l| l.strip_prefix(want.as_str()))
-            .map(|v| v.trim().to_string())
+        value_of(
+            &text,
+            &format!("cgroup_memory_stat_bytes{{cgroup=\"/web\",stat=\"{k}\"}} "),
+            "",
+        )
     };
     assert_eq!(stat("hugetlb").as_deref(), Some("2097152"), "{text}");
     assert_eq!(stat("zswap").as_deref(), Some("12288"));
@@ -309,11 +322,11 @@ fn v1_io_comes_from_bfq_where_it_lists_a_device_else_from_the_throttle_files() {
     tree.file("blkio/docker/blkio.bfq.io_serviced_recursive", "Total 0\n");
     let (text, _) = once(&tree, &[]);
     let m = |name: &str, cg: &str| {
-        let want = format!("{name}{{cgroup=\"/{cg}\"");
-        text.lines()
-            .find(|l| l.starts_with(&want) && l.contains("device=\"sda\""))
-            .and_then(|l| l.rsplit_once(' '))
-            .map(|(_, v)| v.to_string())
+        value_of(
+            &text,
+            &format!("{name}{{cgroup=\"/{cg}\""),
+            "device=\"sda\"",
+        )
     };
     assert_eq!(
         m("cgroup_io_read_bytes_total", &c).as_deref(),
@@ -342,11 +355,11 @@ fn v1_swap_limit_is_memsw_minus_memory_and_absent_when_memsw_is_below_it() {
     let swap_limit = |memsw: &str| {
         tree.file(&format!("memory/{c}/memory.memsw.limit_in_bytes"), memsw);
         let (text, _) = once(&tree, &[]);
-        let want = format!("cgroup_memory_swap_limit_bytes{{cgroup=\"/{c}\"");
-        text.lines()
-            .find(|l| l.starts_with(&want))
-            .and_then(|l| l.rsplit_once(' '))
-            .map(|(_, v)| v.to_string())
+        value_of(
+            &text,
+            &format!("cgroup_memory_swap_limit_bytes{{cgroup=\"/{c}\""),
+            "",
+        )
     };
     assert_eq!(swap_limit("201326592\n").as_deref(), Some("67108864"));
     assert_eq!(

@@ -116,6 +116,25 @@ impl Hierarchy {
     }
 }
 
+/// The hierarchies a cgroup exists in, as a bit set of [`HierarchyId`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HierarchySet(u32);
+
+impl HierarchySet {
+    pub fn contains(self, id: HierarchyId) -> bool {
+        self.0 & (1 << id.0) != 0
+    }
+    pub fn with(self, id: HierarchyId) -> Self {
+        HierarchySet(self.0 | (1 << id.0))
+    }
+    pub fn without(self, id: HierarchyId) -> Self {
+        HierarchySet(self.0 & !(1 << id.0))
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub mode: Mode,
