@@ -60,6 +60,42 @@ pub fn page_size() -> u64 {
     *PAGE.get_or_init(procfs::page_size)
 }
 
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, as Go programs do
+/// at start: the soft limit (often 1024) is a guard for `select(2)`,
+/// which this program does not use, and the fd cache, PSI triggers and
+/// OOM watchers all need descriptors. A hard limit of "unlimited" is
+/// capped at `fs.nr_open`, the most the kernel allows. Returns the soft
+/// limit in force afterwards (`None`: unlimited).
+pub fn raise_nofile_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let hard = lim.maximum.or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    });
+    if let (Some(soft), Some(hard)) = (lim.current, hard) {
+        if soft < hard {
+            let raised = Rlimit {
+                current: Some(hard),
+                maximum: lim.maximum,
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => tracing::debug!(from = soft, to = hard, "raised the soft RLIMIT_NOFILE"),
+                Err(e) => tracing::debug!(error = %e, "cannot raise the soft RLIMIT_NOFILE"),
+            }
+        }
+    }
+    getrlimit(Resource::Nofile).current
+}
+
+/// Descriptors this process has open now.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

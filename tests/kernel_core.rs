@@ -436,3 +436,56 @@ fn a_cgroup_hiding_its_pressure_files_hides_only_its_own_psi_series() {
         }
     }
 }
+
+/// Started with a soft descriptor limit below the hard one (a 1024 soft
+/// limit is common), the exporter raises the soft limit to the hard one at
+/// start and sizes its fd cache from what is left under it.
+#[test]
+fn the_soft_descriptor_limit_is_raised_to_the_hard_one_and_sizes_the_fd_cache() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return common::skip("prlimit (util-linux) not installed");
+    }
+    let port = common::free_port();
+    let child = std::process::Command::new("prlimit")
+        .arg("--nofile=1024:4096")
+        .arg(env!("CARGO_BIN_EXE_cgroup-psi-exporter"))
+        .arg("--web.listen-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("prlimit the exporter");
+    // prlimit execs the exporter: same pid.
+    let ex = ExporterProcess { child, port };
+    common::wait_ok(port, "/readyz", Duration::from_secs(20));
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", ex.child.id())).expect("limits");
+    let nofile: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &nofile[3..5],
+        &["4096", "4096"],
+        "soft raised to hard: {limits}"
+    );
+    let m = ex.scrape();
+    let cap = m
+        .get("cgroup_psi_exporter_fd_cache_capacity", &[])
+        .expect("fd cache capacity");
+    // Half of what is left under 4096, less 512 headroom: with a 1024
+    // soft limit it would have been 0 (off).
+    assert!(
+        cap > 1024.0 && cap <= (4096 / 2 - 512) as f64,
+        "fd cache sized from the raised limit: {cap}"
+    );
+}

@@ -208,7 +208,13 @@ impl CgroupCollector {
             .map(|n| n.get())
             .unwrap_or(1)
             .min(8);
-        let cap = fd_cache.unwrap_or_else(crate::cgroupfs::fdcache::FdCache::auto_capacity);
+        // At start, before the discovery, the PSI agent and the OOM watchers
+        // open theirs: raise the soft descriptor limit, and size the fd
+        // cache from what is left.
+        let soft = crate::kernel::raise_nofile_limit();
+        let cap = fd_cache.unwrap_or_else(|| {
+            crate::cgroupfs::fdcache::FdCache::auto_capacity(soft, crate::kernel::open_fds())
+        });
         let shared = Arc::new(Shared::new(registry.layout().clone(), cap));
         CgroupCollector {
             registry,
