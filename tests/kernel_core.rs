@@ -489,3 +489,285 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_one_and_sizes_the_fd_cache() 
         "fd cache sized from the raised limit: {cap}"
     );
 }
+
+/// One limit family's file and the two values a test writes into it.
+struct LimitCase {
+    hier: &'static str,
+    file: &'static str,
+    family: &'static str,
+    /// Written before the first scrape, then before the second, with the
+    /// value each should export.
+    first: (&'static str, f64),
+    second: (&'static str, f64),
+}
+
+/// A limit written between two scrapes is in the second one, for every
+/// limit family this kernel offers (issue 13: whatever the exporter caches,
+/// a changed limit must be in the next scrape).
+#[test]
+fn a_limit_written_between_two_scrapes_is_in_the_second_for_every_limit_family() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let v2 = common::pure_v2();
+    // The first block device of /proc/partitions: the exporter names
+    // devices from that file.
+    let parts = std::fs::read_to_string("/proc/partitions").expect("partitions");
+    let disk = parts
+        .lines()
+        .skip(2)
+        .find_map(|l| l.split_whitespace().nth(3))
+        .expect("a device in /proc/partitions")
+        .to_string();
+    let dev = std::fs::read_to_string(format!("/sys/class/block/{disk}/dev"))
+        .expect("disk dev")
+        .trim()
+        .to_string();
+    let dev_line = |v: &str| -> &'static str { Box::leak(format!("{dev} {v}").into_boxed_str()) };
+    let io_max =
+        |k: &str, v: &str| -> &'static str { Box::leak(format!("{dev} {k}={v}").into_boxed_str()) };
+    let l = |hier, file, family, first, second| LimitCase {
+        hier,
+        file,
+        family,
+        first,
+        second,
+    };
+    let cases: Vec<LimitCase> = if v2 {
+        vec![
+            l(
+                "",
+                "cpu.max",
+                "cgroup_cpu_limit_cores",
+                ("50000 100000", 0.5),
+                ("150000 100000", 1.5),
+            ),
+            l(
+                "",
+                "cpu.weight",
+                "cgroup_cpu_weight",
+                ("50", 50.0),
+                ("200", 200.0),
+            ),
+            l(
+                "",
+                "memory.max",
+                "cgroup_memory_limit_bytes",
+                ("209715200", 209715200.0),
+                ("314572800", 314572800.0),
+            ),
+            l(
+                "",
+                "memory.high",
+                "cgroup_memory_high_bytes",
+                ("104857600", 104857600.0),
+                ("157286400", 157286400.0),
+            ),
+            l(
+                "",
+                "memory.low",
+                "cgroup_memory_low_bytes",
+                ("4194304", 4194304.0),
+                ("8388608", 8388608.0),
+            ),
+            l(
+                "",
+                "memory.min",
+                "cgroup_memory_min_bytes",
+                ("4194304", 4194304.0),
+                ("8388608", 8388608.0),
+            ),
+            l(
+                "",
+                "memory.swap.max",
+                "cgroup_memory_swap_limit_bytes",
+                ("4194304", 4194304.0),
+                ("8388608", 8388608.0),
+            ),
+            l(
+                "",
+                "pids.max",
+                "cgroup_pids_limit",
+                ("50", 50.0),
+                ("80", 80.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_read_bytes_per_second",
+                (io_max("rbps", "1048576"), 1048576.0),
+                (io_max("rbps", "2097152"), 2097152.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_write_bytes_per_second",
+                (io_max("wbps", "1048576"), 1048576.0),
+                (io_max("wbps", "2097152"), 2097152.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_read_ops_per_second",
+                (io_max("riops", "100"), 100.0),
+                (io_max("riops", "200"), 200.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_write_ops_per_second",
+                (io_max("wiops", "100"), 100.0),
+                (io_max("wiops", "200"), 200.0),
+            ),
+            l(
+                "",
+                "io.weight",
+                "cgroup_io_weight",
+                ("default 50", 50.0),
+                ("default 200", 200.0),
+            ),
+        ]
+    } else {
+        vec![
+            l(
+                "cpu",
+                "cpu.cfs_quota_us",
+                "cgroup_cpu_limit_cores",
+                ("50000", 0.5),
+                ("150000", 1.5),
+            ),
+            l(
+                "cpu",
+                "cpu.shares",
+                "cgroup_cpu_shares",
+                ("512", 512.0),
+                ("2048", 2048.0),
+            ),
+            l(
+                "memory",
+                "memory.limit_in_bytes",
+                "cgroup_memory_limit_bytes",
+                ("209715200", 209715200.0),
+                ("314572800", 314572800.0),
+            ),
+            l(
+                "memory",
+                "memory.soft_limit_in_bytes",
+                "cgroup_memory_low_bytes",
+                ("67108864", 67108864.0),
+                ("134217728", 134217728.0),
+            ),
+            // memsw - limit: (262144000 - 209715200), then (419430400 - 314572800).
+            l(
+                "memory",
+                "memory.memsw.limit_in_bytes",
+                "cgroup_memory_swap_limit_bytes",
+                ("262144000", 52428800.0),
+                ("419430400", 104857600.0),
+            ),
+            l(
+                "pids",
+                "pids.max",
+                "cgroup_pids_limit",
+                ("50", 50.0),
+                ("80", 80.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.read_bps_device",
+                "cgroup_io_limit_read_bytes_per_second",
+                (dev_line("1048576"), 1048576.0),
+                (dev_line("2097152"), 2097152.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.write_bps_device",
+                "cgroup_io_limit_write_bytes_per_second",
+                (dev_line("1048576"), 1048576.0),
+                (dev_line("2097152"), 2097152.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.read_iops_device",
+                "cgroup_io_limit_read_ops_per_second",
+                (dev_line("100"), 100.0),
+                (dev_line("200"), 200.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.write_iops_device",
+                "cgroup_io_limit_write_ops_per_second",
+                (dev_line("100"), 100.0),
+                (dev_line("200"), 200.0),
+            ),
+            l(
+                "blkio",
+                "blkio.weight",
+                "cgroup_io_weight",
+                ("50", 50.0),
+                ("200", 200.0),
+            ),
+            l(
+                "hugetlb",
+                "hugetlb.2MB.limit_in_bytes",
+                "cgroup_hugetlb_limit_bytes",
+                ("2097152", 2097152.0),
+                ("4194304", 4194304.0),
+            ),
+        ]
+    };
+    let cg = KernelCgroup::new("limits");
+    // The kernel checks memsw >= memory limit on every write: order them.
+    let write_all = |pick: fn(&LimitCase) -> &'static str, raising: bool| {
+        let mut order: Vec<&LimitCase> = cases.iter().collect();
+        if raising {
+            // memsw before the memory limit it must stay above.
+            order.sort_by_key(|c| c.file != "memory.memsw.limit_in_bytes");
+        } else {
+            order.sort_by_key(|c| c.file == "memory.memsw.limit_in_bytes");
+        }
+        for c in order {
+            if cg.dir(c.hier).is_some_and(|d| d.join(c.file).exists()) {
+                cg.write(c.hier, c.file, pick(c));
+            }
+        }
+    };
+    write_all(|c| c.first.0, false);
+    let ex = ExporterProcess::start(&[]);
+    let path = cg.path();
+    let labels = |c: &LimitCase| -> Vec<(&'static str, String)> {
+        let mut v = vec![("cgroup", path.clone())];
+        if c.family.starts_with("cgroup_io_limit") {
+            v.push(("device", disk.clone()));
+        }
+        if c.family.starts_with("cgroup_hugetlb") {
+            v.push(("pagesize", "2MB".to_string()));
+        }
+        v
+    };
+    let check = |m: &common::Exposition, which: &str, want: fn(&LimitCase) -> f64| {
+        let mut checked = 0;
+        for c in &cases {
+            if !cg.dir(c.hier).is_some_and(|d| d.join(c.file).exists()) {
+                continue;
+            }
+            let ls = labels(c);
+            let ls: Vec<(&str, &str)> = ls.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(
+                m.get(c.family, &ls),
+                Some(want(c)),
+                "{which} scrape: {} after writing {}",
+                c.family,
+                c.file
+            );
+            checked += 1;
+        }
+        checked
+    };
+    let n1 = check(&ex.scrape(), "first", |c| c.first.1);
+    write_all(|c| c.second.0, true);
+    let n2 = check(&ex.scrape(), "second", |c| c.second.1);
+    assert_eq!(n1, n2);
+    assert!(n1 >= 8, "only {n1} limit families offered by this kernel");
+    eprintln!("limit families checked: {n1} of {}", cases.len());
+}
