@@ -77,6 +77,11 @@ pub mod collector;
 pub mod config;
 pub mod glob;
 pub mod http;
+#[allow(
+    clippy::disallowed_methods,
+    reason = "synchronous by design: the shared core for kernel-file readers, called where they are"
+)]
+pub mod kernel;
 pub mod kubernetes;
 pub mod labels;
 pub mod logging;
@@ -96,5 +101,4 @@ pub mod psi;
     reason = "synchronous by design: discovery runs on its own OS thread (registry::watcher), and a scrape applies pending events inside its spawn_blocking"
 )]
 pub mod registry;
-pub mod rlimit;
 pub mod tlsclient;

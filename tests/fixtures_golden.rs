@@ -246,3 +246,160 @@ fn disabled_families_are_neither_exported_nor_read() {
         "working set still computed"
     );
 }
+
+/// The value of the first series of `text` whose line starts with
+/// `series` (a name and the start of its labels) and holds `also`, as
+/// written.
+fn value_of(text: &str, series: &str, also: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l.contains(also))
+        .and_then(|l| l.rsplit_once(' '))
+        .map(|(_, v)| v.to_string())
+}
+
+/// `cgroup_psi_exporter_read_errors_total{file}` of one exposition.
+fn read_errors(text: &str, file: &str) -> f64 {
+    value_of(
+        text,
+        &format!("cgroup_psi_exporter_read_errors_total{{file=\"{file}\"}} "),
+        "",
+    )
+    .and_then(|v| v.parse().ok())
+    .unwrap_or(0.0)
+}
+
+#[test]
+fn a_known_key_or_single_value_that_does_not_parse_is_counted_and_logged() {
+    let tree = fixtures::v2();
+    // One bad value of a known key; the rest of the file is fine.
+    tree.file(
+        "web/cpu.stat",
+        "usage_usec 12x4\nuser_usec 700000\nsystem_usec 300123\nnr_periods 100\nnr_throttled 7\nthrottled_usec 25000\n",
+    );
+    let (text, log) = once(&tree, &[]);
+    assert_eq!(read_errors(&text, "cpu.stat"), 1.0, "{text}");
+    assert!(log.contains("cpu.stat"), "logged: {log}");
+    assert!(
+        !text.contains("cgroup_cpu_usage_seconds_total{cgroup=\"/web\"}"),
+        "no value made up for the broken key"
+    );
+
+    let tree = fixtures::v1();
+    let c = format!("docker/{}", fixtures::CONTAINER_ID);
+    tree.file(&format!("memory/{c}/memory.usage_in_bytes"), "lots\n");
+    tree.file(&format!("cpuacct/{c}/cpuacct.usage"), "-5\n");
+    let (text, log) = once(&tree, &[]);
+    assert_eq!(read_errors(&text, "memory.usage_in_bytes"), 1.0, "{text}");
+    assert_eq!(read_errors(&text, "cpuacct.usage"), 1.0, "{text}");
+    assert!(
+        log.contains("memory.usage_in_bytes") || log.contains("cpuacct.usage"),
+        "logged: {log}"
+    );
+    assert!(
+        text.contains(&format!("cgroup_memory_limit_bytes{{cgroup=\"/{c}\"")),
+        "the cgroup's good files still export"
+    );
+}
+
+#[test]
+fn memory_stat_exports_the_byte_keys_of_newer_kernels_and_never_event_counters() {
+    let tree = fixtures::v2();
+    // Linux 6.18 memory.stat keys: `hugetlb` (bytes, 6.6+), `zswap_incomp`
+    // (pages) and event counters (pgfault, workingset_*, pswpin).
+    tree.file(
+        "web/memory.stat",
+        "anon 4096\nfile 8192\nzswap 12288\nzswapped 16384\nzswap_incomp 3\nhugetlb 2097152\ninactive_file 4096\nworkingset_refault_anon 5\npswpin 6\npgfault 7\nthp_fault_alloc 8\n",
+    );
+    let (text, _) = once(&tree, &[]);
+    let stat = |k: &str| {
+        value_of(
+            &text,
+            &format!("cgroup_memory_stat_bytes{{cgroup=\"/web\",stat=\"{k}\"}} "),
+            "",
+        )
+    };
+    assert_eq!(stat("hugetlb").as_deref(), Some("2097152"), "{text}");
+    assert_eq!(stat("zswap").as_deref(), Some("12288"));
+    assert_eq!(stat("zswapped").as_deref(), Some("16384"));
+    for events in [
+        "zswap_incomp",
+        "workingset_refault_anon",
+        "pswpin",
+        "pgfault",
+        "thp_fault_alloc",
+    ] {
+        assert_eq!(stat(events), None, "{events} is not bytes");
+    }
+}
+
+#[test]
+fn v1_io_comes_from_bfq_where_it_lists_a_device_else_from_the_throttle_files() {
+    let tree = fixtures::v1();
+    let c = format!("docker/{}", fixtures::CONTAINER_ID);
+    // The container's disk runs BFQ: its files hold the real IO; the
+    // throttle files (fixture: 8:0 4096*2 / 8192*2) only throttled IO.
+    tree.file(
+        &format!("blkio/{c}/blkio.bfq.io_service_bytes_recursive"),
+        "8:0 Read 1048576\n8:0 Write 2097152\n8:0 Sync 0\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 3145728\nTotal 3145728\n",
+    );
+    tree.file(
+        &format!("blkio/{c}/blkio.bfq.io_serviced_recursive"),
+        "8:0 Read 256\n8:0 Write 512\n8:0 Sync 0\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 768\nTotal 768\n",
+    );
+    // BFQ loaded but not used by any disk: just `Total 0`.
+    tree.file(
+        "blkio/docker/blkio.bfq.io_service_bytes_recursive",
+        "Total 0\n",
+    );
+    tree.file("blkio/docker/blkio.bfq.io_serviced_recursive", "Total 0\n");
+    let (text, _) = once(&tree, &[]);
+    let m = |name: &str, cg: &str| {
+        value_of(
+            &text,
+            &format!("{name}{{cgroup=\"/{cg}\""),
+            "device=\"sda\"",
+        )
+    };
+    assert_eq!(
+        m("cgroup_io_read_bytes_total", &c).as_deref(),
+        Some("1048576"),
+        "{text}"
+    );
+    assert_eq!(
+        m("cgroup_io_write_bytes_total", &c).as_deref(),
+        Some("2097152")
+    );
+    assert_eq!(m("cgroup_io_reads_total", &c).as_deref(), Some("256"));
+    assert_eq!(m("cgroup_io_writes_total", &c).as_deref(), Some("512"));
+    // An empty BFQ file: the throttle files (4096 * 1).
+    assert_eq!(
+        m("cgroup_io_read_bytes_total", "docker").as_deref(),
+        Some("4096")
+    );
+    assert_eq!(m("cgroup_io_reads_total", "docker").as_deref(), Some("10"));
+}
+
+#[test]
+fn v1_swap_limit_is_memsw_minus_memory_and_absent_when_memsw_is_below_it() {
+    let tree = fixtures::v1();
+    let c = format!("docker/{}", fixtures::CONTAINER_ID);
+    // The container's memory limit is 134217728.
+    let swap_limit = |memsw: &str| {
+        tree.file(&format!("memory/{c}/memory.memsw.limit_in_bytes"), memsw);
+        let (text, _) = once(&tree, &[]);
+        value_of(
+            &text,
+            &format!("cgroup_memory_swap_limit_bytes{{cgroup=\"/{c}\""),
+            "",
+        )
+    };
+    assert_eq!(swap_limit("201326592\n").as_deref(), Some("67108864"));
+    assert_eq!(
+        swap_limit("134217728\n").as_deref(),
+        Some("0"),
+        "equal: no swap"
+    );
+    // The kernel refuses memsw < memory (EINVAL): not a limit, no series.
+    assert_eq!(swap_limit("67108864\n"), None);
+    assert_eq!(swap_limit("9223372036854771712\n"), None, "unlimited");
+}

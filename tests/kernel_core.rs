@@ -403,3 +403,398 @@ fn read_diskstats() -> std::collections::BTreeMap<String, (u64, u64)> {
         })
         .collect()
 }
+
+/// Linux ≥ 6.1: `echo 0 > cgroup.pressure` removes a cgroup's
+/// `*.pressure` files. Only that cgroup may lose its PSI series; its
+/// siblings keep theirs on every scrape (issue 11: four of five siblings
+/// lost them because the absent-file memo was kept per hierarchy).
+#[test]
+fn a_cgroup_hiding_its_pressure_files_hides_only_its_own_psi_series() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let parent = KernelCgroup::new("psi-hide");
+    let psi_h = if common::pure_v2() { "" } else { "unified" };
+    let probe = parent.dir(psi_h).map(|d| d.join("cgroup.pressure"));
+    if !probe.as_ref().is_some_and(|p| p.exists()) {
+        return common::skip("no cgroup.pressure (Linux < 6.1)");
+    }
+    let kids: Vec<KernelCgroup> = (0..6)
+        .map(|i| KernelCgroup::at(&format!("{}/c{i}", parent.name)))
+        .collect();
+    // Nested guards name their directories by full path: the one in the
+    // hierarchy that has the pressure files.
+    let psi_root = common::roots()[0].clone();
+    let hidden = kids[2]
+        .dirs
+        .iter()
+        .find(|d| d.starts_with(&psi_root))
+        .expect("the cgroup in the PSI hierarchy");
+    std::fs::write(hidden.join("cgroup.pressure"), "0").expect("hide pressure");
+    assert!(
+        !hidden.join("cpu.pressure").exists(),
+        "the kernel removed cpu.pressure"
+    );
+    let ex = ExporterProcess::start(&[]);
+    for scrape in 0..3 {
+        let m = ex.scrape();
+        for (i, k) in kids.iter().enumerate() {
+            let path = k.path();
+            let l = [("cgroup", path.as_str())];
+            for fam in [
+                "cgroup_pressure_cpu_waiting_seconds_total",
+                "cgroup_pressure_memory_waiting_seconds_total",
+                "cgroup_pressure_io_waiting_seconds_total",
+            ] {
+                let got = m.get(fam, &l);
+                if i == 2 {
+                    assert_eq!(got, None, "scrape {scrape}: {path} hid its {fam}");
+                } else {
+                    assert!(
+                        got.is_some(),
+                        "scrape {scrape}: {path} lost {fam} because a sibling hid its own"
+                    );
+                }
+            }
+            assert!(
+                m.get("cgroup_memory_usage_bytes", &l).is_some() || common::pure_v2(),
+                "scrape {scrape}: {path} is in the scrape"
+            );
+        }
+    }
+}
+
+/// Started with a soft descriptor limit below the hard one (a 1024 soft
+/// limit is common), the exporter raises the soft limit to the hard one at
+/// start and sizes its fd cache from what is left under it.
+#[test]
+fn the_soft_descriptor_limit_is_raised_to_the_hard_one_and_sizes_the_fd_cache() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    if std::process::Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        return common::skip("prlimit (util-linux) not installed");
+    }
+    let port = common::free_port();
+    let child = std::process::Command::new("prlimit")
+        .arg("--nofile=1024:4096")
+        .arg(env!("CARGO_BIN_EXE_cgroup-psi-exporter"))
+        .arg("--web.listen-address")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("prlimit the exporter");
+    // prlimit execs the exporter: same pid.
+    let ex = ExporterProcess { child, port };
+    common::wait_ok(port, "/readyz", Duration::from_secs(20));
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", ex.child.id())).expect("limits");
+    let nofile: Vec<&str> = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        &nofile[3..5],
+        &["4096", "4096"],
+        "soft raised to hard: {limits}"
+    );
+    let m = ex.scrape();
+    let cap = m
+        .get("cgroup_psi_exporter_fd_cache_capacity", &[])
+        .expect("fd cache capacity");
+    // Half of what is left under 4096, less 512 headroom: with a 1024
+    // soft limit it would have been 0 (off).
+    assert!(
+        cap > 1024.0 && cap <= (4096 / 2 - 512) as f64,
+        "fd cache sized from the raised limit: {cap}"
+    );
+}
+
+/// One limit family's file and the two values a test writes into it.
+struct LimitCase {
+    hier: &'static str,
+    file: &'static str,
+    family: &'static str,
+    /// Written before the first scrape, then before the second, with the
+    /// value each should export.
+    first: (&'static str, f64),
+    second: (&'static str, f64),
+}
+
+/// A limit written between two scrapes is in the second one, for every
+/// limit family this kernel offers (issue 13: whatever the exporter caches,
+/// a changed limit must be in the next scrape).
+#[test]
+fn a_limit_written_between_two_scrapes_is_in_the_second_for_every_limit_family() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let v2 = common::pure_v2();
+    // The first block device of /proc/partitions: the exporter names
+    // devices from that file.
+    let parts = std::fs::read_to_string("/proc/partitions").expect("partitions");
+    let disk = parts
+        .lines()
+        .skip(2)
+        .find_map(|l| l.split_whitespace().nth(3))
+        .expect("a device in /proc/partitions")
+        .to_string();
+    let dev = std::fs::read_to_string(format!("/sys/class/block/{disk}/dev"))
+        .expect("disk dev")
+        .trim()
+        .to_string();
+    let dev_line = |v: &str| -> &'static str { Box::leak(format!("{dev} {v}").into_boxed_str()) };
+    let io_max =
+        |k: &str, v: &str| -> &'static str { Box::leak(format!("{dev} {k}={v}").into_boxed_str()) };
+    let l = |hier, file, family, first, second| LimitCase {
+        hier,
+        file,
+        family,
+        first,
+        second,
+    };
+    let cases: Vec<LimitCase> = if v2 {
+        vec![
+            l(
+                "",
+                "cpu.max",
+                "cgroup_cpu_limit_cores",
+                ("50000 100000", 0.5),
+                ("150000 100000", 1.5),
+            ),
+            l(
+                "",
+                "cpu.weight",
+                "cgroup_cpu_weight",
+                ("50", 50.0),
+                ("200", 200.0),
+            ),
+            l(
+                "",
+                "memory.max",
+                "cgroup_memory_limit_bytes",
+                ("209715200", 209715200.0),
+                ("314572800", 314572800.0),
+            ),
+            l(
+                "",
+                "memory.high",
+                "cgroup_memory_high_bytes",
+                ("104857600", 104857600.0),
+                ("157286400", 157286400.0),
+            ),
+            l(
+                "",
+                "memory.low",
+                "cgroup_memory_low_bytes",
+                ("4194304", 4194304.0),
+                ("8388608", 8388608.0),
+            ),
+            l(
+                "",
+                "memory.min",
+                "cgroup_memory_min_bytes",
+                ("4194304", 4194304.0),
+                ("8388608", 8388608.0),
+            ),
+            l(
+                "",
+                "memory.swap.max",
+                "cgroup_memory_swap_limit_bytes",
+                ("4194304", 4194304.0),
+                ("8388608", 8388608.0),
+            ),
+            l(
+                "",
+                "pids.max",
+                "cgroup_pids_limit",
+                ("50", 50.0),
+                ("80", 80.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_read_bytes_per_second",
+                (io_max("rbps", "1048576"), 1048576.0),
+                (io_max("rbps", "2097152"), 2097152.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_write_bytes_per_second",
+                (io_max("wbps", "1048576"), 1048576.0),
+                (io_max("wbps", "2097152"), 2097152.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_read_ops_per_second",
+                (io_max("riops", "100"), 100.0),
+                (io_max("riops", "200"), 200.0),
+            ),
+            l(
+                "",
+                "io.max",
+                "cgroup_io_limit_write_ops_per_second",
+                (io_max("wiops", "100"), 100.0),
+                (io_max("wiops", "200"), 200.0),
+            ),
+            l(
+                "",
+                "io.weight",
+                "cgroup_io_weight",
+                ("default 50", 50.0),
+                ("default 200", 200.0),
+            ),
+        ]
+    } else {
+        vec![
+            l(
+                "cpu",
+                "cpu.cfs_quota_us",
+                "cgroup_cpu_limit_cores",
+                ("50000", 0.5),
+                ("150000", 1.5),
+            ),
+            l(
+                "cpu",
+                "cpu.shares",
+                "cgroup_cpu_shares",
+                ("512", 512.0),
+                ("2048", 2048.0),
+            ),
+            l(
+                "memory",
+                "memory.limit_in_bytes",
+                "cgroup_memory_limit_bytes",
+                ("209715200", 209715200.0),
+                ("314572800", 314572800.0),
+            ),
+            l(
+                "memory",
+                "memory.soft_limit_in_bytes",
+                "cgroup_memory_low_bytes",
+                ("67108864", 67108864.0),
+                ("134217728", 134217728.0),
+            ),
+            // memsw - limit: (262144000 - 209715200), then (419430400 - 314572800).
+            l(
+                "memory",
+                "memory.memsw.limit_in_bytes",
+                "cgroup_memory_swap_limit_bytes",
+                ("262144000", 52428800.0),
+                ("419430400", 104857600.0),
+            ),
+            l(
+                "pids",
+                "pids.max",
+                "cgroup_pids_limit",
+                ("50", 50.0),
+                ("80", 80.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.read_bps_device",
+                "cgroup_io_limit_read_bytes_per_second",
+                (dev_line("1048576"), 1048576.0),
+                (dev_line("2097152"), 2097152.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.write_bps_device",
+                "cgroup_io_limit_write_bytes_per_second",
+                (dev_line("1048576"), 1048576.0),
+                (dev_line("2097152"), 2097152.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.read_iops_device",
+                "cgroup_io_limit_read_ops_per_second",
+                (dev_line("100"), 100.0),
+                (dev_line("200"), 200.0),
+            ),
+            l(
+                "blkio",
+                "blkio.throttle.write_iops_device",
+                "cgroup_io_limit_write_ops_per_second",
+                (dev_line("100"), 100.0),
+                (dev_line("200"), 200.0),
+            ),
+            l(
+                "blkio",
+                "blkio.weight",
+                "cgroup_io_weight",
+                ("50", 50.0),
+                ("200", 200.0),
+            ),
+            l(
+                "hugetlb",
+                "hugetlb.2MB.limit_in_bytes",
+                "cgroup_hugetlb_limit_bytes",
+                ("2097152", 2097152.0),
+                ("4194304", 4194304.0),
+            ),
+        ]
+    };
+    let cg = KernelCgroup::new("limits");
+    // The kernel checks memsw >= memory limit on every write: order them.
+    let write_all = |pick: fn(&LimitCase) -> &'static str, raising: bool| {
+        let mut order: Vec<&LimitCase> = cases.iter().collect();
+        if raising {
+            // memsw before the memory limit it must stay above.
+            order.sort_by_key(|c| c.file != "memory.memsw.limit_in_bytes");
+        } else {
+            order.sort_by_key(|c| c.file == "memory.memsw.limit_in_bytes");
+        }
+        for c in order {
+            if cg.dir(c.hier).is_some_and(|d| d.join(c.file).exists()) {
+                cg.write(c.hier, c.file, pick(c));
+            }
+        }
+    };
+    write_all(|c| c.first.0, false);
+    let ex = ExporterProcess::start(&[]);
+    let path = cg.path();
+    let labels = |c: &LimitCase| -> Vec<(&'static str, String)> {
+        let mut v = vec![("cgroup", path.clone())];
+        if c.family.starts_with("cgroup_io_limit") {
+            v.push(("device", disk.clone()));
+        }
+        if c.family.starts_with("cgroup_hugetlb") {
+            v.push(("pagesize", "2MB".to_string()));
+        }
+        v
+    };
+    let check = |m: &common::Exposition, which: &str, want: fn(&LimitCase) -> f64| {
+        let mut checked = 0;
+        for c in &cases {
+            if !cg.dir(c.hier).is_some_and(|d| d.join(c.file).exists()) {
+                continue;
+            }
+            let ls = labels(c);
+            let ls: Vec<(&str, &str)> = ls.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(
+                m.get(c.family, &ls),
+                Some(want(c)),
+                "{which} scrape: {} after writing {}",
+                c.family,
+                c.file
+            );
+            checked += 1;
+        }
+        checked
+    };
+    let n1 = check(&ex.scrape(), "first", |c| c.first.1);
+    write_all(|c| c.second.0, true);
+    let n2 = check(&ex.scrape(), "second", |c| c.second.1);
+    assert_eq!(n1, n2);
+    assert!(n1 >= 8, "only {n1} limit families offered by this kernel");
+    eprintln!("limit families checked: {n1} of {}", cases.len());
+}

@@ -61,18 +61,15 @@ impl FdCache {
         }
     }
 
-    /// Half the soft `RLIMIT_NOFILE` less headroom for sockets, inotify,
-    /// PSI trigger fds and namespace scans, at most [`AUTO_MAX`].
-    pub fn auto_capacity() -> usize {
-        let soft = procfs::process::Process::myself()
-            .and_then(|p| p.limits())
-            .ok()
-            .map(|l| match l.max_open_files.soft_limit {
-                procfs::process::LimitValue::Value(v) => v as usize,
-                procfs::process::LimitValue::Unlimited => 1 << 20,
-            })
-            .unwrap_or(1024);
-        (soft / 2).saturating_sub(512).min(AUTO_MAX)
+    /// Half of the descriptors left under the soft `RLIMIT_NOFILE`
+    /// (`soft`, `None` for unlimited; see [`crate::kernel::raise_nofile_limit`])
+    /// after the `in_use` ones, less headroom for sockets, inotify, PSI
+    /// trigger fds, OOM watchers and namespace scans, at most [`AUTO_MAX`].
+    pub fn auto_capacity(soft: Option<u64>, in_use: usize) -> usize {
+        let soft = soft.map_or(1 << 20, |s| usize::try_from(s).unwrap_or(usize::MAX));
+        (soft.saturating_sub(in_use) / 2)
+            .saturating_sub(512)
+            .min(AUTO_MAX)
     }
 
     pub fn len(&self) -> usize {
@@ -235,6 +232,15 @@ fn plain_read(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_capacity_is_half_of_what_is_left_less_headroom() {
+        assert_eq!(FdCache::auto_capacity(Some(8000), 100), 3950 - 512);
+        assert_eq!(FdCache::auto_capacity(Some(4096), 60), 2018 - 512);
+        assert_eq!(FdCache::auto_capacity(Some(1024), 30), 0, "no room: off");
+        assert_eq!(FdCache::auto_capacity(Some(1 << 20), 10), AUTO_MAX);
+        assert_eq!(FdCache::auto_capacity(None, 10), AUTO_MAX);
+    }
 
     #[test]
     fn cached_reads_see_new_contents_and_bounded_capacity_holds() {

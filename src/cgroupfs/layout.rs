@@ -116,6 +116,25 @@ impl Hierarchy {
     }
 }
 
+/// The hierarchies a cgroup exists in, as a bit set of [`HierarchyId`]s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HierarchySet(u32);
+
+impl HierarchySet {
+    pub fn contains(self, id: HierarchyId) -> bool {
+        self.0 & (1 << id.0) != 0
+    }
+    pub fn with(self, id: HierarchyId) -> Self {
+        HierarchySet(self.0 | (1 << id.0))
+    }
+    pub fn without(self, id: HierarchyId) -> Self {
+        HierarchySet(self.0 & !(1 << id.0))
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub mode: Mode,
@@ -206,17 +225,7 @@ impl Layout {
             let dir = given.join(rel);
             match m.fs_type.as_str() {
                 "cgroup2" => unified = Some(dir),
-                "cgroup" => {
-                    let controllers: Vec<Controller> = m
-                        .super_options
-                        .split(',')
-                        .filter_map(Controller::from_name)
-                        .filter(|c| seen.insert(*c))
-                        .collect();
-                    if !controllers.is_empty() {
-                        hierarchies.push((dir, controllers));
-                    }
-                }
+                "cgroup" => add_v1(&mut hierarchies, &mut seen, dir, &m.super_options),
                 _ => {}
             }
         }
@@ -268,14 +277,7 @@ impl Layout {
             if is_link || !dir.join("cgroup.procs").is_file() {
                 continue;
             }
-            let controllers: Vec<Controller> = name
-                .split(',')
-                .filter_map(Controller::from_name)
-                .filter(|c| seen.insert(*c))
-                .collect();
-            if !controllers.is_empty() {
-                hierarchies.push((dir, controllers));
-            }
+            add_v1(&mut hierarchies, &mut seen, dir, &name);
         }
         if unified.is_none() && hierarchies.is_empty() {
             return Err(LayoutError::NoHierarchy {
@@ -333,6 +335,24 @@ impl Layout {
 
     pub fn get(&self, id: HierarchyId) -> Option<&Hierarchy> {
         self.hierarchies.get(id.0 as usize)
+    }
+}
+
+/// Adds the v1 hierarchy at `dir` carrying the controllers named in
+/// `names` (`cpu,cpuacct`), those not already seen elsewhere.
+fn add_v1(
+    hierarchies: &mut Vec<(PathBuf, Vec<Controller>)>,
+    seen: &mut BTreeSet<Controller>,
+    dir: PathBuf,
+    names: &str,
+) {
+    let controllers: Vec<Controller> = names
+        .split(',')
+        .filter_map(Controller::from_name)
+        .filter(|c| seen.insert(*c))
+        .collect();
+    if !controllers.is_empty() {
+        hierarchies.push((dir, controllers));
     }
 }
 

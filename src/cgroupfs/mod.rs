@@ -1,11 +1,14 @@
 //! The cgroupfs layer: the mount layout (v2, v1, hybrid), pure parsers for
-//! each kernel file format, and the reader that turns a cgroup's files into
-//! typed stats.
+//! each kernel file format, the table of files ([`files`]) and the reader
+//! that reads a cgroup's planned files into parser types, in kernel units.
+//! It knows no metric and imports nothing of the crate but the shared core
+//! ([`crate::kernel`]).
 //!
 //! Kernel reference: <https://docs.kernel.org/admin-guide/cgroup-v2.html> and
 //! <https://docs.kernel.org/admin-guide/cgroup-v1/index.html>.
 
 pub mod fdcache;
+pub mod files;
 pub mod layout;
 pub mod parse;
 pub mod reader;
@@ -13,7 +16,7 @@ pub mod reader;
 use std::fmt;
 use std::sync::Arc;
 
-pub use layout::{Controller, Hierarchy, HierarchyId, Layout, LayoutError, Mode};
+pub use layout::{Controller, Hierarchy, HierarchyId, HierarchySet, Layout, LayoutError, Mode};
 
 /// A cgroup, named by its path relative to the hierarchy root: `/` for the
 /// root, `/system.slice/nginx.service` below it. The same path in several

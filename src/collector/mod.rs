@@ -7,7 +7,9 @@
 //! before the request arrived (and so could miss a cgroup made just before
 //! the request), takes the next one instead.
 
+pub mod host;
 pub mod names;
+pub mod sample;
 pub mod selfmetrics;
 
 use std::cell::Cell;
@@ -25,13 +27,17 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use tracing::{debug, warn};
 
+use crate::cgroupfs::files::{FileSet, Plan};
 use crate::cgroupfs::parse::{self, DevNum};
-use crate::cgroupfs::reader::{CgroupStats, ReadError, Reader, Shared, Skip};
+use crate::cgroupfs::reader::{ReadError, Reader, Shared, SoftError};
+use crate::cgroupfs::{CgroupPath, HierarchySet, Mode};
 use crate::kubernetes::{Kubelet, PodNames as PodLabels};
 use crate::labels::CgroupLabels;
 use crate::registry::{CgroupEntry, Registry};
 
+use host::HostFiles;
 use names::{Labeled, SCALARS};
+use sample::CgroupStats;
 
 /// Default time budget of one collection when the scraper states none.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -74,13 +80,19 @@ struct Flight {
 }
 
 /// Which families are on (`metrics.disable` / `metrics.enable`), resolved
-/// once from the config: a scrape only looks names up, and the reader gets
-/// the file groups to skip.
-#[derive(Debug, Clone, Default)]
+/// once from the config: a scrape only looks names up, and reads the files
+/// the families that are on declare they need ([`names::Scalar::needs`]).
+#[derive(Debug, Clone)]
 pub struct Families {
     /// Registered (base) names of the families that are off.
     off: Vec<&'static str>,
-    skip: Skip,
+    files: FileSet,
+}
+
+impl Default for Families {
+    fn default() -> Families {
+        Families::with_off(Vec::new())
+    }
 }
 
 impl Families {
@@ -113,12 +125,22 @@ impl Families {
                 .filter(|f| is_off(f.name, &f.unit, &f.ty))
                 .map(|f| f.name),
         );
-        let mut f = Families {
-            off,
-            skip: Skip::default(),
-        };
-        f.skip = f.compute_skip();
-        f
+        Families::with_off(off)
+    }
+
+    fn with_off(off: Vec<&'static str>) -> Families {
+        let needs = SCALARS
+            .iter()
+            .filter(|f| !off.contains(&f.name))
+            .map(|f| f.needs)
+            .chain(
+                names::LABELED
+                    .iter()
+                    .filter(|f| !off.contains(&f.name))
+                    .map(|f| f.needs),
+            );
+        let files = needs.fold(FileSet::EMPTY, |s, n| s.union(FileSet::of(n)));
+        Families { off, files }
     }
 
     pub fn all_on() -> Families {
@@ -130,39 +152,9 @@ impl Families {
         !self.off.contains(&name)
     }
 
-    /// File groups no enabled family needs.
-    pub fn skip(&self) -> Skip {
-        self.skip
-    }
-
-    fn compute_skip(&self) -> Skip {
-        let any = |fams: &[&Labeled]| fams.iter().any(|l| self.on(l.name));
-        Skip {
-            memory_stat: !self.on(names::MEMORY_STAT.name),
-            memory_numa: !self.on(names::MEMORY_NUMA.name),
-            memory_events: !self.on(names::MEMORY_EVENTS.name),
-            io: !any(&[
-                &names::IO_READ_BYTES,
-                &names::IO_WRITE_BYTES,
-                &names::IO_READS,
-                &names::IO_WRITES,
-            ]),
-            io_limits: !self.on("cgroup_io_weight")
-                && !any(&[
-                    &names::IO_LIMIT_READ_BPS,
-                    &names::IO_LIMIT_WRITE_BPS,
-                    &names::IO_LIMIT_READ_IOPS,
-                    &names::IO_LIMIT_WRITE_IOPS,
-                ]),
-            hugetlb: !any(&[&names::HUGETLB_USAGE, &names::HUGETLB_LIMIT]),
-            pressure: SCALARS
-                .iter()
-                .filter(|s| s.name.starts_with("cgroup_pressure_"))
-                .all(|s| !self.on(s.name)),
-            cpuset: !self.on("cgroup_cpuset_cpus"),
-            pids: !self.on("cgroup_pids_current") && !self.on("cgroup_pids_limit"),
-            cgroup_events: !self.on("cgroup_populated") && !self.on("cgroup_frozen"),
-        }
+    /// What to read in each cgroup.
+    pub fn plan(&self) -> Plan {
+        sample::plan(self.files)
     }
 }
 
@@ -216,8 +208,14 @@ impl CgroupCollector {
             .map(|n| n.get())
             .unwrap_or(1)
             .min(8);
-        let cap = fd_cache.unwrap_or_else(crate::cgroupfs::fdcache::FdCache::auto_capacity);
-        let shared = Arc::new(Shared::new(registry.layout().clone(), procfs.clone(), cap));
+        // At start, before the discovery, the PSI agent and the OOM watchers
+        // open theirs: raise the soft descriptor limit, and size the fd
+        // cache from what is left.
+        let soft = crate::kernel::raise_nofile_limit();
+        let cap = fd_cache.unwrap_or_else(|| {
+            crate::cgroupfs::fdcache::FdCache::auto_capacity(soft, crate::kernel::open_fds())
+        });
+        let shared = Arc::new(Shared::new(registry.layout().clone(), cap));
         CgroupCollector {
             registry,
             procfs,
@@ -270,10 +268,10 @@ impl CgroupCollector {
         let deadline_hit = std::sync::atomic::AtomicBool::new(false);
         const CHUNK: usize = 32;
         let threads = self.threads.min(snapshot.len().div_ceil(CHUNK)).max(1);
-        let skip = self.families.skip();
+        let plan = self.families.plan();
         self.shared.start_scrape();
         let work = |_: usize| {
-            let mut reader = Reader::new(self.shared.clone(), skip);
+            let mut reader = Reader::new(self.shared.clone());
             let mut out: Vec<(usize, CgroupStats)> = Vec::new();
             let mut soft = Vec::new();
             let mut vanished = 0u64;
@@ -288,7 +286,7 @@ impl CgroupCollector {
                 }
                 for i in i0..(i0 + CHUNK).min(snapshot.len()) {
                     let e = &snapshot[i];
-                    match reader.read_cgroup(&e.path, e.hierarchies, &mut soft) {
+                    match self.read_one(&mut reader, &plan, &e.path, e.hierarchies, &mut soft) {
                         Ok(s) => out.push((i, s)),
                         Err(ReadError::Vanished { .. }) => {
                             vanished += 1;
@@ -357,6 +355,40 @@ impl CgroupCollector {
             duration,
             deadline_hit: hit,
         }
+    }
+
+    /// One cgroup's files, and for the root the host's, as reported values.
+    fn read_one(
+        &self,
+        reader: &mut Reader,
+        plan: &Plan,
+        cg: &CgroupPath,
+        hierarchies: HierarchySet,
+        soft: &mut Vec<SoftError>,
+    ) -> Result<CgroupStats, ReadError> {
+        if !cg.is_root() {
+            let files = reader.read_cgroup(cg, hierarchies, plan, soft)?;
+            return Ok(sample::sample(
+                &files,
+                &HostFiles::default(),
+                crate::kernel::page_size(),
+            ));
+        }
+        let mut host = HostFiles::default();
+        let mut plan = *plan;
+        // First, so the v1 root's blkio files, which the disks replace, are
+        // not read at all.
+        if self.shared.layout.mode != Mode::V2
+            && plan.files.contains(crate::cgroupfs::files::File::IoStat)
+        {
+            host.disks = host::read_disks(reader, &self.procfs);
+            if host.disks.as_ref().is_some_and(|d| !d.is_empty()) {
+                plan.files = plan.files.minus(sample::ROOT_V1_IO);
+            }
+        }
+        let files = reader.read_cgroup(cg, hierarchies, &plan, soft)?;
+        host::read_after_root(reader, &self.procfs, plan.files, &files, &mut host, soft);
+        Ok(sample::sample(&files, &host, crate::kernel::page_size()))
     }
 
     /// The `device` label: the kernel's name from `/proc/partitions`, or
@@ -458,7 +490,7 @@ impl CgroupCollector {
             }
             Ok(())
         })?;
-        type IoGet = fn(&crate::cgroupfs::reader::IoDevice) -> Option<u64>;
+        type IoGet = fn(&sample::IoDevice) -> Option<u64>;
         let io_fams: [(&Labeled, IoGet); 4] = [
             (&names::IO_READ_BYTES, |d| d.read_bytes),
             (&names::IO_WRITE_BYTES, |d| d.write_bytes),
@@ -475,7 +507,7 @@ impl CgroupCollector {
                 Ok(())
             })?;
         }
-        type LimGet = fn(&crate::cgroupfs::reader::IoLimit) -> Option<u64>;
+        type LimGet = fn(&sample::IoLimit) -> Option<u64>;
         let lim_fams: [(&Labeled, LimGet); 4] = [
             (&names::IO_LIMIT_READ_BPS, |l| l.read_bps),
             (&names::IO_LIMIT_WRITE_BPS, |l| l.write_bps),

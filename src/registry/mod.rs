@@ -23,24 +23,8 @@ use crate::cgroupfs::{CgroupPath, HierarchyId, Layout};
 use crate::glob::Glob;
 use crate::kubernetes::path::{self as labels, PathLabels};
 
-/// The hierarchies a cgroup exists in, as a bit set of [`HierarchyId`]s.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct HierarchySet(u32);
-
-impl HierarchySet {
-    pub fn contains(self, id: HierarchyId) -> bool {
-        self.0 & (1 << id.0) != 0
-    }
-    pub fn with(self, id: HierarchyId) -> Self {
-        HierarchySet(self.0 | (1 << id.0))
-    }
-    pub fn without(self, id: HierarchyId) -> Self {
-        HierarchySet(self.0 & !(1 << id.0))
-    }
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
+/// Defined with the layout it indexes; re-exported for the registry's users.
+pub use crate::cgroupfs::HierarchySet;
 
 /// One tracked cgroup. Everything the kernel does not change (its labels)
 /// is computed here once, not per scrape.
