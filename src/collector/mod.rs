@@ -31,7 +31,7 @@ use crate::cgroupfs::files::{FileSet, Plan};
 use crate::cgroupfs::parse::{self, DevNum};
 use crate::cgroupfs::reader::{ReadError, Reader, Shared, SoftError};
 use crate::cgroupfs::{CgroupPath, HierarchySet, Mode};
-use crate::kubernetes::{Kubelet, PodNames as PodLabels};
+use crate::kubernetes::{Kubelet, PodNames};
 use crate::labels::CgroupLabels;
 use crate::registry::{CgroupEntry, Registry};
 
@@ -263,7 +263,7 @@ impl CgroupCollector {
     /// Reads every tracked cgroup once, in parallel, until `deadline`.
     pub fn collect(&self, deadline: Instant) -> Collected {
         let start = Instant::now();
-        let snapshot = self.registry.snapshot();
+        let snapshot = self.registry.snapshot_until(deadline);
         let next = AtomicUsize::new(0);
         let deadline_hit = std::sync::atomic::AtomicBool::new(false);
         const CHUNK: usize = 32;
@@ -432,7 +432,7 @@ impl CgroupCollector {
         mut encoder: DescriptorEncoder<'_>,
     ) -> Result<(), fmt::Error> {
         // Kubelet names, looked up once per cgroup per scrape.
-        let pods: Vec<Option<PodLabels>> = match &self.kubelet {
+        let pods: Vec<Option<PodNames>> = match &self.kubelet {
             Some(k) => c
                 .rows
                 .iter()
@@ -551,7 +551,7 @@ impl CgroupCollector {
         encoder: &mut DescriptorEncoder<'_>,
         fam: &Labeled,
         c: &Collected,
-        pods: &[Option<PodLabels>],
+        pods: &[Option<PodNames>],
         mut rows: impl FnMut(
             &CgroupStats,
             &mut dyn FnMut(&[(&str, &str)], f64) -> Result<(), fmt::Error>,

@@ -9,20 +9,10 @@
 
 use std::fmt;
 
-/// Why a procfs file's content was rejected. Carries no path: the scanner
-/// adds it, because these parsers never see one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {reason}")]
-pub struct ParseError {
-    pub line: usize,
-    pub reason: &'static str,
-}
-
-impl ParseError {
-    fn at(line: usize, reason: &'static str) -> Self {
-        Self { line, reason }
-    }
-}
+/// Why a procfs file's content was rejected: the shared core's type. It
+/// carries no path: the scanner adds it, because these parsers never see
+/// one.
+pub use crate::kernel::ParseError;
 
 /// The namespace types a process has links for, in `ns/` directory order
 /// as `ls` shows it. `pid_for_children` and `time_for_children` are left out
@@ -86,16 +76,16 @@ pub fn parse_ns_link(expected: NsType, target: &str) -> Result<u64, ParseError> 
     let rest = target
         .strip_prefix(expected.as_str())
         .and_then(|r| r.strip_prefix(":["))
-        .ok_or(ParseError::at(
+        .ok_or(ParseError::new(
             1,
             "ns link target is not `<type>:[<inode>]`",
         ))?;
     let digits = rest
         .strip_suffix(']')
-        .ok_or(ParseError::at(1, "ns link target lacks the closing `]`"))?;
+        .ok_or(ParseError::new(1, "ns link target lacks the closing `]`"))?;
     digits
         .parse::<u64>()
-        .map_err(|_| ParseError::at(1, "ns inode is not a number"))
+        .map_err(|_| ParseError::new(1, "ns inode is not a number"))
 }
 
 /// Controllers whose v1 hierarchy places a process in a resource cgroup.
@@ -126,13 +116,13 @@ pub fn parse_proc_cgroup(content: &str) -> Result<&str, ParseError> {
         let mut parts = line.splitn(3, ':');
         let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(ParseError::at(i + 1, "expected `id:controllers:path`"));
+            return Err(ParseError::new(i + 1, "expected `id:controllers:path`"));
         };
         if id.parse::<u32>().is_err() {
-            return Err(ParseError::at(i + 1, "hierarchy id is not a number"));
+            return Err(ParseError::new(i + 1, "hierarchy id is not a number"));
         }
         if !path.starts_with('/') {
-            return Err(ParseError::at(i + 1, "cgroup path is not absolute"));
+            return Err(ParseError::new(i + 1, "cgroup path is not absolute"));
         }
         // Kernel quirk: a process whose v2 cgroup was removed (only zombies
         // can be left there) shows ` (deleted)` after the path
@@ -153,7 +143,7 @@ pub fn parse_proc_cgroup(content: &str) -> Result<&str, ParseError> {
         (Some(v), Some(b)) if b.len() > v.len() => Ok(b),
         (Some(v), _) => Ok(v),
         (None, Some(b)) => Ok(b),
-        (None, None) => Err(ParseError::at(
+        (None, None) => Err(ParseError::new(
             0,
             "no v2 line and no resource controller line",
         )),
@@ -169,14 +159,14 @@ pub fn parse_stat_starttime(content: &str) -> Result<u64, ParseError> {
     // only safe anchor.
     let close = content
         .rfind(')')
-        .ok_or(ParseError::at(1, "no `)` closing the comm field"))?;
+        .ok_or(ParseError::new(1, "no `)` closing the comm field"))?;
     // After `)`: field 3 (state) is index 0, so field 22 is index 19.
     content[close + 1..]
         .split_ascii_whitespace()
         .nth(19)
-        .ok_or(ParseError::at(1, "fewer than 22 fields"))?
+        .ok_or(ParseError::new(1, "fewer than 22 fields"))?
         .parse::<u64>()
-        .map_err(|_| ParseError::at(1, "starttime is not a number"))
+        .map_err(|_| ParseError::new(1, "starttime is not a number"))
 }
 
 /// Whether `/proc/<pid>/stat` is that of a task that has exited: state `Z`
@@ -199,12 +189,12 @@ pub fn parse_status_uid(content: &str) -> Result<u32, ParseError> {
             return rest
                 .split_ascii_whitespace()
                 .next()
-                .ok_or(ParseError::at(i + 1, "empty Uid: line"))?
+                .ok_or(ParseError::new(i + 1, "empty Uid: line"))?
                 .parse::<u32>()
-                .map_err(|_| ParseError::at(i + 1, "real uid is not a number"));
+                .map_err(|_| ParseError::new(i + 1, "real uid is not a number"));
         }
     }
-    Err(ParseError::at(0, "no Uid: line"))
+    Err(ParseError::new(0, "no Uid: line"))
 }
 
 /// One line of `/proc/<pid>/uid_map`: `count` ids from `inside` in the
@@ -225,7 +215,7 @@ pub fn parse_uid_map(content: &str) -> Result<Vec<UidMapEntry>, ParseError> {
         let Some(first) = f.next() else { continue };
         let num = |s: Option<&str>| {
             s.and_then(|s| s.parse::<u32>().ok())
-                .ok_or(ParseError::at(i + 1, "expected `inside outside count`"))
+                .ok_or(ParseError::new(i + 1, "expected `inside outside count`"))
         };
         let inside = num(Some(first))?;
         let outside = num(f.next())?;
@@ -279,15 +269,15 @@ pub fn parse_net_dev(content: &str) -> Result<Vec<NetDevLine>, ParseError> {
         // whitespace. Interface names cannot contain `:` (dev_valid_name).
         let (name, rest) = line
             .split_once(':')
-            .ok_or(ParseError::at(i + 1, "no `:` after the interface name"))?;
+            .ok_or(ParseError::new(i + 1, "no `:` after the interface name"))?;
         let mut v = [0u64; 12];
         let mut fields = rest.split_ascii_whitespace();
         for slot in &mut v {
             *slot = fields
                 .next()
-                .ok_or(ParseError::at(i + 1, "fewer than 12 counters"))?
+                .ok_or(ParseError::new(i + 1, "fewer than 12 counters"))?
                 .parse::<u64>()
-                .map_err(|_| ParseError::at(i + 1, "counter is not a number"))?;
+                .map_err(|_| ParseError::new(i + 1, "counter is not a number"))?;
         }
         out.push(NetDevLine {
             interface: name.trim().to_string(),

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use super::cgroupns::CgroupNsRoots;
 use super::parse::{self, NetDevLine, NsType, ParseError};
 use crate::cgroupfs::{CgroupPath, Layout};
+use crate::kernel::{self, ErrnoClass};
 use crate::kubernetes::path::{self as labels, PathLabels};
 
 /// A process younger than this when it was read is read again on the next
@@ -57,21 +58,20 @@ pub enum ScanError {
 impl ScanError {
     pub fn from_io(path: &Path, err: io::Error) -> Self {
         let path = path.to_path_buf();
-        match (err.kind(), err.raw_os_error()) {
-            (io::ErrorKind::NotFound, _) | (_, Some(libc::ESRCH)) => ScanError::Vanished { path },
-            (io::ErrorKind::PermissionDenied, _) | (_, Some(libc::EPERM)) => {
-                ScanError::Permission { path }
-            }
-            // Non-UTF-8 content (a cgroup name with odd bytes) is a parse
-            // problem, not an I/O one.
-            (io::ErrorKind::InvalidData, _) => ScanError::Parse {
+        // Non-UTF-8 content (a cgroup name with odd bytes) is a parse
+        // problem, not an I/O one.
+        if err.kind() == io::ErrorKind::InvalidData {
+            return ScanError::Parse {
                 path,
-                source: ParseError {
-                    line: 0,
-                    reason: "not UTF-8",
-                },
-            },
-            _ => ScanError::Io { path, source: err },
+                source: ParseError::new(0, "not UTF-8"),
+            };
+        }
+        match kernel::classify(&err) {
+            // Under /proc/<pid>, a missing file means the process exited
+            // between listing and reading.
+            ErrnoClass::Absent | ErrnoClass::Vanished => ScanError::Vanished { path },
+            ErrnoClass::Permission => ScanError::Permission { path },
+            ErrnoClass::Unsupported | ErrnoClass::Other => ScanError::Io { path, source: err },
         }
     }
 
@@ -625,10 +625,7 @@ fn read_ns_link(ns_dir: &Path, t: NsType) -> Result<u64, ScanError> {
     let Some(target) = target.to_str() else {
         return Err(ScanError::Parse {
             path,
-            source: ParseError {
-                line: 1,
-                reason: "ns link target is not UTF-8",
-            },
+            source: ParseError::new(1, "ns link target is not UTF-8"),
         });
     };
     parse::parse_ns_link(t, target).map_err(|source| ScanError::Parse { path, source })
