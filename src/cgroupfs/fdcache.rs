@@ -158,7 +158,7 @@ impl FdCache {
             let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = m.get_mut(path) {
                 e.used = g;
-                match pread_all(&e.file, buf) {
+                match read_from_start(&e.file, buf) {
                     Ok(()) => {
                         self.hits.fetch_add(1, Ordering::Relaxed);
                         return Ok(());
@@ -185,7 +185,7 @@ impl FdCache {
             }
             Err(e) => return Err(e),
         };
-        pread_all(&file, buf)?;
+        read_from_start(&file, buf)?;
         if self.len.load(Ordering::Relaxed) < self.capacity() {
             let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
             if m.insert(path.to_path_buf(), Entry { file, used: g })
@@ -198,30 +198,35 @@ impl FdCache {
     }
 }
 
-/// Reads from offset 0 until EOF: a short read is not the end of a kernel
-/// file.
-fn pread_all(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut off = 0u64;
-    loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(4096);
-        }
-        let start = buf.len();
-        let cap = buf.capacity();
-        buf.resize(cap, 0);
-        let n = match f.read_at(&mut buf[start..], off) {
-            Ok(n) => n,
-            Err(e) => {
-                buf.truncate(start);
-                return Err(e);
+thread_local! {
+    /// Where `pread` writes: initialised once and kept, so a read does not
+    /// zero a buffer first (zeroing the 8 KiB read buffer before each
+    /// `pread`, which needs an initialised slice, was ~3 % of a scrape's
+    /// CPU in a profile); the text is then copied into the caller's buffer.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 8192]);
+}
+
+/// Reads the whole file with `pread` from offset 0 into `buf` (kernfs
+/// regenerates the text when a read starts at offset 0), until EOF: a
+/// short read is not the end of a kernel file.
+fn read_from_start(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut off = 0u64;
+        loop {
+            let n = f.read_at(&mut scratch[..], off)?;
+            if n == 0 {
+                return Ok(());
             }
-        };
-        buf.truncate(start + n);
-        if n == 0 {
-            return Ok(());
+            buf.extend_from_slice(&scratch[..n]);
+            off += n as u64;
+            if n == scratch.len() {
+                // A file larger than the scratch: grow it for next time.
+                let len = scratch.len() * 2;
+                scratch.resize(len, 0);
+            }
         }
-        off += n as u64;
-    }
+    })
 }
 
 fn plain_read(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {

@@ -82,6 +82,7 @@ macro_rules! kernel_files {
         ];
 
         impl File {
+            #[inline]
             pub const fn info(self) -> FileInfo {
                 match self {
                     $(File::$variant => FileInfo { name: $name, home: $home, root: $root, probe: $probe },)*

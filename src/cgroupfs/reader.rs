@@ -274,9 +274,8 @@ impl Reader {
             if h.unified {
                 self.read_v2(h, cg, plan, &mut out, soft)?;
             } else {
-                for c in &h.controllers {
-                    self.read_files(h, cg, plan, Home::V1(*c), None, &mut out, soft)?;
-                }
+                let ours = |home| matches!(home, Home::V1(c) if h.controllers.contains(&c));
+                self.read_files(h, cg, plan, ours, &mut out, soft)?;
             }
         }
         if !any_dir {
@@ -298,7 +297,9 @@ impl Reader {
         // cpu.stat exists in every v2 cgroup (usage even without the cpu
         // controller), so it is read first, as the "does this cgroup
         // exist" probe; then the controllers gate the rest.
-        self.read_files(h, cg, plan, Home::V2(None), Some(File::CpuStat), out, soft)?;
+        if plan.files.contains(File::CpuStat) {
+            self.read_one(h, cg, File::CpuStat, out, soft)?;
+        }
         let ctl = if cg.is_root() {
             None
         } else if self.shared.unified_without_controllers {
@@ -314,33 +315,31 @@ impl Reader {
                 Err(_) => None,
             }
         };
-        let enabled = |c: Controller| ctl.as_ref().is_none_or(|v| v.contains(&c));
-        for c in Controller::ALL.into_iter().filter(|c| enabled(*c)) {
-            self.read_files(h, cg, plan, Home::V2(Some(c)), None, out, soft)?;
-        }
-        self.read_files(h, cg, plan, Home::V2(None), None, out, soft)
+        let ours = |home| match home {
+            Home::V2(None) => true,
+            Home::V2(Some(c)) => ctl.as_ref().is_none_or(|v| v.contains(&c)),
+            Home::V1(_) => false,
+        };
+        self.read_files(h, cg, plan, ours, out, soft)
     }
 
-    /// Reads the planned files of one home in table order. `only`: just
-    /// that file (the v2 probe, read before the controllers); otherwise a
-    /// file already read is not read again.
-    #[allow(clippy::too_many_arguments)]
+    /// Reads the planned files whose home is `ours`, in table order (the
+    /// v2 probe, `cpu.stat`, is read before and not again).
     fn read_files(
         &mut self,
         h: &Hierarchy,
         cg: &CgroupPath,
         plan: &Plan,
-        home: Home,
-        only: Option<File>,
+        ours: impl Fn(Home) -> bool,
         out: &mut CgroupFiles,
         soft: &mut Vec<SoftError>,
     ) -> Result<(), ReadError> {
         for &f in ALL {
+            if !plan.files.contains(f) || f == File::CpuStat {
+                continue;
+            }
             let info = f.info();
-            if info.home != home
-                || only.is_some_and(|o| o != f)
-                || (only.is_none() && f == File::CpuStat)
-                || !plan.files.contains(f)
+            if !ours(info.home)
                 || (cg.is_root() && !info.root)
                 || plan.skip_when.iter().any(|(g, skip)| *g == f && skip(out))
             {
