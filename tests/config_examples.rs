@@ -2,6 +2,8 @@
 //! context (no CAP_SYS_RESOURCE, as in a hardened DaemonSet), so what users
 //! copy from `examples/` works as is.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use cgroup_psi_exporter::config::{Config, ValidationContext};
@@ -116,24 +118,9 @@ fn config_blocks_in_the_docs_parse_and_validate() {
     let mut checked = 0;
     for doc in docs {
         let text = std::fs::read_to_string(&doc).unwrap();
-        let mut lines = text.lines().enumerate();
-        while let Some((start, line)) = lines.next() {
-            if line.trim() != "```yaml" {
-                continue;
-            }
-            let block: Vec<&str> = lines
-                .by_ref()
-                .map(|(_, l)| l)
-                .take_while(|l| l.trim() != "```")
-                .collect();
-            let first = block
-                .iter()
-                .find(|l| !l.trim().is_empty() && !l.starts_with('#'));
-            if !first.is_some_and(|l| SECTIONS.iter().any(|s| l.starts_with(s))) {
-                continue;
-            }
-            let name = format!("{}:{}", doc.display(), start + 1);
-            Config::parse_str_with(&block.join("\n"), Path::new(&name), &strict)
+        for (line, yaml) in common::yaml_blocks(&text, SECTIONS) {
+            let name = format!("{}:{line}", doc.display());
+            Config::parse_str_with(&yaml, Path::new(&name), &strict)
                 .unwrap_or_else(|e| panic!("{e}"));
             checked += 1;
         }

@@ -792,23 +792,8 @@ fn web_config_blocks_in_the_docs_load() {
     let mut checked = 0;
     for doc in [root.join("README.md"), root.join("docs/web-config.md")] {
         let text = std::fs::read_to_string(&doc).expect("read");
-        let mut lines = text.lines().enumerate();
-        while let Some((start, line)) = lines.next() {
-            if line.trim() != "```yaml" {
-                continue;
-            }
-            let block: Vec<&str> = lines
-                .by_ref()
-                .map(|(_, l)| l)
-                .take_while(|l| l.trim() != "```")
-                .collect();
-            let first = block
-                .iter()
-                .find(|l| !l.trim().is_empty() && !l.starts_with('#'));
-            if !first.is_some_and(|l| SECTIONS.iter().any(|s| l.starts_with(s))) {
-                continue;
-            }
-            let yaml = block.join("\n").replace("$2y$10$...", &hash);
+        for (line, block) in common::yaml_blocks(&text, SECTIONS) {
+            let yaml = block.replace("$2y$10$...", &hash);
             let web = write(d.path(), "web.yml", &yaml);
             let out = Command::new(exe())
                 .arg("--check-config")
@@ -818,9 +803,8 @@ fn web_config_blocks_in_the_docs_load() {
                 .expect("run");
             assert!(
                 out.status.success(),
-                "{}:{}: {}",
+                "{}:{line}: {}",
                 doc.display(),
-                start + 1,
                 String::from_utf8_lossy(&out.stderr)
             );
             checked += 1;

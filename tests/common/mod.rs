@@ -653,3 +653,29 @@ pub fn skip_v2(reason: &str) {
     }
     eprintln!("skipped: {reason}");
 }
+
+/// The yaml code blocks of a Markdown text whose first key (the first line
+/// that is neither blank nor a comment) starts with one of `sections`, each
+/// with the 1-based line of its opening fence: the configs the docs quote,
+/// so tests can hold the docs to what the exporter accepts.
+pub fn yaml_blocks(markdown: &str, sections: &[&str]) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut lines = markdown.lines().enumerate();
+    while let Some((start, line)) = lines.next() {
+        if line.trim() != "```yaml" {
+            continue;
+        }
+        let block: Vec<&str> = lines
+            .by_ref()
+            .map(|(_, l)| l)
+            .take_while(|l| l.trim() != "```")
+            .collect();
+        let first = block
+            .iter()
+            .find(|l| !l.trim().is_empty() && !l.starts_with('#'));
+        if first.is_some_and(|l| sections.iter().any(|s| l.starts_with(s))) {
+            out.push((start + 1, block.join("\n")));
+        }
+    }
+    out
+}
