@@ -39,6 +39,12 @@ const RELOAD_GRACE: Duration = Duration::from_secs(5);
 
 pub const OOM_ALERTNAME: &str = "CgroupOOMKill";
 
+/// Every alert the agent sends carries `generator="cgroup-psi-exporter"`,
+/// so an Alertmanager route can match the agent's alerts (and only them)
+/// whatever the rules are called (examples/alertmanager.yml). It is set
+/// last, so a rule's `labels` cannot change it.
+pub const GENERATOR_LABEL: (&str, &str) = ("generator", "cgroup-psi-exporter");
+
 type Key = (Arc<str>, CgroupPath);
 
 /// One armed trigger, as seen from outside (for tests and debugging).
@@ -617,6 +623,7 @@ impl Agent {
                 labels.insert(k.into(), v.into());
             }
         }
+        labels.insert(GENERATOR_LABEL.0.into(), GENERATOR_LABEL.1.into());
     }
 
     fn generator_url(&self) -> String {

@@ -51,7 +51,7 @@ use crate::alerting::Notifier;
 use crate::config::Config;
 use crate::registry::Registry;
 
-pub use agent::ArmedInfo;
+pub use agent::{ArmedInfo, GENERATOR_LABEL, OOM_ALERTNAME};
 pub use metrics::PsiMetrics;
 
 /// Grace used by [`AgentHandle::join`] to flush the alert queues.
