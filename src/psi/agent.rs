@@ -104,8 +104,13 @@ pub(crate) struct Agent {
     rules: Vec<Arc<RuleRt>>,
     armed: HashMap<Key, Armed>,
     oom_v1: HashMap<CgroupPath, (u64, AbortHandle)>,
+    /// v1 watches of cgroups the registry dropped, by id: they report a
+    /// last OOM kill (if any) and `Gone` by themselves.
+    oom_v1_leaving: HashMap<u64, AbortHandle>,
     oom_v2: Option<OomV2>,
     oom_v2_watched: HashSet<CgroupPath>,
+    /// v2 watches of cgroups the registry dropped, until inotify ends them.
+    oom_v2_leaving: HashSet<CgroupPath>,
     oom_v2_rx: mpsc::UnboundedReceiver<(CgroupPath, OomEvent)>,
     oom_v2_tx: mpsc::UnboundedSender<(CgroupPath, OomEvent)>,
     notifier: Notifier,
@@ -160,8 +165,10 @@ impl Agent {
                 .collect(),
             armed: HashMap::new(),
             oom_v1: HashMap::new(),
+            oom_v1_leaving: HashMap::new(),
             oom_v2: None,
             oom_v2_watched: HashSet::new(),
+            oom_v2_leaving: HashSet::new(),
             oom_v2_rx,
             oom_v2_tx,
             notifier,
@@ -229,6 +236,9 @@ impl Agent {
         for (_, (_, abort)) in self.oom_v1.drain() {
             abort.abort();
         }
+        for (_, abort) in self.oom_v1_leaving.drain() {
+            abort.abort();
+        }
         self.notifier
     }
 
@@ -268,17 +278,21 @@ impl Agent {
                             self.disarm(&(rule.rule.name.as_str().into(), path.clone()), "removed");
                         }
                     }
+                    // OOM watches stay: an OOM kill just before the
+                    // removal (a container cleaned up after it) is still
+                    // on its way. The kernel ends the watch itself (inotify
+                    // IN_IGNORED), which reports `Gone`.
                     if self.oom_v2_watched.remove(&path) {
-                        if let Some(w) = &self.oom_v2 {
-                            w.remove(path.clone());
-                        }
+                        self.oom_v2_leaving.insert(path.clone());
                         self.oom_status(&path, false);
                     }
                 }
                 if Some(hierarchy) == self.memory_v1_id {
+                    // As above: the eventfd is signalled as the cgroup
+                    // goes, and the watch reports any OOM before `Gone`.
                     self.memory_v1.remove(&path);
-                    if let Some((_, abort)) = self.oom_v1.remove(&path) {
-                        abort.abort();
+                    if let Some((id, abort)) = self.oom_v1.remove(&path) {
+                        self.oom_v1_leaving.insert(id, abort);
                         self.oom_status(&path, false);
                     }
                 }
@@ -452,17 +466,28 @@ impl Agent {
                 }
             }
             Msg::OomV1 { path, id, event } => {
-                if self.oom_v1.get(&path).map(|(i, _)| *i) != Some(id) {
+                let current = self.oom_v1.get(&path).map(|(i, _)| *i) == Some(id);
+                if !current && !self.oom_v1_leaving.contains_key(&id) {
                     return;
                 }
-                match event {
-                    OomEvent::Kill { count, delta } => self.send_oom(&path, count, delta),
-                    OomEvent::Gone => {
-                        self.oom_v1.remove(&path);
-                        self.oom_status(&path, false);
+                let ended = match event {
+                    OomEvent::Kill {
+                        count,
+                        delta,
+                        removed,
+                    } => {
+                        self.send_oom(&path, count, delta, removed);
+                        false
                     }
+                    OomEvent::Gone => true,
                     OomEvent::Failed(e) => {
                         warn!(cgroup = %path, error = %e, "OOM watch failed");
+                        true
+                    }
+                };
+                if ended {
+                    self.oom_v1_leaving.remove(&id);
+                    if current {
                         self.oom_v1.remove(&path);
                         self.oom_status(&path, false);
                     }
@@ -618,10 +643,14 @@ impl Agent {
     fn identity_labels(&self, labels: &mut BTreeMap<String, String>, path: &CgroupPath) {
         labels.insert("cgroup".into(), path.to_string());
         labels.insert("node".into(), self.node.clone());
-        if let Some(entry) = self.registry.get(path) {
-            for (k, v) in entry.labels.pairs() {
-                labels.insert(k.into(), v.into());
-            }
+        // A cgroup removed from the registry (an OOM-killed container
+        // already cleaned up) still has the labels its path implies.
+        let path_labels = match self.registry.get(path) {
+            Some(entry) => entry.labels.clone(),
+            None => crate::labels::from_path(path),
+        };
+        for (k, v) in path_labels.pairs() {
+            labels.insert(k.into(), v.into());
         }
         labels.insert(GENERATOR_LABEL.0.into(), GENERATOR_LABEL.1.into());
     }
@@ -757,19 +786,26 @@ impl Agent {
         if let Some(w) = &self.oom_v2 {
             w.add(path.clone(), file);
             self.oom_v2_watched.insert(path.clone());
+            self.oom_v2_leaving.remove(path);
             self.oom_status(path, true);
         }
     }
 
     fn on_oom_v2(&mut self, path: CgroupPath, ev: OomEvent) {
         match ev {
-            OomEvent::Kill { count, delta } if self.oom_v2_watched.contains(&path) => {
-                self.send_oom(&path, count, delta)
+            OomEvent::Kill {
+                count,
+                delta,
+                removed,
+            } if self.oom_v2_watched.contains(&path) || self.oom_v2_leaving.contains(&path) => {
+                self.send_oom(&path, count, delta, removed)
             }
             OomEvent::Kill { .. } => {}
             OomEvent::Gone | OomEvent::Failed(_) => {
-                self.oom_v2_watched.remove(&path);
-                self.oom_status(&path, false);
+                self.oom_v2_leaving.remove(&path);
+                if self.oom_v2_watched.remove(&path) {
+                    self.oom_status(&path, false);
+                }
             }
         }
     }
@@ -779,7 +815,11 @@ impl Agent {
             abort.abort();
             status_lock(&self.status).oom_watched.remove(p.as_str());
         }
+        for (_, abort) in self.oom_v1_leaving.drain() {
+            abort.abort();
+        }
         self.oom_v2 = None;
+        self.oom_v2_leaving.clear();
         for p in self.oom_v2_watched.drain() {
             status_lock(&self.status).oom_watched.remove(p.as_str());
         }
@@ -794,19 +834,25 @@ impl Agent {
         }
     }
 
-    fn send_oom(&mut self, path: &CgroupPath, count: u64, delta: u64) {
+    fn send_oom(&mut self, path: &CgroupPath, count: u64, delta: u64, removed: bool) {
         let mut labels = BTreeMap::new();
         labels.insert("alertname".to_string(), OOM_ALERTNAME.to_string());
         self.identity_labels(&mut labels, path);
         let mut annotations = BTreeMap::new();
         annotations.insert("oom_kill".to_string(), count.to_string());
-        annotations.insert(
-            "summary".to_string(),
+        let summary = if removed {
+            annotations.insert("cgroup_removed".to_string(), "true".to_string());
+            format!(
+                "OOM kill in cgroup {path} on {} ({delta} new; the cgroup was removed right after)",
+                self.node
+            )
+        } else {
             format!(
                 "OOM kill in cgroup {path} on {} ({delta} new, {count} in total)",
                 self.node
-            ),
-        );
+            )
+        };
+        annotations.insert("summary".to_string(), summary);
         let now = SystemTime::now();
         let alert = Alert {
             labels,
@@ -816,7 +862,7 @@ impl Agent {
             generator_url: self.generator_url(),
             contributors: Vec::new(),
         };
-        warn!(alertname = OOM_ALERTNAME, cgroup = %path, oom_kill = count, new = delta, "OOM kill");
+        warn!(alertname = OOM_ALERTNAME, cgroup = %path, oom_kill = count, new = delta, removed, "OOM kill");
         self.notifier.notify(&alert);
     }
 
