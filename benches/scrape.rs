@@ -3,12 +3,20 @@
 //! Makes N leaf cgroups (`cgpe-bench/s<i>/c<j>`, ten leaves a slice) in
 //! every hierarchy this machine mounts, runs the exporter, and reports per N:
 //! the median scrape time over HTTP, the same files read by a plain
-//! single-threaded open/read/close loop (the naive floor), their ratio, the
-//! exporter's CPU seconds per scrape, and its peak RSS; then node_exporter
-//! (pressure collector only) as the reference for one scrape's fixed cost.
+//! single-threaded open/read/close loop (the naive floor), their ratio in
+//! wall time and in CPU time, the exporter's CPU seconds per scrape, its
+//! peak RSS, and the memory charged to its own cgroup (the exporter runs in
+//! a memory cgroup of its own, so this counts RSS plus the kernel memory of
+//! cached descriptors and inotify watches); then node_exporter (pressure
+//! collector only) as the reference for one scrape's fixed cost.
 //!
-//! Environment: `CGPE_BENCH_N` (default `1000,2000,5000`), `CGPE_BENCH_REPS`
-//! (default 15).
+//! The plain loop's file list (`FILES`) is frozen: it is the set a scrape
+//! read when the yardstick was set (about 28 files per hybrid cgroup), so a
+//! scrape that reads fewer files shows as a gain instead of moving the
+//! yardstick.
+//!
+//! Environment: `CGPE_BENCH_N` (default `1000,2000,5000,10000`),
+//! `CGPE_BENCH_REPS` (default 15).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -23,7 +31,8 @@ use std::time::{Duration, Instant};
 const BASE: &str = "/sys/fs/cgroup";
 const TREE: &str = "cgpe-bench";
 
-/// The files the exporter reads (those that exist are read by the loop).
+/// The files a scrape read when this yardstick was set (those that exist
+/// are read by the loop). Frozen on purpose: do not follow the reader.
 const FILES: &[&str] = &[
     "cgroup.controllers",
     "cgroup.events",
@@ -129,8 +138,11 @@ fn all_files() -> Vec<PathBuf> {
     files
 }
 
-fn plain_loop(files: &[PathBuf]) -> Duration {
+/// One pass of the plain loop: its wall time and the CPU time this process
+/// spent in it (user + system).
+fn plain_loop(files: &[PathBuf]) -> (Duration, f64) {
     let mut buf = Vec::with_capacity(65536);
+    let cpu0 = thread_cpu_seconds();
     let t = Instant::now();
     for p in files {
         buf.clear();
@@ -138,7 +150,66 @@ fn plain_loop(files: &[PathBuf]) -> Duration {
             let _ = f.read_to_end(&mut buf);
         }
     }
-    t.elapsed()
+    (t.elapsed(), thread_cpu_seconds() - cpu0)
+}
+
+/// CPU seconds of the calling thread (the loop runs on it alone), from
+/// `/proc/self/task/<tid>/schedstat` (nanoseconds, finer than `stat`'s
+/// clock ticks).
+fn thread_cpu_seconds() -> f64 {
+    fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|ns| ns / 1e9)
+        .unwrap_or(0.0)
+}
+
+/// The memory cgroup the exporter runs in, of its own: `memory.current`
+/// (v2) or `memory.usage_in_bytes` (v1) is what the node pays for it,
+/// kernel memory included.
+struct OwnCgroup {
+    dir: PathBuf,
+}
+
+impl OwnCgroup {
+    fn new() -> OwnCgroup {
+        let v1 = Path::new(BASE).join("memory");
+        let parent = if v1.join("memory.usage_in_bytes").exists() {
+            v1
+        } else {
+            PathBuf::from(BASE)
+        };
+        let dir = parent.join("cgpe-bench-exporter");
+        if dir.exists() {
+            common::kill_and_remove(&dir);
+        }
+        fs::create_dir(&dir).expect("mkdir the exporter's own cgroup");
+        OwnCgroup { dir }
+    }
+
+    /// A shell prefix that moves the shell into the cgroup before it execs
+    /// the exporter, so every allocation is charged there from the start.
+    fn enter(&self) -> String {
+        format!("echo $$ > '{}/cgroup.procs' && exec", self.dir.display())
+    }
+
+    fn charged_bytes(&self) -> u64 {
+        ["memory.current", "memory.usage_in_bytes"]
+            .iter()
+            .find_map(|f| fs::read_to_string(self.dir.join(f)).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for OwnCgroup {
+    fn drop(&mut self) {
+        common::kill_and_remove(&self.dir);
+    }
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -173,9 +244,18 @@ struct Run {
     cpu_per_scrape: f64,
     peak_rss_kb: u64,
     cgroups_in_exposition: usize,
+    /// Memory charged to the exporter's own cgroup after the scrapes.
+    charged_bytes: u64,
 }
 
-fn bench_server(mut child: Child, port: u16, path: &str, reps: usize, count_cgroups: bool) -> Run {
+fn bench_server(
+    mut child: Child,
+    port: u16,
+    path: &str,
+    reps: usize,
+    count_cgroups: bool,
+    own: Option<&OwnCgroup>,
+) -> Run {
     // The exporter is ready once its first discovery is done; before that
     // /metrics answers with what is known so far.
     common::wait_ok(
@@ -197,6 +277,7 @@ fn bench_server(mut child: Child, port: u16, path: &str, reps: usize, count_cgro
     }
     let cpu = (cpu_seconds(pid) - cpu0) / reps as f64;
     let peak = common::proc_status(pid, "VmHWM:");
+    let charged_bytes = own.map(OwnCgroup::charged_bytes).unwrap_or(0);
     let cgroups = if count_cgroups {
         last.lines()
             .filter(|l| {
@@ -214,6 +295,7 @@ fn bench_server(mut child: Child, port: u16, path: &str, reps: usize, count_cgro
         cpu_per_scrape: cpu,
         peak_rss_kb: peak,
         cgroups_in_exposition: cgroups,
+        charged_bytes,
     }
 }
 
@@ -226,7 +308,7 @@ fn main() {
         return;
     }
     let ns: Vec<usize> = std::env::var("CGPE_BENCH_N")
-        .unwrap_or_else(|_| "1000,2000,5000".into())
+        .unwrap_or_else(|_| "1000,2000,5000,10000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -250,22 +332,23 @@ fn main() {
     for &n in &ns {
         make_tree(n);
         let files = all_files();
-        let plain = median((0..reps.min(7)).map(|_| plain_loop(&files)).collect());
+        let passes: Vec<(Duration, f64)> = (0..reps.min(7)).map(|_| plain_loop(&files)).collect();
+        let plain_cpu = passes.iter().map(|p| p.1).sum::<f64>() / passes.len() as f64;
+        let plain = median(passes.into_iter().map(|p| p.0).collect());
         let start = |cfg: &Path| {
             let port = common::free_port();
-            let child = Command::new(exe)
-                .args([
-                    "--web.listen-address",
-                    &format!("127.0.0.1:{port}"),
-                    "--log.level",
-                    "warn",
-                ])
-                .arg("--config.file")
-                .arg(cfg)
+            let own = OwnCgroup::new();
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "{} '{exe}' --web.listen-address 127.0.0.1:{port} --log.level warn --config.file '{}'",
+                    own.enter(),
+                    cfg.display()
+                ))
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("start exporter");
-            bench_server(child, port, "/metrics", reps, true)
+            bench_server(child, port, "/metrics", reps, true, Some(&own))
         };
         let big_run = start(&big);
         let big_ratio = big_run.median.as_secs_f64() / plain.as_secs_f64();
@@ -278,18 +361,22 @@ fn main() {
         big_rows.push((n, big_ratio, big_run.median));
         let run = start(&cfg);
         let ratio = run.median.as_secs_f64() / plain.as_secs_f64();
+        let cpu_ratio = run.cpu_per_scrape / plain_cpu.max(1e-9);
         println!(
-            "N={n}: files={} scrape_median={:.1}ms plain_loop={:.1}ms ratio={:.2} cpu_per_scrape={:.3}s peak_rss={:.1}MiB bench_cgroups_exported={}/{}",
+            "N={n}: files={} scrape_median={:.1}ms plain_loop={:.1}ms ratio={:.2} cpu_per_scrape={:.3}s plain_loop_cpu={:.3}s cpu_ratio={:.2} peak_rss={:.1}MiB own_cgroup={:.1}MiB bench_cgroups_exported={}/{}",
             files.len(),
             run.median.as_secs_f64() * 1e3,
             plain.as_secs_f64() * 1e3,
             ratio,
             run.cpu_per_scrape,
+            plain_cpu,
+            cpu_ratio,
             run.peak_rss_kb as f64 / 1024.0,
+            run.charged_bytes as f64 / 1048576.0,
             run.cgroups_in_exposition,
             n
         );
-        rows.push((n, files.len(), run, plain, ratio));
+        rows.push((n, files.len(), run, plain, ratio, plain_cpu, cpu_ratio));
         destroy_tree();
     }
     // Reference: node_exporter's pressure collector (host PSI only).
@@ -308,19 +395,47 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start node_exporter");
-        bench_server(child, port, "/metrics", reps, false)
+        bench_server(child, port, "/metrics", reps, false, None)
     });
     println!();
-    println!("| N cgroups | files | scrape (median) | plain open/read/close loop | ratio | CPU s / scrape | peak RSS |");
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for (n, files, run, plain, ratio) in &rows {
+    println!("| N cgroups | files | scrape (median) | plain open/read/close loop | time ratio | CPU s / scrape | plain loop CPU s | CPU ratio | peak RSS | own cgroup's memory | exported |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (n, files, run, plain, ratio, plain_cpu, cpu_ratio) in &rows {
         println!(
-            "| {n} | {files} | {:.1} ms | {:.1} ms | {:.2} | {:.3} | {:.1} MiB |",
+            "| {n} | {files} | {:.1} ms | {:.1} ms | {:.2} | {:.3} | {plain_cpu:.3} | {cpu_ratio:.2} | {:.1} MiB | {:.1} MiB | {}/{n} |",
             run.median.as_secs_f64() * 1e3,
             plain.as_secs_f64() * 1e3,
             ratio,
             run.cpu_per_scrape,
-            run.peak_rss_kb as f64 / 1024.0
+            run.peak_rss_kb as f64 / 1024.0,
+            run.charged_bytes as f64 / 1048576.0,
+            run.cgroups_in_exposition,
+        );
+    }
+    // Growth: least-squares slope of peak RSS and of the own cgroup's
+    // memory over N, per 1,000 cgroups.
+    if rows.len() >= 2 {
+        let slope = |ys: Vec<f64>| {
+            let xs: Vec<f64> = rows.iter().map(|r| r.0 as f64 / 1000.0).collect();
+            let n = xs.len() as f64;
+            let (mx, my) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
+            let num: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+            let den: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+            num / den.max(1e-9)
+        };
+        let rss = slope(
+            rows.iter()
+                .map(|r| r.2.peak_rss_kb as f64 / 1024.0)
+                .collect(),
+        );
+        let own = slope(
+            rows.iter()
+                .map(|r| r.2.charged_bytes as f64 / 1048576.0)
+                .collect(),
+        );
+        println!();
+        println!(
+            "growth per 1,000 cgroups: peak RSS +{rss:.2} MiB, own cgroup's memory +{own:.2} MiB"
         );
     }
     println!();

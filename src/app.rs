@@ -33,6 +33,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub fn main() -> i32 {
     let args = Args::parse();
     crate::logging::init(args.log_level, args.log_format);
+    crate::rlimit::raise_nofile_soft_limit();
     if args.check_config {
         return check_config(&args);
     }

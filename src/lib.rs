@@ -24,4 +24,5 @@ pub mod namespaces;
 pub mod pem;
 pub mod psi;
 pub mod registry;
+pub mod rlimit;
 pub mod tlsclient;

@@ -719,6 +719,48 @@ fn an_fd_limit_below_the_cache_makes_it_back_off_and_scrapes_stay_complete() {
     assert!(err.contains("fd cache shrunk"), "{err}");
 }
 
+#[test]
+fn the_soft_fd_limit_is_raised_to_the_hard_limit_at_start() {
+    // A soft limit of 256 under a hard one of 4096 (systemd's 1024 under
+    // 524288, in small): the exporter runs with 4096, and sizes its fd
+    // cache from that (half, less 512 of headroom: 1536).
+    let tree = fixtures::v2_many(5);
+    let port = common::free_port();
+    let _child = KillOnDrop(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -S -n 256 && ulimit -H -n 4096 && exec '{EXE}' --web.listen-address 127.0.0.1:{port} --path.cgroupfs '{}' --path.procfs '{}'",
+                tree.cgroupfs().display(),
+                tree.procfs().display(),
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start"),
+    );
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "not listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", _child.0.id())).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files line");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(&fields[3..5], ["4096", "4096"], "{line}");
+    let (_, body) = common::http_get(port, "/metrics").expect("scrape");
+    let e = common::Exposition::parse(&body);
+    assert_eq!(
+        e.get("cgroup_psi_exporter_fd_cache_capacity", &[]),
+        Some(1536.0),
+        "fd cache sized from the raised limit"
+    );
+}
+
 /// A child process killed when the test ends, also when it fails: a
 /// panicking test must not leave an exporter running.
 struct KillOnDrop(std::process::Child);

@@ -1,0 +1,434 @@
+//! Semantic checks the schema cannot express: globs, kernel limits on PSI
+//! triggers, label names, templates, URLs. Each problem names its key path
+//! and, when the config came from text, the line and column of its value.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::diagnostics::{locate, suggest, FieldPath, PathSegment};
+use super::template::check_template;
+use super::{expand_env_refs, parse_http_url, process_env, Config, PsiKind, PsiRule, Resource};
+use crate::glob::Glob;
+
+/// What validation may assume about the host the config will run on.
+///
+/// `Default` is the strict, kernel-independent context: no
+/// `CAP_SYS_RESOURCE` (the hardened DaemonSet case), and no family list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidationContext {
+    /// Whether the process may arm PSI triggers with any window (not only
+    /// multiples of 2s). See [`has_cap_sys_resource`].
+    pub cap_sys_resource: bool,
+    /// Metric family names `metrics.disable`/`enable` may name; empty skips
+    /// the check.
+    pub known_families: Vec<&'static str>,
+}
+
+impl ValidationContext {
+    /// The context of this process: its capabilities read from
+    /// `<procfs>/self/status`. Fill `known_families` from the collector.
+    pub fn detect(procfs: &Path) -> ValidationContext {
+        ValidationContext {
+            cap_sys_resource: has_cap_sys_resource(procfs),
+            known_families: Vec::new(),
+        }
+    }
+}
+
+/// One semantic problem in a config, named by its key path
+/// (`psi.rules[1].window`) and, when parsed from text, located in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ValidationError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    segments: Vec<PathSegment>,
+}
+
+impl ValidationError {
+    pub(super) fn new(path: &FieldPath, message: String) -> ValidationError {
+        ValidationError {
+            path: path.to_string(),
+            line: None,
+            column: None,
+            message,
+            segments: path.0.clone(),
+        }
+    }
+
+    /// `file:line:column: path: message`, or `file: path: message` when the
+    /// key is not in the text (a default value).
+    pub fn display_in(&self, file: &Path) -> String {
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => format!("{}:{line}:{column}: {self}", file.display()),
+            _ => format!("{}: {self}", file.display()),
+        }
+    }
+
+    /// Points the error at the value it names in `text`, or at the
+    /// nearest enclosing key that is written there (a rule whose `window`
+    /// was left at its default is reported at the rule).
+    pub(super) fn locate_in(&mut self, text: &str) {
+        for len in (1..=self.segments.len()).rev() {
+            if let Some((line, column)) = locate(text, &self.segments[..len]) {
+                self.line = Some(line);
+                self.column = Some(column);
+                return;
+            }
+        }
+    }
+}
+
+impl Config {
+    /// Semantic checks the schema cannot express: globs, kernel limits on
+    /// PSI triggers, label names, templates, URLs. Collects every problem
+    /// rather than stopping at the first, so one `--check-config` run shows
+    /// them all. `kubernetes.kubelet_url` is checked after expanding its
+    /// `${VAR}` references from the process environment.
+    pub fn validate(&self, ctx: &ValidationContext) -> Result<(), Vec<ValidationError>> {
+        let mut errs = Vec::new();
+        let root = FieldPath::default();
+        self.validate_cgroups(&root.key("cgroups"), &mut errs);
+        self.validate_metrics(&root.key("metrics"), ctx, &mut errs);
+        let rules = root.key("psi").key("rules");
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, rule) in self.psi.rules.iter().enumerate() {
+            let path = rules.index(i);
+            if let Some(first) = seen.get(rule.name.as_str()) {
+                errs.push(ValidationError::new(
+                    &path.key("name"),
+                    format!(
+                        "duplicate rule name {:?} (also psi.rules[{first}]): it is the alertname, so it must be unique",
+                        rule.name
+                    ),
+                ));
+            } else {
+                seen.insert(&rule.name, i);
+            }
+            rule.validate(&path, ctx, &mut errs);
+        }
+        self.validate_alerting(&root.key("alerting"), &mut errs);
+        self.validate_kubernetes(&root.key("kubernetes"), process_env, &mut errs);
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+
+    /// `kubelet_url`, checked as the kubelet client will use it: expanded
+    /// with `env` (the process environment, so `--check-config` should run
+    /// with the exporter's environment), then parsed.
+    pub(super) fn validate_kubernetes(
+        &self,
+        path: &FieldPath,
+        env: impl Fn(&str) -> Option<String>,
+        errs: &mut Vec<ValidationError>,
+    ) {
+        let kubelet = &self.kubernetes.kubelet_url;
+        if kubelet.is_empty() {
+            return;
+        }
+        let at = path.key("kubelet_url");
+        match expand_env_refs(kubelet, env) {
+            Err(why) => errs.push(ValidationError::new(&at, format!("{kubelet:?}: {why}"))),
+            Ok(url) => {
+                if let Err(why) = parse_http_url(&url) {
+                    let shown = if url == *kubelet {
+                        format!("{kubelet:?}")
+                    } else {
+                        format!("{kubelet:?} (expanded to {url:?})")
+                    };
+                    errs.push(ValidationError::new(&at, format!("{shown}: {why}")));
+                }
+            }
+        }
+    }
+
+    fn validate_cgroups(&self, path: &FieldPath, errs: &mut Vec<ValidationError>) {
+        let c = &self.cgroups;
+        for (key, globs) in [("include", &c.include), ("exclude", &c.exclude)] {
+            for (i, g) in globs.iter().enumerate() {
+                if let Err(e) = Glob::new(g) {
+                    errs.push(ValidationError::new(&path.key(key).index(i), e.to_string()));
+                }
+            }
+        }
+        if c.max_cgroups == 0 {
+            errs.push(ValidationError::new(
+                &path.key("max_cgroups"),
+                "must be at least 1".to_string(),
+            ));
+        }
+    }
+
+    fn validate_metrics(
+        &self,
+        path: &FieldPath,
+        ctx: &ValidationContext,
+        errs: &mut Vec<ValidationError>,
+    ) {
+        let m = &self.metrics;
+        for (key, names) in [("disable", &m.disable), ("enable", &m.enable)] {
+            for (i, name) in names.iter().enumerate() {
+                let p = path.key(key).index(i);
+                if !ctx.known_families.is_empty() && !family_known(&ctx.known_families, name) {
+                    let hint = suggest(name, ctx.known_families.iter().copied())
+                        .map(|s| format!(" (did you mean {s:?}?)"))
+                        .unwrap_or_default();
+                    errs.push(ValidationError::new(
+                        &p,
+                        format!("unknown metric family {name:?}{hint}"),
+                    ));
+                }
+                if key == "enable" && m.disable.contains(name) {
+                    errs.push(ValidationError::new(
+                        &p,
+                        format!("{name:?} is both enabled and disabled"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn validate_alerting(&self, path: &FieldPath, errs: &mut Vec<ValidationError>) {
+        let a = &self.alerting;
+        for (key, urls) in [
+            ("alertmanagers", &a.alertmanagers),
+            ("webhooks", &a.webhooks),
+        ] {
+            for (i, url) in urls.iter().enumerate() {
+                if let Err(why) = parse_http_url(url) {
+                    errs.push(ValidationError::new(
+                        &path.key(key).index(i),
+                        format!("{url:?}: {why}"),
+                    ));
+                }
+            }
+        }
+        if !a.external_url.is_empty() {
+            if let Err(why) = parse_http_url(&a.external_url) {
+                errs.push(ValidationError::new(
+                    &path.key("external_url"),
+                    format!("{:?}: {why}", a.external_url),
+                ));
+            }
+        }
+        if a.timeout.is_zero() {
+            errs.push(ValidationError::new(
+                &path.key("timeout"),
+                "must be greater than 0".to_string(),
+            ));
+        }
+        if a.queue_capacity == 0 {
+            errs.push(ValidationError::new(
+                &path.key("queue_capacity"),
+                "must be at least 1".to_string(),
+            ));
+        }
+        let tls = &a.tls_config;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            let (set, unset) = if tls.cert_file.is_empty() {
+                ("key_file", "cert_file")
+            } else {
+                ("cert_file", "key_file")
+            };
+            errs.push(ValidationError::new(
+                &path.key("tls_config").key(set),
+                format!("a client certificate needs {unset} too"),
+            ));
+        }
+        if a.resend_interval < Duration::from_secs(1)
+            || a.resend_interval > Duration::from_secs(240)
+        {
+            errs.push(ValidationError::new(
+                &path.key("resend_interval"),
+                format!(
+                    "{}: must be between 1s and 4m (below Alertmanager's default resolve_timeout of 5m)",
+                    humantime::format_duration(a.resend_interval)
+                ),
+            ));
+        }
+    }
+}
+
+/// Whether `name` is a known family, allowing the exported `_total` suffix
+/// of counters to be written or left out.
+fn family_known(known: &[&str], name: &str) -> bool {
+    known.iter().any(|k| {
+        *k == name
+            || name.strip_suffix("_total") == Some(k)
+            || k.strip_suffix("_total") == Some(name)
+    })
+}
+
+/// Kernel limits on a PSI trigger window (`kernel/sched/psi.c`).
+pub const PSI_WINDOW_MIN: Duration = Duration::from_millis(500);
+pub const PSI_WINDOW_MAX: Duration = Duration::from_secs(10);
+/// Without `CAP_SYS_RESOURCE` the kernel accepts only windows that are a
+/// multiple of this: unprivileged triggers ride on the 2s averaging work
+/// instead of spawning a real-time polling thread.
+pub const PSI_UNPRIVILEGED_WINDOW_STEP: Duration = Duration::from_secs(2);
+
+/// Labels the agent sets on every PSI alert; a rule may not override them.
+pub const RESERVED_LABELS: &[&str] = &["alertname", "rule", "cgroup", "resource", "kind"];
+
+impl PsiRule {
+    fn validate(&self, path: &FieldPath, ctx: &ValidationContext, errs: &mut Vec<ValidationError>) {
+        let mut err = |p: FieldPath, msg: String| errs.push(ValidationError::new(&p, msg));
+        if self.name.is_empty() {
+            err(
+                path.key("name"),
+                "must not be empty: it becomes the alert's alertname".to_string(),
+            );
+        } else if !is_rule_name(&self.name) {
+            err(
+                path.key("name"),
+                format!(
+                    "{:?}: use letters, digits, '_', ':', '.' and '-', starting with a letter or '_' (it becomes the alertname)",
+                    self.name
+                ),
+            );
+        }
+
+        if self.cgroups.is_empty() {
+            err(
+                path.key("cgroups"),
+                "needs at least one cgroup glob (\"/\" alone is the host)".to_string(),
+            );
+        }
+        for (i, g) in self.cgroups.iter().enumerate() {
+            if let Err(e) = Glob::new(g) {
+                err(path.key("cgroups").index(i), e.to_string());
+            }
+        }
+
+        if self.resource == Resource::Irq && self.kind == PsiKind::Some {
+            err(
+                path.key("kind"),
+                "resource irq has only \"full\" pressure: use kind: full".to_string(),
+            );
+        }
+
+        let window = self.window;
+        let wp = path.key("window");
+        let w = fmt_duration(window);
+        if window < PSI_WINDOW_MIN || window > PSI_WINDOW_MAX {
+            err(
+                wp,
+                format!(
+                    "{w}: must be between 500ms and 10s (kernel limits on a PSI trigger window)"
+                ),
+            );
+        } else if window.subsec_nanos() % 1000 != 0 {
+            err(wp, format!("{w}: must be a whole number of microseconds"));
+        } else if !ctx.cap_sys_resource
+            && window.as_micros() % PSI_UNPRIVILEGED_WINDOW_STEP.as_micros() != 0
+        {
+            err(
+                wp,
+                format!(
+                    "{w}: without CAP_SYS_RESOURCE the kernel accepts only windows that are multiples of 2s (grant CAP_SYS_RESOURCE or use 2s, 4s, ...)"
+                ),
+            );
+        }
+
+        let tp = path.key("threshold");
+        let t = fmt_duration(self.threshold);
+        if self.threshold.is_zero() {
+            err(tp, "must be greater than 0".to_string());
+        } else if self.threshold.subsec_nanos() % 1000 != 0 {
+            err(tp, format!("{t}: must be a whole number of microseconds"));
+        } else if self.threshold >= window {
+            // The kernel would take threshold == window (stalled for the
+            // whole window), but such a rule can only fire on a complete
+            // stall: it is refused as the likely mistake it is.
+            err(
+                tp,
+                format!(
+                    "{t}: must be below the window ({w}): stall time is measured within one window"
+                ),
+            );
+        }
+
+        if self.resolve_after < window {
+            err(
+                path.key("resolve_after"),
+                format!(
+                    "{}: must be at least the window ({w}): a trigger fires at most once per window, so a shorter quiet time resolves alerts while pressure lasts",
+                    fmt_duration(self.resolve_after)
+                ),
+            );
+        }
+
+        for key in self.labels.keys() {
+            let p = path.key("labels").key(key);
+            if key == "alertname" {
+                err(
+                    p,
+                    "alertname is set from the rule name: rename the rule instead".to_string(),
+                );
+            } else if RESERVED_LABELS.contains(&key.as_str()) {
+                err(
+                    p,
+                    format!("{key:?} is set by the agent on every alert and cannot be overridden"),
+                );
+            } else if !is_label_name(key) {
+                err(
+                    p,
+                    format!("{key:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+                );
+            } else if key.starts_with("__") {
+                err(
+                    p,
+                    format!("{key:?}: names starting with \"__\" are reserved"),
+                );
+            }
+        }
+        for (key, tpl) in &self.annotations {
+            let p = path.key("annotations").key(key);
+            if !is_label_name(key) {
+                err(
+                    p,
+                    format!("{key:?} is not a valid annotation name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+                );
+            } else if let Err(why) = check_template(tpl, &self.labels) {
+                err(p, why);
+            }
+        }
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn is_rule_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.' | '-'))
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether this process holds `CAP_SYS_RESOURCE` in its effective set,
+/// read from `CapEff` in `<procfs>/self/status`. Any failure reads as
+/// "no": the strict check is the safe one to fall back on.
+pub fn has_cap_sys_resource(procfs: &Path) -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let Ok(status) = std::fs::read_to_string(procfs.join("self").join("status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0)
+}
