@@ -353,3 +353,102 @@ async fn oom_kill_in_a_cgroup_removed_right_after_still_alerts_with_its_labels()
     agent.shutdown(Duration::from_secs(2)).await;
     drop(top);
 }
+
+/// `psi.pressure_levels` on this host's real v1 memory controller: a
+/// process that outgrows its cgroup's limit (OOM killer off, so it stays
+/// at the limit) makes reclaim fail; the kernel signals `critical` and the
+/// agent alerts with `level="critical"`; once the process is gone the
+/// alert resolves after `resolve_after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_pressure_level_critical_alerts_and_resolves() {
+    if !kernel_ok() {
+        return;
+    }
+    let _serial = serial().await;
+    sweep();
+    let registry = registry();
+    let Some(mem) = memory_id(&registry) else {
+        println!("not run here: no v1 memory controller (pure v2 host)");
+        return;
+    };
+    let hook = Capture::start().await;
+    let cg = TestCgroup::new(&unique("levels"), true);
+    let cfg = config(&format!(
+        "psi:
+  pressure_levels:
+    - name: CgroupMemoryCritical
+      cgroups: ['{cg}']
+      level: critical
+      resolve_after: 2s
+      labels: {{ severity: page }}
+      annotations: {{ summary: '{{{{ level }}}} memory pressure in {{{{ cgroup }}}}' }}
+alerting:
+  webhooks: ['{hook}']
+  oom_kills: false
+  timeout: 2s
+",
+        cg = cg.path(),
+        hook = hook.url
+    ));
+    let (_tx, rx) = watch::channel(cfg);
+    let agent = psi::spawn(
+        registry.clone(),
+        PathBuf::from("/proc"),
+        rx,
+        PsiMetrics::new(),
+        CancellationToken::new(),
+    );
+    let v1 = cg.v1.clone().expect("v1 memory dir");
+    cg.limit_memory(32 << 20);
+    std::fs::write(v1.join("memory.oom_control"), "1").expect("oom_kill_disable");
+    registry.add(mem, &cg.path());
+    // Arming follows the registry event at once; give the task a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        hook.alerts().is_empty(),
+        "no pressure yet: {:?}",
+        hook.alerts()
+    );
+
+    let t0 = Instant::now();
+    let hog = Proc::sh(&format!(
+        "{} && exec python3 -c 'b = bytearray(200 << 20)'",
+        cg.enter_script()
+    ));
+    let cgs = cg.path().to_string();
+    let firing = wait_for(Duration::from_secs(20), || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "CgroupMemoryCritical" && a["status"] == "firing")
+    })
+    .await
+    .expect("critical pressure alert");
+    println!(
+        "critical alert {:?} after the hog started: {firing}",
+        t0.elapsed()
+    );
+    assert_eq!(firing["labels"]["cgroup"], cgs.as_str());
+    assert_eq!(firing["labels"]["level"], "critical");
+    assert_eq!(firing["labels"]["resource"], "memory");
+    assert_eq!(firing["labels"]["severity"], "page");
+    assert_eq!(
+        firing["labels"][psi::GENERATOR_LABEL.0],
+        psi::GENERATOR_LABEL.1
+    );
+    assert_eq!(
+        firing["annotations"]["summary"],
+        format!("critical memory pressure in {cgs}")
+    );
+    drop(hog);
+    let stop = Instant::now();
+    wait_for(Duration::from_secs(15), || {
+        hook.alerts().into_iter().find(|a| {
+            a["labels"]["alertname"] == "CgroupMemoryCritical" && a["status"] == "resolved"
+        })
+    })
+    .await
+    .expect("resolved after the hog is gone");
+    println!("resolved {:?} after the hog was killed", stop.elapsed());
+    registry.remove_subtree(mem, &cg.path());
+    agent.shutdown(Duration::from_secs(2)).await;
+}

@@ -9,8 +9,8 @@
 //! no alert is firing, the agent sleeps until the next event.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -25,10 +25,14 @@ use crate::config::{AlertingConfig, Config};
 use crate::registry::{Registry, RegistryEvent};
 
 use super::attribution::{self, Samples};
-use super::metrics::{PsiMetrics, RuleLabels, TriggerEventLabels};
+use super::build::{self, event_labels, node_name, valid_label_name};
+use super::levels::{LevelMsg, LevelRules};
+use super::limits::LimitAlerts;
+use super::metrics::{PsiMetrics, RuleLabels};
 use super::oom::{OomEvent, OomV1, OomV2};
 use super::rules::RuleRt;
 use super::state::{AlertState, Transition};
+use super::status::{status_lock, SharedStatus};
 use super::trigger::{Trigger, TriggerError, TriggerEvent};
 use crate::config::render_template;
 
@@ -46,29 +50,6 @@ pub const OOM_ALERTNAME: &str = "CgroupOOMKill";
 pub const GENERATOR_LABEL: (&str, &str) = ("generator", "cgroup-psi-exporter");
 
 type Key = (Arc<str>, CgroupPath);
-
-/// One armed trigger, as seen from outside (for tests and debugging).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ArmedInfo {
-    pub rule: String,
-    pub cgroup: String,
-    /// Changes whenever the trigger is re-armed (a new fd).
-    pub id: u64,
-}
-
-/// What the agent shows its handle.
-#[derive(Debug, Default)]
-pub(crate) struct Status {
-    pub armed: BTreeMap<(String, String), u64>,
-    pub oom_watched: BTreeSet<String>,
-    pub firing: BTreeSet<(String, String)>,
-}
-
-pub(crate) type SharedStatus = Arc<Mutex<Status>>;
-
-fn status_lock(s: &SharedStatus) -> std::sync::MutexGuard<'_, Status> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 enum Msg {
     Trigger {
@@ -114,6 +95,11 @@ pub(crate) struct Agent {
     oom_v2_rx: mpsc::UnboundedReceiver<(CgroupPath, OomEvent)>,
     oom_v2_tx: mpsc::UnboundedSender<(CgroupPath, OomEvent)>,
     notifier: Notifier,
+    /// `psi.pressure_levels`: v1 memory pressure level watches and alerts.
+    levels: LevelRules,
+    levels_rx: mpsc::UnboundedReceiver<LevelMsg>,
+    /// `alerting.memory_events`: v2 `high`/`max` alerts.
+    limits: LimitAlerts,
     msg_tx: mpsc::UnboundedSender<Msg>,
     msg_rx: mpsc::UnboundedReceiver<Msg>,
     next_id: u64,
@@ -145,7 +131,17 @@ impl Agent {
         let (oom_v2_tx, oom_v2_rx) = mpsc::unbounded_channel();
         let node = node_name(&procfs);
         let notifier = Notifier::new(&config.alerting, metrics.alerting.clone());
+        let (levels_tx, levels_rx) = mpsc::unbounded_channel();
+        let levels = LevelRules::new(
+            &config.psi.pressure_levels,
+            memory_v1.map(|h| h.root.clone()),
+            node.clone(),
+            levels_tx,
+        );
         Agent {
+            levels,
+            levels_rx,
+            limits: LimitAlerts::new(&config.alerting.memory_events),
             unified_id: unified.map(|h| h.id),
             unified_root: unified.map(|h| h.root.clone()),
             memory_v1_id: memory_v1.map(|h| h.id),
@@ -199,9 +195,13 @@ impl Agent {
             }
         }
         self.arm_all();
+        for p in &self.memory_v1 {
+            self.levels.track(p);
+        }
         info!(
             rules = self.rules.len(),
             armed = self.armed.len(),
+            pressure_level_watches = self.levels.armed(),
             oom_watched = self.oom_v1.len() + self.oom_v2_watched.len(),
             node = %self.node,
             "PSI agent started"
@@ -219,6 +219,11 @@ impl Agent {
                 },
                 Some(msg) = self.msg_rx.recv() => self.on_msg(msg),
                 Some((path, ev)) = self.oom_v2_rx.recv() => self.on_oom_v2(path, ev),
+                Some(m) = self.levels_rx.recv() => {
+                    if let Some(alert) = self.levels.on_msg(m, &self.generator_url()) {
+                        self.notify_new(&alert);
+                    }
+                }
                 changed = config.changed(), if config_open => match changed {
                     Ok(()) => {
                         let cfg = config.borrow_and_update().clone();
@@ -239,6 +244,7 @@ impl Agent {
         for (_, abort) in self.oom_v1_leaving.drain() {
             abort.abort();
         }
+        self.levels.stop();
         self.notifier
     }
 
@@ -254,7 +260,7 @@ impl Agent {
                         self.arm(&rule, path);
                     }
                 }
-                if self.v2_mode && self.oom_enabled {
+                if self.v2_mode && self.v2_watch() {
                     self.arm_oom_v2(path);
                 }
             }
@@ -263,6 +269,9 @@ impl Agent {
             self.memory_v1.insert(path.clone());
             if !quiet && self.oom_enabled {
                 self.arm_oom_v1(path);
+            }
+            if !quiet {
+                self.levels.track(path);
             }
         }
     }
@@ -291,6 +300,9 @@ impl Agent {
                     // As above: the eventfd is signalled as the cgroup
                     // goes, and the watch reports any OOM before `Gone`.
                     self.memory_v1.remove(&path);
+                    for alert in self.levels.untrack(&path) {
+                        self.notifier.notify(&alert);
+                    }
                     if let Some((id, abort)) = self.oom_v1.remove(&path) {
                         self.oom_v1_leaving.insert(id, abort);
                         self.oom_status(&path, false);
@@ -324,14 +336,18 @@ impl Agent {
         }
     }
 
+    /// The v2 `memory.events` watch serves OOM kills and limit alerts.
+    fn v2_watch(&self) -> bool {
+        self.oom_enabled || self.limits.enabled()
+    }
+
     fn arm_all_oom(&mut self) {
-        if !self.oom_enabled {
-            return;
+        if self.oom_enabled {
+            for p in self.memory_v1.clone() {
+                self.arm_oom_v1(&p);
+            }
         }
-        for p in self.memory_v1.clone() {
-            self.arm_oom_v1(&p);
-        }
-        if self.v2_mode {
+        if self.v2_mode && self.v2_watch() {
             for p in self.unified.clone() {
                 self.arm_oom_v2(&p);
             }
@@ -479,6 +495,7 @@ impl Agent {
                         self.send_oom(&path, count, delta, removed);
                         false
                     }
+                    OomEvent::Limit { .. } => false, // v2 only
                     OomEvent::Gone => true,
                     OomEvent::Failed(e) => {
                         warn!(cgroup = %path, error = %e, "OOM watch failed");
@@ -519,15 +536,12 @@ impl Agent {
                     top_contributors = alert.annotations.get("top_contributors").map(String::as_str).unwrap_or(""),
                     "alert firing"
                 );
-                self.notifier.notify(&alert);
+                self.notify_new(&alert);
                 a.alert = Some(alert);
                 PsiMetrics::rule_gauge(&self.metrics.alerts_firing, &a.rule.rule.name, 1);
                 status_lock(&self.status)
                     .firing
                     .insert((a.rule.rule.name.clone(), path.to_string()));
-                if self.next_resend.is_none() {
-                    self.next_resend = Some(now + self.alerting.resend_interval);
-                }
             }
             _ => {
                 // Still firing: keep the newest attribution for re-sends.
@@ -655,6 +669,14 @@ impl Agent {
         labels.insert(GENERATOR_LABEL.0.into(), GENERATOR_LABEL.1.into());
     }
 
+    /// Sends a newly firing alert and makes sure re-sends are scheduled.
+    fn notify_new(&mut self, alert: &Alert) {
+        self.notifier.notify(alert);
+        if self.next_resend.is_none() {
+            self.next_resend = Some(Instant::now() + self.alerting.resend_interval);
+        }
+    }
+
     fn generator_url(&self) -> String {
         if self.alerting.external_url.is_empty() {
             format!("http://{}:9753/", self.node)
@@ -685,6 +707,8 @@ impl Agent {
             .armed
             .values()
             .filter_map(|a| a.state.deadline())
+            .chain(self.levels.deadline())
+            .chain(self.limits.deadline())
             .min()
             .map(Instant::from_std);
         match (resolve, self.next_resend) {
@@ -710,11 +734,17 @@ impl Agent {
             }
             self.armed.insert(key, a);
         }
+        let quiet = self.levels.poll(now.into_std());
+        for alert in quiet.iter().chain(&self.limits.poll(now.into_std())) {
+            self.notifier.notify(alert);
+        }
         if self.next_resend.is_some_and(|t| t <= now) {
             let firing: Vec<&Alert> = self
                 .armed
                 .values()
                 .filter_map(|a| a.alert.as_ref())
+                .chain(self.levels.firing())
+                .chain(self.limits.firing())
                 .collect();
             for alert in &firing {
                 self.notifier.notify(alert);
@@ -797,11 +827,31 @@ impl Agent {
                 count,
                 delta,
                 removed,
-            } if self.oom_v2_watched.contains(&path) || self.oom_v2_leaving.contains(&path) => {
+            } if self.oom_enabled
+                && (self.oom_v2_watched.contains(&path) || self.oom_v2_leaving.contains(&path)) =>
+            {
                 self.send_oom(&path, count, delta, removed)
             }
             OomEvent::Kill { .. } => {}
+            OomEvent::Limit { counter, count, .. } => {
+                if !(self.oom_v2_watched.contains(&path) || self.oom_v2_leaving.contains(&path)) {
+                    return;
+                }
+                let mut labels = BTreeMap::new();
+                self.identity_labels(&mut labels, &path);
+                let url = self.generator_url();
+                let now = Instant::now().into_std();
+                if let Some(alert) = self
+                    .limits
+                    .on_increase(counter, &path, count, labels, url, now)
+                {
+                    self.notify_new(&alert);
+                }
+            }
             OomEvent::Gone | OomEvent::Failed(_) => {
+                for alert in self.limits.remove(&path) {
+                    self.notifier.notify(&alert);
+                }
                 self.oom_v2_leaving.remove(&path);
                 if self.oom_v2_watched.remove(&path) {
                     self.oom_status(&path, false);
@@ -838,29 +888,10 @@ impl Agent {
         let mut labels = BTreeMap::new();
         labels.insert("alertname".to_string(), OOM_ALERTNAME.to_string());
         self.identity_labels(&mut labels, path);
-        let mut annotations = BTreeMap::new();
-        annotations.insert("oom_kill".to_string(), count.to_string());
-        let summary = if removed {
-            annotations.insert("cgroup_removed".to_string(), "true".to_string());
-            format!(
-                "OOM kill in cgroup {path} on {} ({delta} new; the cgroup was removed right after)",
-                self.node
-            )
-        } else {
-            format!(
-                "OOM kill in cgroup {path} on {} ({delta} new, {count} in total)",
-                self.node
-            )
-        };
-        annotations.insert("summary".to_string(), summary);
-        let now = SystemTime::now();
+        let alert = build::oom_alert(path, labels, &self.node, count, delta, removed);
         let alert = Alert {
-            labels,
-            annotations,
-            starts_at: now,
-            ends_at: Some(now + OOM_ALERT_TTL),
             generator_url: self.generator_url(),
-            contributors: Vec::new(),
+            ..alert
         };
         warn!(alertname = OOM_ALERTNAME, cgroup = %path, oom_kill = count, new = delta, removed, "OOM kill");
         self.notifier.notify(&alert);
@@ -902,6 +933,12 @@ impl Agent {
                 self.metrics.alerts_firing.remove(&l);
             }
         }
+        let resolved = self
+            .levels
+            .reload(&cfg.psi.pressure_levels, self.memory_v1.iter().cloned());
+        for alert in resolved {
+            self.notifier.notify(&alert);
+        }
         let old_rules = std::mem::replace(&mut self.rules, new.clone());
         for rule in &new {
             if !old_rules.iter().any(|o| o.rule == rule.rule) {
@@ -922,14 +959,18 @@ impl Agent {
                     self.notifier.notify(alert);
                 }
             }
-        }
-        if cfg.alerting.oom_kills != self.oom_enabled {
-            self.oom_enabled = cfg.alerting.oom_kills;
-            if self.oom_enabled {
-                self.arm_all_oom();
-            } else {
-                self.disarm_all_oom();
+            for alert in self.levels.firing().chain(self.limits.firing()) {
+                self.notifier.notify(alert);
             }
+        }
+        let watches_before = (self.oom_enabled, self.v2_watch());
+        for alert in self.limits.reload(&cfg.alerting.memory_events) {
+            self.notifier.notify(&alert);
+        }
+        self.oom_enabled = cfg.alerting.oom_kills;
+        if watches_before != (self.oom_enabled, self.v2_watch()) {
+            self.disarm_all_oom();
+            self.arm_all_oom();
         }
         info!(
             kept,
@@ -941,67 +982,9 @@ impl Agent {
     }
 }
 
-fn event_labels(rule: &RuleRt, path: &CgroupPath) -> TriggerEventLabels {
-    TriggerEventLabels {
-        rule: rule.rule.name.clone(),
-        cgroup: path.to_string(),
-        resource: rule.rule.resource.name(),
-        kind: rule.rule.kind.name(),
-    }
-}
-
-/// Prometheus label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The `node` label: `NODE_NAME` (set from the downward API in the
-/// DaemonSet), else the host's name from procfs.
-pub(crate) fn node_name(procfs: &Path) -> String {
-    if let Ok(n) = std::env::var("NODE_NAME") {
-        if !n.trim().is_empty() {
-            return n.trim().to_string();
-        }
-    }
-    std::fs::read_to_string(procfs.join("sys/kernel/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_names_follow_prometheus_rules() {
-        assert!(valid_label_name("severity"));
-        assert!(valid_label_name("_x1"));
-        assert!(!valid_label_name("1x"));
-        assert!(!valid_label_name("team-name"));
-        assert!(!valid_label_name(""));
-    }
-
-    #[test]
-    fn node_name_comes_from_procfs_hostname() {
-        let d = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(d.path().join("sys/kernel")).expect("mkdir");
-        std::fs::write(d.path().join("sys/kernel/hostname"), "node-7\n").expect("write");
-        if std::env::var("NODE_NAME").is_err() {
-            assert_eq!(node_name(d.path()), "node-7");
-            assert_eq!(node_name(&d.path().join("nope")), "unknown");
-        }
     }
 }

@@ -32,10 +32,14 @@
 
 pub mod agent;
 pub mod attribution;
+mod build;
+pub mod levels;
+pub mod limits;
 pub mod metrics;
 pub mod oom;
 pub mod rules;
 pub mod state;
+mod status;
 pub mod trigger;
 
 use std::path::PathBuf;
@@ -51,8 +55,9 @@ use crate::alerting::Notifier;
 use crate::config::Config;
 use crate::registry::Registry;
 
-pub use agent::{ArmedInfo, GENERATOR_LABEL, OOM_ALERTNAME};
+pub use agent::{GENERATOR_LABEL, OOM_ALERTNAME};
 pub use metrics::PsiMetrics;
+pub use status::ArmedInfo;
 
 /// Grace used by [`AgentHandle::join`] to flush the alert queues.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -62,7 +67,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub struct AgentHandle {
     task: JoinHandle<Notifier>,
     shutdown: CancellationToken,
-    status: agent::SharedStatus,
+    status: status::SharedStatus,
 }
 
 /// Starts the agent. It stops when `shutdown` is cancelled (or via
@@ -74,7 +79,7 @@ pub fn spawn(
     metrics: Arc<PsiMetrics>,
     shutdown: CancellationToken,
 ) -> AgentHandle {
-    let status = agent::SharedStatus::default();
+    let status = status::SharedStatus::default();
     let mut config = config;
     // Mark the starting config seen here, not in the task: an update sent
     // before the task first runs must still count as a change.

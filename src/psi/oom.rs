@@ -36,10 +36,33 @@ pub enum OomEvent {
         delta: u64,
         removed: bool,
     },
+    /// v2 `memory.events` `high` (throttled at `memory.high`) or `max`
+    /// (hit `memory.max`) went up by `delta` to `count`.
+    Limit {
+        counter: LimitCounter,
+        count: u64,
+        delta: u64,
+    },
     /// The cgroup was removed; the watcher has stopped.
     Gone,
     /// The watcher failed and has stopped.
     Failed(String),
+}
+
+/// Which `memory.events` limit counter grew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitCounter {
+    High,
+    Max,
+}
+
+impl LimitCounter {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitCounter::High => "high",
+            LimitCounter::Max => "max",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,7 +310,29 @@ impl Drop for OomV2 {
 struct Watched {
     path: CgroupPath,
     file: PathBuf,
-    last: u64,
+    last: Counts,
+}
+
+/// The `memory.events` counters the v2 watch reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    oom_kill: u64,
+    high: u64,
+    max: u64,
+}
+
+fn read_counts_v2(file: &Path) -> Result<Counts, OomError> {
+    let text = std::fs::read_to_string(file).map_err(|e| OomError::from_io(file, "read", e))?;
+    let ev = parse_memory_events(&text).map_err(|_| OomError::NoCounter {
+        path: file.to_path_buf(),
+    })?;
+    Ok(Counts {
+        oom_kill: ev.oom_kill.ok_or_else(|| OomError::NoCounter {
+            path: file.to_path_buf(),
+        })?,
+        high: ev.high.unwrap_or(0),
+        max: ev.max.unwrap_or(0),
+    })
 }
 
 async fn run_v2(
@@ -303,7 +348,7 @@ async fn run_v2(
             c = cmd.recv() => match c {
                 None => return,
                 Some(Cmd::Add(path, file)) => {
-                    let last = match read_oom_kill_v2(&file) {
+                    let last = match read_counts_v2(&file) {
                         Ok(n) => n,
                         Err(e) => {
                             debug!(cgroup = %path, error = %e, "no OOM watch");
@@ -345,19 +390,45 @@ async fn run_v2(
                         continue;
                     }
                     let Some(w) = by_wd.get_mut(&ev.wd) else { continue };
-                    match read_oom_kill_v2(&w.file) {
-                        Ok(n) if n > w.last => {
-                            let delta = n - w.last;
+                    match read_counts_v2(&w.file) {
+                        Ok(n) => {
+                            for ev in changes(w.last, n) {
+                                let _ = out.send((w.path.clone(), ev));
+                            }
                             w.last = n;
-                            let _ = out.send((w.path.clone(), OomEvent::Kill { count: n, delta, removed: false }));
                         }
-                        Ok(_) => {}
                         Err(e) => debug!(cgroup = %w.path, error = %e, "memory.events unreadable"),
                     }
                 }
             },
         }
     }
+}
+
+/// The events between two readings of `memory.events`: the OOM kill
+/// first (the most urgent), then `max`, then `high`.
+fn changes(old: Counts, new: Counts) -> Vec<OomEvent> {
+    let mut out = Vec::new();
+    if new.oom_kill > old.oom_kill {
+        out.push(OomEvent::Kill {
+            count: new.oom_kill,
+            delta: new.oom_kill - old.oom_kill,
+            removed: false,
+        });
+    }
+    for (counter, o, n) in [
+        (LimitCounter::Max, old.max, new.max),
+        (LimitCounter::High, old.high, new.high),
+    ] {
+        if n > o {
+            out.push(OomEvent::Limit {
+                counter,
+                count: n,
+                delta: n - o,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -412,5 +483,37 @@ mod tests {
                 removed: false
             }
         );
+    }
+
+    #[test]
+    fn limit_counters_report_growth_only() {
+        let a = Counts {
+            oom_kill: 1,
+            high: 10,
+            max: 2,
+        };
+        assert!(changes(a, a).is_empty());
+        let b = Counts {
+            oom_kill: 1,
+            high: 15,
+            max: 3,
+        };
+        assert_eq!(
+            changes(a, b),
+            vec![
+                OomEvent::Limit {
+                    counter: LimitCounter::Max,
+                    count: 3,
+                    delta: 1
+                },
+                OomEvent::Limit {
+                    counter: LimitCounter::High,
+                    count: 15,
+                    delta: 5
+                },
+            ]
+        );
+        // A counter that went down (should not happen) reports nothing.
+        assert!(changes(b, a).is_empty());
     }
 }
