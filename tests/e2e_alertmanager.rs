@@ -655,6 +655,16 @@ fn shipped_route_pages_a_pod_together_and_never_holds_back_another_pod() {
         "one page for the pod: {}",
         first.body
     );
+    // The agent's webhook fingerprint is Alertmanager's own.
+    for a in first.alerts() {
+        let labels: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(a["labels"].clone()).expect("labels");
+        assert_eq!(
+            a["fingerprint"],
+            cgroup_psi_exporter::alerting::payload::fingerprint(&labels),
+            "{a}"
+        );
+    }
     assert_eq!(
         first.body["groupLabels"],
         serde_json::json!({"node": "node-1", "pod_uid": a}),

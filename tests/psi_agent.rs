@@ -83,12 +83,17 @@ async fn v2_oom_kill_in_memory_events_sends_an_alert_with_kubernetes_labels() {
         "alerting:\n  webhooks: ['{}']\n  oom_kills: true\n  timeout: 2s\n",
         hook.url
     )));
-    let agent = psi::spawn(
+    // Listening on a port of its own: the generator URL names it.
+    let agent = psi::spawn_listening(
         registry.clone(),
         tmp.path().to_path_buf(),
         rx,
         PsiMetrics::new(),
         CancellationToken::new(),
+        Some(psi::Listen {
+            port: 19753,
+            https: true,
+        }),
     );
     let path = CgroupPath::new(rel);
     registry.add(HierarchyId(0), &path);
@@ -118,6 +123,11 @@ async fn v2_oom_kill_in_memory_events_sends_an_alert_with_kubernetes_labels() {
     assert_eq!(a["labels"]["pod_uid"], "1234-5678", "{a}");
     assert_eq!(a["labels"]["qos_class"], "burstable", "{a}");
     assert_eq!(a["annotations"]["oom_kill"], "1");
+    let url = a["generatorURL"].as_str().unwrap_or("");
+    assert!(
+        url.starts_with("https://") && url.ends_with(":19753/"),
+        "generator URL names the real listen port: {url}"
+    );
 
     // Reload with oom_kills off: the watch goes.
     tx.send(config("alerting:\n  oom_kills: false\n"))

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -313,33 +313,20 @@ fn backoff(attempt: u32) -> Duration {
     BACKOFF_MIN.saturating_mul(1 << exp).min(BACKOFF_MAX)
 }
 
-/// xorshift64*: a cheap PRNG for retry jitter, seeded from the clock so
-/// several exporters retrying one Alertmanager spread out.
+/// Retry jitter: each wait scaled by a random factor in [0.75, 1.25), so
+/// several exporters retrying one Alertmanager spread out. fastrand seeds
+/// itself per thread.
 #[derive(Debug)]
-struct Jitter(u64);
+struct Jitter(fastrand::Rng);
 
 impl Jitter {
     fn seeded() -> Jitter {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15);
-        Jitter(nanos | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        Jitter(fastrand::Rng::new())
     }
 
     /// `d` scaled by a factor in [0.75, 1.25).
     fn apply(&mut self, d: Duration) -> Duration {
-        let f = 0.75 + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
-        d.mul_f64(f)
+        d.mul_f64(0.75 + self.0.f64() * 0.5)
     }
 }
 

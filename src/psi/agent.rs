@@ -43,6 +43,18 @@ const RELOAD_GRACE: Duration = Duration::from_secs(5);
 
 pub const OOM_ALERTNAME: &str = "CgroupOOMKill";
 
+/// The exporter's default port, for the generator URL when the agent is
+/// not told where the exporter listens.
+const DEFAULT_PORT: u16 = 9753;
+
+/// Where the exporter serves (`--web.listen-address`, and whether the web
+/// config turns TLS on): alerts' generator URL points there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub port: u16,
+    pub https: bool,
+}
+
 /// Every alert the agent sends carries `generator="cgroup-psi-exporter"`,
 /// so an Alertmanager route can match the agent's alerts (and only them)
 /// whatever the rules are called (examples/alertmanager.yml). It is set
@@ -80,6 +92,7 @@ pub(crate) struct Agent {
     procfs: PathBuf,
     metrics: Arc<PsiMetrics>,
     node: String,
+    listen: Option<Listen>,
     alerting: AlertingConfig,
     oom_enabled: bool,
     rules: Vec<Arc<RuleRt>>,
@@ -123,6 +136,7 @@ impl Agent {
         config: &Config,
         metrics: Arc<PsiMetrics>,
         status: SharedStatus,
+        listen: Option<Listen>,
     ) -> Agent {
         let layout = registry.layout().clone();
         let unified = layout.unified();
@@ -151,6 +165,7 @@ impl Agent {
             procfs,
             metrics,
             node,
+            listen,
             alerting: config.alerting.clone(),
             oom_enabled: config.alerting.oom_kills,
             rules: config
@@ -677,12 +692,17 @@ impl Agent {
         }
     }
 
+    /// `alerting.external_url`, else the exporter's own address: the node
+    /// name with the port (and scheme) it really listens on.
     fn generator_url(&self) -> String {
-        if self.alerting.external_url.is_empty() {
-            format!("http://{}:9753/", self.node)
-        } else {
-            self.alerting.external_url.clone()
+        if !self.alerting.external_url.is_empty() {
+            return self.alerting.external_url.clone();
         }
+        let (scheme, port) = match self.listen {
+            Some(l) => (if l.https { "https" } else { "http" }, l.port),
+            None => ("http", DEFAULT_PORT),
+        };
+        format!("{scheme}://{}:{port}/", self.node)
     }
 
     fn send_resolved(&mut self, a: &mut Armed, path: &CgroupPath, ends_at: SystemTime, why: &str) {

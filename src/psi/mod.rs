@@ -55,7 +55,7 @@ use crate::alerting::Notifier;
 use crate::config::Config;
 use crate::registry::Registry;
 
-pub use agent::{GENERATOR_LABEL, OOM_ALERTNAME};
+pub use agent::{Listen, GENERATOR_LABEL, OOM_ALERTNAME};
 pub use metrics::PsiMetrics;
 pub use status::ArmedInfo;
 
@@ -79,12 +79,25 @@ pub fn spawn(
     metrics: Arc<PsiMetrics>,
     shutdown: CancellationToken,
 ) -> AgentHandle {
+    spawn_listening(registry, procfs, config, metrics, shutdown, None)
+}
+
+/// [`spawn`], told where the exporter listens, so alerts' generator URL
+/// points at the real port (not the default 9753).
+pub fn spawn_listening(
+    registry: Arc<Registry>,
+    procfs: PathBuf,
+    config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<PsiMetrics>,
+    shutdown: CancellationToken,
+    listen: Option<Listen>,
+) -> AgentHandle {
     let status = status::SharedStatus::default();
     let mut config = config;
     // Mark the starting config seen here, not in the task: an update sent
     // before the task first runs must still count as a change.
     let cfg = config.borrow_and_update().clone();
-    let agent = agent::Agent::new(registry, procfs, &cfg, metrics, status.clone());
+    let agent = agent::Agent::new(registry, procfs, &cfg, metrics, status.clone(), listen);
     let task = tokio::spawn(agent.run(config, shutdown.clone()));
     AgentHandle {
         task,
