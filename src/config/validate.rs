@@ -13,6 +13,7 @@ use super::{
     Resource,
 };
 use crate::glob::Glob;
+use crate::psi::trigger::{SpecProblem, TriggerSpec};
 
 /// What validation may assume about the host the config will run on.
 ///
@@ -325,10 +326,13 @@ impl PsiRule {
             );
         }
 
+        // The kernel's rules (and ours) on the numbers live in one place,
+        // shared with arming.
+        let problems = TriggerSpec::from_rule(self).problems(ctx.cap_sys_resource);
         let window = self.window;
         let wp = path.key("window");
         let w = fmt_duration(window);
-        if window < PSI_WINDOW_MIN || window > PSI_WINDOW_MAX {
+        if problems.contains(&SpecProblem::WindowRange) {
             err(
                 wp,
                 format!(
@@ -337,9 +341,7 @@ impl PsiRule {
             );
         } else if window.subsec_nanos() % 1000 != 0 {
             err(wp, format!("{w}: must be a whole number of microseconds"));
-        } else if !ctx.cap_sys_resource
-            && window.as_micros() % PSI_UNPRIVILEGED_WINDOW_STEP.as_micros() != 0
-        {
+        } else if problems.contains(&SpecProblem::WindowStep) {
             err(
                 wp,
                 format!(
@@ -354,7 +356,7 @@ impl PsiRule {
             err(tp, "must be greater than 0".to_string());
         } else if self.threshold.subsec_nanos() % 1000 != 0 {
             err(tp, format!("{t}: must be a whole number of microseconds"));
-        } else if self.threshold >= window {
+        } else if problems.contains(&SpecProblem::ThresholdNotBelowWindow) {
             // The kernel would take threshold == window (stalled for the
             // whole window), but such a rule can only fire on a complete
             // stall: it is refused as the likely mistake it is.
