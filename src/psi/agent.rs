@@ -25,7 +25,7 @@ use crate::config::{AlertingConfig, Config};
 use crate::registry::{Registry, RegistryEvent};
 
 use super::attribution::{self, Samples};
-use super::build::{self, event_labels, node_name, valid_label_name};
+use super::build::{self, event_labels, node_name, valid_label_name, Listen};
 use super::levels::{LevelMsg, LevelRules};
 use super::limits::LimitAlerts;
 use super::metrics::{PsiMetrics, RuleLabels};
@@ -42,18 +42,6 @@ pub const OOM_ALERT_TTL: Duration = Duration::from_secs(300);
 const RELOAD_GRACE: Duration = Duration::from_secs(5);
 
 pub const OOM_ALERTNAME: &str = "CgroupOOMKill";
-
-/// The exporter's default port, for the generator URL when the agent is
-/// not told where the exporter listens.
-const DEFAULT_PORT: u16 = 9753;
-
-/// Where the exporter serves (`--web.listen-address`, and whether the web
-/// config turns TLS on): alerts' generator URL points there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listen {
-    pub port: u16,
-    pub https: bool,
-}
 
 /// Every alert the agent sends carries `generator="cgroup-psi-exporter"`,
 /// so an Alertmanager route can match the agent's alerts (and only them)
@@ -692,17 +680,8 @@ impl Agent {
         }
     }
 
-    /// `alerting.external_url`, else the exporter's own address: the node
-    /// name with the port (and scheme) it really listens on.
     fn generator_url(&self) -> String {
-        if !self.alerting.external_url.is_empty() {
-            return self.alerting.external_url.clone();
-        }
-        let (scheme, port) = match self.listen {
-            Some(l) => (if l.https { "https" } else { "http" }, l.port),
-            None => ("http", DEFAULT_PORT),
-        };
-        format!("{scheme}://{}:{port}/", self.node)
+        build::generator_url(&self.alerting.external_url, self.listen, &self.node)
     }
 
     fn send_resolved(&mut self, a: &mut Armed, path: &CgroupPath, ends_at: SystemTime, why: &str) {

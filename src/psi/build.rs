@@ -12,6 +12,31 @@ use super::agent::OOM_ALERT_TTL;
 use super::metrics::TriggerEventLabels;
 use super::rules::RuleRt;
 
+/// The exporter's default port, for the generator URL when the agent is
+/// not told where the exporter listens.
+const DEFAULT_PORT: u16 = 9753;
+
+/// Where the exporter serves (`--web.listen-address`, and whether the web
+/// config turns TLS on): alerts' generator URL points there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub port: u16,
+    pub https: bool,
+}
+
+/// `alerting.external_url`, else the exporter's own address: the node
+/// name with the port (and scheme) it really listens on.
+pub(crate) fn generator_url(external_url: &str, listen: Option<Listen>, node: &str) -> String {
+    if !external_url.is_empty() {
+        return external_url.to_string();
+    }
+    let (scheme, port) = match listen {
+        Some(l) => (if l.https { "https" } else { "http" }, l.port),
+        None => ("http", DEFAULT_PORT),
+    };
+    format!("{scheme}://{node}:{port}/")
+}
+
 /// `CgroupOOMKill` for `path`: `labels` are its identity labels (with
 /// `alertname`); it ends by itself after [`OOM_ALERT_TTL`]. The caller
 /// sets the generator URL.

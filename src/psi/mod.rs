@@ -55,7 +55,8 @@ use crate::alerting::Notifier;
 use crate::config::Config;
 use crate::registry::Registry;
 
-pub use agent::{Listen, GENERATOR_LABEL, OOM_ALERTNAME};
+pub use agent::{GENERATOR_LABEL, OOM_ALERTNAME};
+pub use build::Listen;
 pub use metrics::PsiMetrics;
 pub use status::ArmedInfo;
 
