@@ -267,12 +267,20 @@ async fn run(
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let reload = make_reload(args.config_file.clone(), args.procfs.clone(), config_tx);
     // The PSI agent: triggers armed from registry events, alerts out.
-    let agent = crate::psi::spawn(
+    let listen = crate::psi::Listen {
+        port: listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(addr.port()),
+        https: tls.as_ref().is_some_and(|t| t.has_tls()),
+    };
+    let agent = crate::psi::spawn_listening(
         ex.registry.clone(),
         args.procfs.clone(),
         config_rx,
         ex.psi.clone(),
         shutdown.clone(),
+        Some(listen),
     );
 
     let server = crate::http::Server {

@@ -87,6 +87,11 @@ fn full_example_uses_every_section() {
     for r in ["cpu", "memory", "io"] {
         assert!(resources.contains(&r), "no {r} rule");
     }
+    assert!(
+        !cfg.psi.pressure_levels.is_empty(),
+        "no pressure level rule"
+    );
+    assert!(cfg.alerting.memory_events.high && cfg.alerting.memory_events.max);
     assert!(!cfg.alerting.alertmanagers.is_empty());
     assert!(!cfg.alerting.webhooks.is_empty());
     assert!(!cfg.metrics.disable.is_empty());

@@ -539,3 +539,276 @@ alerting:
     );
     agent.shutdown(Duration::from_secs(2)).await;
 }
+
+// === the shipped route (examples/alertmanager.yml) ===
+
+/// Alertmanager and amtool, without the kernel: route checks need no root.
+fn am_ready() -> bool {
+    if alertmanager::available() && alertmanager::amtool().is_some() {
+        return true;
+    }
+    if std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
+    {
+        panic!("prometheus-alertmanager (with amtool) missing and skipping is forbidden");
+    }
+    println!("skipped: prometheus-alertmanager (amtool) not installed");
+    false
+}
+
+const ROUTE_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/alertmanager.yml");
+
+fn amtool(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(alertmanager::amtool().expect("amtool"))
+        .args(args)
+        .output()
+        .expect("run amtool");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn shipped_route_passes_amtool_and_takes_only_the_agents_alerts() {
+    if !am_ready() {
+        return;
+    }
+    let (ok, out) = amtool(&["check-config", ROUTE_FILE]);
+    assert!(ok, "amtool check-config {ROUTE_FILE}:\n{out}");
+    let route = |labels: &[&str]| {
+        let mut args = vec!["config", "routes", "test", "--config.file", ROUTE_FILE];
+        args.extend_from_slice(labels);
+        let (ok, out) = amtool(&args);
+        assert!(ok, "{out}");
+        // The receiver name is the one line without amtool's warning.
+        out.lines()
+            .filter(|l| !l.starts_with("Warning"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let generator = format!("{}={}", psi::GENERATOR_LABEL.0, psi::GENERATOR_LABEL.1);
+    for name in ["CgroupMemoryPressure", psi::OOM_ALERTNAME] {
+        assert_eq!(
+            route(&[&format!("alertname={name}"), &generator, "pod_uid=0d4e"]),
+            "node-pager"
+        );
+    }
+    // A Prometheus rule's alert without the label keeps the default route.
+    assert_eq!(
+        route(&["alertname=CgroupMemoryPressure", "pod_uid=0d4e"]),
+        "default"
+    );
+}
+
+fn posted(name: &str, pod: &str) -> Value {
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    serde_json::json!({
+        "labels": {
+            "alertname": name,
+            "node": "node-1",
+            "pod_uid": pod,
+            "cgroup": format!("/kubepods.slice/kubepods-pod{pod}.slice"),
+            psi::GENERATOR_LABEL.0: psi::GENERATOR_LABEL.1,
+        },
+        "startsAt": now,
+    })
+}
+
+/// The grouping the route promises, in a real Alertmanager: one pod's
+/// alerts arrive in one page; a second pod's alert is paged after its own
+/// `group_wait`, not held back by the first pod's `group_interval`; a new
+/// alert of the first pod waits for that pod's `group_interval`.
+#[test]
+fn shipped_route_pages_a_pod_together_and_never_holds_back_another_pod() {
+    if !am_ready() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pager = support_psi::pager::Pager::start();
+    let am = Alertmanager::start_with(tmp.path(), &support_psi::pager::shipped_route(&pager.url));
+    let (a, b) = (
+        "aaaa1111-0000-4000-8000-000000000001",
+        "bbbb2222-0000-4000-8000-000000000002",
+    );
+    let sent_a = Instant::now();
+    let status = alertmanager::post_alerts(
+        am.port,
+        &serde_json::json!([
+            posted("CgroupMemoryPressure", a),
+            posted(psi::OOM_ALERTNAME, a)
+        ]),
+    );
+    assert_eq!(status, Some(200));
+    let first = pager
+        .wait(Duration::from_secs(15), |p| {
+            p.body["groupLabels"]["pod_uid"] == a
+        })
+        .expect("pod a paged");
+    assert_eq!(
+        first.alerts().len(),
+        2,
+        "one page for the pod: {}",
+        first.body
+    );
+    // The agent's webhook fingerprint is Alertmanager's own.
+    for a in first.alerts() {
+        let labels: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(a["labels"].clone()).expect("labels");
+        assert_eq!(
+            a["fingerprint"],
+            cgroup_psi_exporter::alerting::payload::fingerprint(&labels),
+            "{a}"
+        );
+    }
+    assert_eq!(
+        first.body["groupLabels"],
+        serde_json::json!({"node": "node-1", "pod_uid": a}),
+        "grouped by node and pod"
+    );
+    assert!(
+        first.at - sent_a >= Duration::from_millis(900),
+        "group_wait (1s) honoured: {:?}",
+        first.at - sent_a
+    );
+    println!(
+        "pod a paged {:?} after its alerts reached Alertmanager",
+        first.at - sent_a
+    );
+
+    // Right after pod a's page: another pod, and a new alert of pod a.
+    let sent_b = Instant::now();
+    assert_eq!(
+        alertmanager::post_alerts(
+            am.port,
+            &serde_json::json!([
+                posted("CgroupMemoryPressure", b),
+                posted("CgroupCpuPressure", a)
+            ]),
+        ),
+        Some(200)
+    );
+    let page_b = pager
+        .wait(Duration::from_secs(15), |p| {
+            p.body["groupLabels"]["pod_uid"] == b
+        })
+        .expect("pod b paged");
+    println!(
+        "pod b paged {:?} after its alert reached Alertmanager",
+        page_b.at - sent_b
+    );
+    assert!(
+        page_b.at - sent_b < Duration::from_secs(8),
+        "pod b waited for pod a's group_interval (10s): {:?}",
+        page_b.at - sent_b
+    );
+    assert!(!page_b.has(&[("pod_uid", a)]), "{}", page_b.body);
+    let again_a = pager
+        .wait(Duration::from_secs(20), |p| {
+            p.has(&[("alertname", "CgroupCpuPressure")])
+        })
+        .expect("pod a's new alert paged");
+    println!(
+        "pod a's new alert paged {:?} after pod a's first page",
+        again_a.at - first.at
+    );
+    assert!(
+        again_a.at - first.at >= Duration::from_secs(9),
+        "a pod's follow-up waits for its group_interval (10s): {:?}",
+        again_a.at - first.at
+    );
+}
+
+/// Real pressure in a Kubernetes-shaped cgroup -> trigger -> agent -> a
+/// real Alertmanager with the shipped route -> the pager.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pressure_pages_through_the_shipped_route() {
+    if !ready() || !am_ready() {
+        return;
+    }
+    let _serial = serial().await;
+    sweep();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pager = support_psi::pager::Pager::start();
+    let am = Alertmanager::start_with(tmp.path(), &support_psi::pager::shipped_route(&pager.url));
+    let uid = "cccc3333-0000-4000-8000-000000000003";
+    // `<anything>-kubepods.slice/kubepods-pod<uid>.slice`: a guaranteed pod.
+    let pod = TestCgroup::new(
+        &format!(
+            "{}/kubepods-pod{}.slice",
+            unique("kubepods.slice"),
+            uid.replace('-', "_")
+        ),
+        true,
+    );
+    let parent = TestCgroup {
+        rel: pod
+            .rel
+            .rsplit_once('/')
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default(),
+        v2: pod.v2.parent().map(Into::into).unwrap_or_default(),
+        v1: pod.v1.as_ref().and_then(|d| d.parent()).map(Into::into),
+    };
+    let registry = registry();
+    registry.add(unified_id(&registry), &pod.path());
+    let cfg = config(&format!(
+        "psi:
+  rules:
+    - name: PodMemoryPressure
+      cgroups: ['{cg}']
+      resource: memory
+      threshold: 50ms
+      window: 2s
+      resolve_after: 30s
+alerting:
+  alertmanagers: ['{am}']
+  timeout: 2s
+  oom_kills: false
+",
+        cg = pod.path(),
+        am = am.url()
+    ));
+    let (_tx, rx) = watch::channel(cfg);
+    let agent = psi::spawn(
+        registry.clone(),
+        PathBuf::from("/proc"),
+        rx,
+        PsiMetrics::new(),
+        CancellationToken::new(),
+    );
+    wait_for(Duration::from_secs(2), || {
+        (agent.armed().len() == 1).then_some(())
+    })
+    .await
+    .expect("pod trigger armed");
+    let t0 = Instant::now();
+    let pressure = Pressure::start(&pod, 15);
+    let page = tokio::task::spawn_blocking(move || {
+        let p = pager.wait(Duration::from_secs(30), |p| {
+            p.has(&[("alertname", "PodMemoryPressure")])
+        });
+        (p, pager)
+    })
+    .await
+    .expect("join");
+    let page = page.0.expect("the pager got the pod's alert");
+    println!("pressure start -> page: {:?}", page.at - t0);
+    assert_eq!(page.body["receiver"], "node-pager");
+    assert_eq!(page.body["groupLabels"]["pod_uid"], uid);
+    assert_eq!(page.body["groupLabels"]["node"], node().as_str());
+    let alert = &page.alerts()[0];
+    assert_eq!(alert["labels"]["cgroup"], pod.path().to_string());
+    assert_eq!(alert["labels"]["qos_class"], "guaranteed");
+    // Generous: one 2 s window, 1 s group_wait and delivery take ~3 s;
+    // the bench reports the figure, the test only the order of magnitude.
+    assert!(page.at - t0 < Duration::from_secs(20), "{:?}", page.at - t0);
+    drop(pressure);
+    agent.shutdown(Duration::from_secs(2)).await;
+    drop(pod);
+    drop(parent);
+}

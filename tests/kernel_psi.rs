@@ -253,3 +253,202 @@ async fn oom_kill_in_a_memory_cgroup_sends_an_alert_at_once() {
     );
     agent.shutdown(Duration::from_secs(2)).await;
 }
+
+/// A container OOM-killed and cleaned up at once (its cgroup removed, and
+/// dropped from the registry) still gets `CgroupOOMKill`, with the pod and
+/// container labels its path implies. The test runs on a current-thread
+/// runtime and blocks it from the allocation to the removal: the agent
+/// sees the OOM only after the cgroup is gone, as a busy agent would.
+/// v1 memory controller (this host); the v2 case runs in the VM.
+#[tokio::test]
+async fn oom_kill_in_a_cgroup_removed_right_after_still_alerts_with_its_labels() {
+    if !kernel_ok() {
+        return;
+    }
+    let _serial = serial().await;
+    sweep();
+    let registry = registry();
+    let Some(mem) = memory_id(&registry) else {
+        println!("not run here: no v1 memory controller (the v2 case runs in the VM)");
+        return;
+    };
+    let uni = unified_id(&registry);
+    let hook = Capture::start().await;
+    let cfg = config(&format!(
+        "alerting:\n  webhooks: ['{}']\n  oom_kills: true\n  timeout: 2s\n",
+        hook.url
+    ));
+    let (_tx, rx) = watch::channel(cfg);
+    let agent = psi::spawn(
+        registry.clone(),
+        PathBuf::from("/proc"),
+        rx,
+        PsiMetrics::new(),
+        CancellationToken::new(),
+    );
+    let uid = "dddd4444-0000-4000-8000-000000000004";
+    let cid = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c";
+    // `<x>-kubepods.slice/kubepods-pod<uid>.slice/cri-containerd-<id>.scope`
+    let top = TestCgroup::new(&unique("kubepods.slice"), true);
+    let ctr = TestCgroup::new(
+        &format!(
+            "{}/kubepods-pod{}.slice/cri-containerd-{cid}.scope",
+            top.rel,
+            uid.replace('-', "_")
+        ),
+        true,
+    );
+    ctr.limit_memory(20 << 20);
+    registry.add(uni, &ctr.path());
+    registry.add(mem, &ctr.path());
+    let watched = ctr.path().to_string();
+    wait_for(Duration::from_secs(2), || {
+        agent.oom_watched().contains(&watched).then_some(())
+    })
+    .await
+    .expect("OOM watch armed");
+
+    // Blocking from here: the agent does not run until the cgroup is gone.
+    let mut p = Proc::sh(&format!(
+        "{} && exec python3 -c 'b = b\"x\" * (200 << 20)'",
+        ctr.enter_script()
+    ));
+    assert!(
+        p.wait_timeout(Duration::from_secs(20)),
+        "allocating process ended (killed)"
+    );
+    drop(p);
+    let oom_control = ctr.v1.as_ref().expect("v1 dir").join("memory.oom_control");
+    let kills = std::fs::read_to_string(&oom_control).expect("memory.oom_control");
+    assert!(
+        kills
+            .lines()
+            .any(|l| l.starts_with("oom_kill ") && l != "oom_kill 0"),
+        "the kernel counted an OOM kill: {kills}"
+    );
+    let path = ctr.path();
+    drop(ctr);
+    assert!(!oom_control.exists(), "cgroup removed");
+    registry.remove_subtree(uni, &path);
+    registry.remove_subtree(mem, &path);
+
+    let alert = wait_for(Duration::from_secs(10), || {
+        hook.alerts().into_iter().find(|a| {
+            a["labels"]["alertname"] == psi::OOM_ALERTNAME
+                && a["labels"]["cgroup"] == watched.as_str()
+        })
+    })
+    .await
+    .expect("CgroupOOMKill for the removed cgroup");
+    println!("{alert}");
+    assert_eq!(alert["labels"]["pod_uid"], uid, "{alert}");
+    assert_eq!(alert["labels"]["container_id"], cid, "{alert}");
+    assert_eq!(alert["labels"]["qos_class"], "guaranteed", "{alert}");
+    assert_eq!(alert["annotations"]["cgroup_removed"], "true", "{alert}");
+    wait_for(Duration::from_secs(3), || {
+        (!agent.oom_watched().contains(&watched)).then_some(())
+    })
+    .await
+    .expect("the watch of the removed cgroup ends");
+    agent.shutdown(Duration::from_secs(2)).await;
+    drop(top);
+}
+
+/// `psi.pressure_levels` on this host's real v1 memory controller: a
+/// process that outgrows its cgroup's limit (OOM killer off, so it stays
+/// at the limit) makes reclaim fail; the kernel signals `critical` and the
+/// agent alerts with `level="critical"`; once the process is gone the
+/// alert resolves after `resolve_after`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_pressure_level_critical_alerts_and_resolves() {
+    if !kernel_ok() {
+        return;
+    }
+    let _serial = serial().await;
+    sweep();
+    let registry = registry();
+    let Some(mem) = memory_id(&registry) else {
+        println!("not run here: no v1 memory controller (pure v2 host)");
+        return;
+    };
+    let hook = Capture::start().await;
+    let cg = TestCgroup::new(&unique("levels"), true);
+    let cfg = config(&format!(
+        "psi:
+  pressure_levels:
+    - name: CgroupMemoryCritical
+      cgroups: ['{cg}']
+      level: critical
+      resolve_after: 2s
+      labels: {{ severity: page }}
+      annotations: {{ summary: '{{{{ level }}}} memory pressure in {{{{ cgroup }}}}' }}
+alerting:
+  webhooks: ['{hook}']
+  oom_kills: false
+  timeout: 2s
+",
+        cg = cg.path(),
+        hook = hook.url
+    ));
+    let (_tx, rx) = watch::channel(cfg);
+    let agent = psi::spawn(
+        registry.clone(),
+        PathBuf::from("/proc"),
+        rx,
+        PsiMetrics::new(),
+        CancellationToken::new(),
+    );
+    let v1 = cg.v1.clone().expect("v1 memory dir");
+    cg.limit_memory(32 << 20);
+    std::fs::write(v1.join("memory.oom_control"), "1").expect("oom_kill_disable");
+    registry.add(mem, &cg.path());
+    // Arming follows the registry event at once; give the task a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        hook.alerts().is_empty(),
+        "no pressure yet: {:?}",
+        hook.alerts()
+    );
+
+    let t0 = Instant::now();
+    let hog = Proc::sh(&format!(
+        "{} && exec python3 -c 'b = bytearray(200 << 20)'",
+        cg.enter_script()
+    ));
+    let cgs = cg.path().to_string();
+    let firing = wait_for(Duration::from_secs(20), || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "CgroupMemoryCritical" && a["status"] == "firing")
+    })
+    .await
+    .expect("critical pressure alert");
+    println!(
+        "critical alert {:?} after the hog started: {firing}",
+        t0.elapsed()
+    );
+    assert_eq!(firing["labels"]["cgroup"], cgs.as_str());
+    assert_eq!(firing["labels"]["level"], "critical");
+    assert_eq!(firing["labels"]["resource"], "memory");
+    assert_eq!(firing["labels"]["severity"], "page");
+    assert_eq!(
+        firing["labels"][psi::GENERATOR_LABEL.0],
+        psi::GENERATOR_LABEL.1
+    );
+    assert_eq!(
+        firing["annotations"]["summary"],
+        format!("critical memory pressure in {cgs}")
+    );
+    drop(hog);
+    let stop = Instant::now();
+    wait_for(Duration::from_secs(15), || {
+        hook.alerts().into_iter().find(|a| {
+            a["labels"]["alertname"] == "CgroupMemoryCritical" && a["status"] == "resolved"
+        })
+    })
+    .await
+    .expect("resolved after the hog is gone");
+    println!("resolved {:?} after the hog was killed", stop.elapsed());
+    registry.remove_subtree(mem, &cg.path());
+    agent.shutdown(Duration::from_secs(2)).await;
+}

@@ -83,12 +83,17 @@ async fn v2_oom_kill_in_memory_events_sends_an_alert_with_kubernetes_labels() {
         "alerting:\n  webhooks: ['{}']\n  oom_kills: true\n  timeout: 2s\n",
         hook.url
     )));
-    let agent = psi::spawn(
+    // Listening on a port of its own: the generator URL names it.
+    let agent = psi::spawn_listening(
         registry.clone(),
         tmp.path().to_path_buf(),
         rx,
         PsiMetrics::new(),
         CancellationToken::new(),
+        Some(psi::Listen {
+            port: 19753,
+            https: true,
+        }),
     );
     let path = CgroupPath::new(rel);
     registry.add(HierarchyId(0), &path);
@@ -118,6 +123,11 @@ async fn v2_oom_kill_in_memory_events_sends_an_alert_with_kubernetes_labels() {
     assert_eq!(a["labels"]["pod_uid"], "1234-5678", "{a}");
     assert_eq!(a["labels"]["qos_class"], "burstable", "{a}");
     assert_eq!(a["annotations"]["oom_kill"], "1");
+    let url = a["generatorURL"].as_str().unwrap_or("");
+    assert!(
+        url.starts_with("https://") && url.ends_with(":19753/"),
+        "generator URL names the real listen port: {url}"
+    );
 
     // Reload with oom_kills off: the watch goes.
     tx.send(config("alerting:\n  oom_kills: false\n"))
@@ -158,5 +168,82 @@ async fn a_pressure_file_that_cannot_be_polled_is_counted_not_armed() {
     .await;
     assert!(text.is_some(), "{}", exposition(&metrics));
     assert!(agent.armed().is_empty());
+    agent.shutdown(Duration::from_secs(1)).await;
+}
+
+/// `alerting.memory_events` on a fake v2 cgroup: `max` growing fires
+/// `CgroupMemoryMax` once however often it grows, `high` stays off (not
+/// opted in), and the alert resolves after `hold_off` without growth. With
+/// `oom_kills: false` the watch runs for the limits alone.
+#[tokio::test]
+async fn v2_memory_max_alerts_once_per_episode_and_resolves_after_the_hold_off() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let rel = "kubepods/burstable/pod0d4e1f2a-3b5c/c1";
+    let dir = fake_cgroup(tmp.path(), rel);
+    let registry = v2_registry(tmp.path());
+    let hook = Capture::start().await;
+    let (_tx, rx) = watch::channel(config(&format!(
+        "alerting:\n  webhooks: ['{}']\n  oom_kills: false\n  timeout: 2s\n  memory_events: {{ max: true, hold_off: 1s }}\n",
+        hook.url
+    )));
+    let agent = psi::spawn(
+        registry.clone(),
+        tmp.path().to_path_buf(),
+        rx,
+        PsiMetrics::new(),
+        CancellationToken::new(),
+    );
+    let path = CgroupPath::new(rel);
+    registry.add(HierarchyId(0), &path);
+    until(Duration::from_secs(2), || {
+        agent
+            .oom_watched()
+            .contains(&path.to_string())
+            .then_some(())
+    })
+    .await
+    .expect("memory.events watched for the limit alerts");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A cgroup at its limit: max and high grow on every reclaim pass.
+    for i in 1..=5 {
+        std::fs::write(
+            dir.join("memory.events"),
+            format!("low 0\nhigh {i}\nmax {i}\noom 0\noom_kill 0\n"),
+        )
+        .expect("write");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fired = until(Duration::from_secs(5), || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "CgroupMemoryMax")
+    })
+    .await
+    .expect("CgroupMemoryMax");
+    assert_eq!(fired["labels"]["cgroup"], path.as_str());
+    assert_eq!(fired["labels"]["pod_uid"], "0d4e1f2a-3b5c", "{fired}");
+    assert_eq!(fired["labels"]["resource"], "memory");
+    assert_eq!(fired["annotations"]["max"], "1", "{fired}");
+    let resolved = until(Duration::from_secs(5), || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "CgroupMemoryMax" && a["status"] == "resolved")
+    })
+    .await
+    .expect("resolved after hold_off");
+    assert_eq!(
+        resolved["startsAt"], fired["startsAt"],
+        "one episode, one alert"
+    );
+    let alerts = hook.alerts();
+    assert!(
+        alerts
+            .iter()
+            .all(|a| a["labels"]["alertname"] == "CgroupMemoryMax"),
+        "no high alert (not opted in), no OOM alert: {alerts:?}"
+    );
+    let starts: std::collections::BTreeSet<String> =
+        alerts.iter().map(|a| a["startsAt"].to_string()).collect();
+    assert_eq!(starts.len(), 1, "five increases, one alert: {alerts:?}");
     agent.shutdown(Duration::from_secs(1)).await;
 }

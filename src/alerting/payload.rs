@@ -8,6 +8,7 @@
 //! - Generic webhook: `{"version":"1","status":"firing|resolved","alerts":[...]}`
 //!   shaped like Alertmanager's own webhook, plus `contributors` per alert.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
@@ -57,7 +58,7 @@ pub fn webhook_body(alerts: &[Alert]) -> Value {
                 "startsAt": rfc3339(a.starts_at),
                 "endsAt": a.ends_at.map(rfc3339),
                 "generatorURL": a.generator_url,
-                "fingerprint": fingerprint(&a.key()),
+                "fingerprint": fingerprint(&a.labels),
                 "contributors": contributors,
             })
         })
@@ -65,53 +66,37 @@ pub fn webhook_body(alerts: &[Alert]) -> Value {
     json!({"version": "1", "status": status, "alerts": list})
 }
 
-/// A short hex id of an alert's label set (FNV-1a 64), as Alertmanager
-/// gives its webhook alerts a `fingerprint`.
-pub fn fingerprint(key: &str) -> String {
+/// Alertmanager's fingerprint of a label set (its `model.Fingerprint`):
+/// FNV-1a 64 over each label name and value in name order, each followed
+/// by the separator byte 0xff, as 16 hex digits. The same labels get the
+/// same id here and in Alertmanager's API.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    const SEPARATOR: u8 = 0xff;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut add = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (name, value) in labels {
+        add(name.as_bytes());
+        add(&[SEPARATOR]);
+        add(value.as_bytes());
+        add(&[SEPARATOR]);
     }
     format!("{h:016x}")
 }
 
 /// `2026-11-29T04:05:06.123Z`. Times before 1970 print as the epoch.
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, mo, da) = civil_from_days(days);
-    format!(
-        "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after
-/// Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    humantime::format_rfc3339_millis(t.max(UNIX_EPOCH)).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::alerting::Contributor;
-    use std::collections::BTreeMap;
     use std::time::Duration;
 
     #[test]
@@ -123,6 +108,21 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-11-29T01:02:03.000Z");
         let t = UNIX_EPOCH + Duration::from_secs(4_102_444_799); // 2099-12-31 23:59:59
         assert_eq!(rfc3339(t), "2099-12-31T23:59:59.000Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_secs(5)),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn fingerprint_is_alertmanagers() {
+        // The empty set is FNV-1a's offset basis, as in prometheus/common.
+        assert_eq!(fingerprint(&BTreeMap::new()), "cbf29ce484222325");
+        // Names and values are separated (0xff), so moving a character
+        // across the boundary changes the id.
+        let l = |n: &str, v: &str| BTreeMap::from([(n.to_string(), v.to_string())]);
+        assert_ne!(fingerprint(&l("ab", "c")), fingerprint(&l("a", "bc")));
+        // tests/e2e_alertmanager.rs compares it with a real Alertmanager's.
     }
 
     fn sample(resolved: bool) -> Alert {

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,6 +25,17 @@ pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// At most this many alerts per request.
 const BATCH: usize = 64;
+/// After a request, the next one waits at least this long unless a full
+/// batch is ready, so alerts arriving together share a request; a first
+/// alert after a quiet spell is sent at once.
+const PACING: Duration = Duration::from_millis(100);
+/// In a storm (every pod's rule firing over a few seconds, at most one
+/// event per trigger window each), requests are spaced this far apart once
+/// [`STORM_POSTS`] went out within [`STORM_SPAN`]: a thousand alerts then
+/// take ~20 requests, each at most a second late, instead of hundreds.
+const STORM_PACING: Duration = Duration::from_secs(1);
+const STORM_POSTS: usize = 4;
+const STORM_SPAN: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Kept short so a receiver that comes back (an Alertmanager restart) gets
 /// the queue within seconds.
@@ -187,6 +198,7 @@ async fn run(
     };
     let mut jitter = Jitter::seeded();
     let mut attempt: u32 = 0;
+    let mut recent: std::collections::VecDeque<tokio::time::Instant> = Default::default();
     loop {
         let batch = shared.lock().peek_batch(BATCH);
         if batch.is_empty() {
@@ -198,6 +210,28 @@ async fn run(
             shared.wake.notified().await;
             continue;
         }
+        let now = tokio::time::Instant::now();
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > STORM_SPAN)
+        {
+            recent.pop_front();
+        }
+        let pacing = if recent.len() >= STORM_POSTS {
+            STORM_PACING
+        } else {
+            PACING
+        };
+        if let Some(ready) = recent.back().map(|t| *t + pacing) {
+            if batch.len() < BATCH
+                && !shared.closing.load(Ordering::SeqCst)
+                && tokio::time::Instant::now() < ready
+            {
+                tokio::time::sleep_until(ready).await;
+                continue;
+            }
+        }
+        recent.push_back(tokio::time::Instant::now());
         let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
         let alerts: Vec<Alert> = batch.into_iter().map(|(_, a)| a).collect();
         let n = alerts.len() as u64;
@@ -313,33 +347,20 @@ fn backoff(attempt: u32) -> Duration {
     BACKOFF_MIN.saturating_mul(1 << exp).min(BACKOFF_MAX)
 }
 
-/// xorshift64*: a cheap PRNG for retry jitter, seeded from the clock so
-/// several exporters retrying one Alertmanager spread out.
+/// Retry jitter: each wait scaled by a random factor in [0.75, 1.25), so
+/// several exporters retrying one Alertmanager spread out. fastrand seeds
+/// itself per thread.
 #[derive(Debug)]
-struct Jitter(u64);
+struct Jitter(fastrand::Rng);
 
 impl Jitter {
     fn seeded() -> Jitter {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9E37_79B9_7F4A_7C15);
-        Jitter(nanos | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        Jitter(fastrand::Rng::new())
     }
 
     /// `d` scaled by a factor in [0.75, 1.25).
     fn apply(&mut self, d: Duration) -> Duration {
-        let f = 0.75 + (self.next() >> 11) as f64 / (1u64 << 53) as f64 * 0.5;
-        d.mul_f64(f)
+        d.mul_f64(0.75 + self.0.f64() * 0.5)
     }
 }
 

@@ -113,6 +113,56 @@ pub struct PsiConfig {
     /// Each rule arms one kernel trigger per matching cgroup.
     #[serde(deserialize_with = "null_as_default")]
     pub rules: Vec<PsiRule>,
+    /// cgroup v1 memory pressure notifications (`memory.pressure_level`):
+    /// the per-cgroup warning pure v1 hosts have instead of PSI. Each rule
+    /// registers one eventfd per matching v1 memory cgroup.
+    #[serde(deserialize_with = "null_as_default")]
+    pub pressure_levels: Vec<PressureLevelRule>,
+}
+
+/// The kernel's v1 memory pressure levels, least severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PressureLevel {
+    /// The cgroup is reclaiming memory for new allocations.
+    Low,
+    /// Reclaim is struggling (swapping, evicting active file cache).
+    Medium,
+    /// Reclaim mostly fails: an OOM kill is near.
+    Critical,
+}
+
+impl PressureLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            PressureLevel::Low => "low",
+            PressureLevel::Medium => "medium",
+            PressureLevel::Critical => "critical",
+        }
+    }
+}
+
+/// An alert rule on v1 `memory.pressure_level` notifications.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PressureLevelRule {
+    /// Becomes the alert's `alertname`, so it must be unique (across
+    /// `psi.rules` too).
+    pub name: String,
+    /// Globs on cgroup paths of the v1 memory hierarchy; `/` alone is its
+    /// root (the whole host).
+    pub cgroups: Vec<String>,
+    /// The level registered with the kernel (`low`, `medium`, `critical`).
+    pub level: PressureLevel,
+    /// Quiet time after the last notification before the alert resolves.
+    #[serde(with = "humantime_serde_compat", default = "default_resolve_after")]
+    pub resolve_after: Duration,
+    /// Added to every alert of this rule.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    /// Templates, as for `psi.rules`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -220,6 +270,35 @@ pub struct AlertingConfig {
     /// `alertmanager_config`: in-cluster Alertmanagers usually hold a
     /// certificate of a private CA, sometimes behind mTLS.
     pub tls_config: TlsClientConfig,
+    /// cgroup v2 `memory.events` `high` and `max` as alerts (opt-in).
+    pub memory_events: MemoryEventsConfig,
+}
+
+/// Opt-in alerts on cgroup v2 `memory.events`: `high` (the cgroup is
+/// throttled at `memory.high`) and `max` (it hit `memory.max`), the last
+/// signals before an OOM kill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryEventsConfig {
+    /// `CgroupMemoryHigh` when a cgroup's `high` counter grows.
+    pub high: bool,
+    /// `CgroupMemoryMax` when a cgroup's `max` counter grows.
+    pub max: bool,
+    /// Fires on the first increase; resolves once the counter has not
+    /// grown for this long, so a cgroup that sits at its limit is one alert,
+    /// not one per reclaim pass.
+    #[serde(with = "humantime_serde_compat")]
+    pub hold_off: Duration,
+}
+
+impl Default for MemoryEventsConfig {
+    fn default() -> Self {
+        MemoryEventsConfig {
+            high: false,
+            max: false,
+            hold_off: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Client TLS settings. Empty strings mean unset; relative paths are
@@ -271,6 +350,7 @@ impl Default for AlertingConfig {
             resend_interval: Duration::from_secs(30),
             external_url: String::new(),
             tls_config: TlsClientConfig::default(),
+            memory_events: MemoryEventsConfig::default(),
         }
     }
 }

@@ -8,8 +8,12 @@ use std::time::Duration;
 
 use super::diagnostics::{locate, suggest, FieldPath, PathSegment};
 use super::template::check_template;
-use super::{expand_env_refs, parse_http_url, process_env, Config, PsiKind, PsiRule, Resource};
+use super::{
+    expand_env_refs, parse_http_url, process_env, Config, PressureLevelRule, PsiKind, PsiRule,
+    Resource,
+};
 use crate::glob::Glob;
+use crate::psi::trigger::{SpecProblem, TriggerSpec};
 
 /// What validation may assume about the host the config will run on.
 ///
@@ -109,6 +113,31 @@ impl Config {
                 seen.insert(&rule.name, i);
             }
             rule.validate(&path, ctx, &mut errs);
+        }
+        let levels = root.key("psi").key("pressure_levels");
+        for (i, rule) in self.psi.pressure_levels.iter().enumerate() {
+            let path = levels.index(i);
+            if let Some(first) = seen.get(rule.name.as_str()) {
+                errs.push(ValidationError::new(
+                    &path.key("name"),
+                    format!(
+                        "duplicate rule name {:?} (also psi.rules[{first}]): it is the alertname, so it must be unique",
+                        rule.name
+                    ),
+                ));
+            } else if let Some(j) = self.psi.pressure_levels[..i]
+                .iter()
+                .position(|r| r.name == rule.name)
+            {
+                errs.push(ValidationError::new(
+                    &path.key("name"),
+                    format!(
+                        "duplicate rule name {:?} (also psi.pressure_levels[{j}]): it is the alertname, so it must be unique",
+                        rule.name
+                    ),
+                ));
+            }
+            rule.validate(&path, &mut errs);
         }
         self.validate_alerting(&root.key("alerting"), &mut errs);
         self.validate_kubernetes(&root.key("kubernetes"), process_env, &mut errs);
@@ -241,6 +270,16 @@ impl Config {
                 format!("a client certificate needs {unset} too"),
             ));
         }
+        let hold_off = a.memory_events.hold_off;
+        if hold_off < Duration::from_secs(1) || hold_off > Duration::from_secs(86_400) {
+            errs.push(ValidationError::new(
+                &path.key("memory_events").key("hold_off"),
+                format!(
+                    "{}: must be between 1s and 24h",
+                    humantime::format_duration(hold_off)
+                ),
+            ));
+        }
         if a.resend_interval < Duration::from_secs(1)
             || a.resend_interval > Duration::from_secs(240)
         {
@@ -278,34 +317,8 @@ pub const RESERVED_LABELS: &[&str] = &["alertname", "rule", "cgroup", "resource"
 
 impl PsiRule {
     fn validate(&self, path: &FieldPath, ctx: &ValidationContext, errs: &mut Vec<ValidationError>) {
+        validate_name_and_globs(&self.name, &self.cgroups, path, errs);
         let mut err = |p: FieldPath, msg: String| errs.push(ValidationError::new(&p, msg));
-        if self.name.is_empty() {
-            err(
-                path.key("name"),
-                "must not be empty: it becomes the alert's alertname".to_string(),
-            );
-        } else if !is_rule_name(&self.name) {
-            err(
-                path.key("name"),
-                format!(
-                    "{:?}: use letters, digits, '_', ':', '.' and '-', starting with a letter or '_' (it becomes the alertname)",
-                    self.name
-                ),
-            );
-        }
-
-        if self.cgroups.is_empty() {
-            err(
-                path.key("cgroups"),
-                "needs at least one cgroup glob (\"/\" alone is the host)".to_string(),
-            );
-        }
-        for (i, g) in self.cgroups.iter().enumerate() {
-            if let Err(e) = Glob::new(g) {
-                err(path.key("cgroups").index(i), e.to_string());
-            }
-        }
-
         if self.resource == Resource::Irq && self.kind == PsiKind::Some {
             err(
                 path.key("kind"),
@@ -313,10 +326,13 @@ impl PsiRule {
             );
         }
 
+        // The kernel's rules (and ours) on the numbers live in one place,
+        // shared with arming.
+        let problems = TriggerSpec::from_rule(self).problems(ctx.cap_sys_resource);
         let window = self.window;
         let wp = path.key("window");
         let w = fmt_duration(window);
-        if window < PSI_WINDOW_MIN || window > PSI_WINDOW_MAX {
+        if problems.contains(&SpecProblem::WindowRange) {
             err(
                 wp,
                 format!(
@@ -325,9 +341,7 @@ impl PsiRule {
             );
         } else if window.subsec_nanos() % 1000 != 0 {
             err(wp, format!("{w}: must be a whole number of microseconds"));
-        } else if !ctx.cap_sys_resource
-            && window.as_micros() % PSI_UNPRIVILEGED_WINDOW_STEP.as_micros() != 0
-        {
+        } else if problems.contains(&SpecProblem::WindowStep) {
             err(
                 wp,
                 format!(
@@ -342,7 +356,7 @@ impl PsiRule {
             err(tp, "must be greater than 0".to_string());
         } else if self.threshold.subsec_nanos() % 1000 != 0 {
             err(tp, format!("{t}: must be a whole number of microseconds"));
-        } else if self.threshold >= window {
+        } else if problems.contains(&SpecProblem::ThresholdNotBelowWindow) {
             // The kernel would take threshold == window (stalled for the
             // whole window), but such a rule can only fire on a complete
             // stall: it is refused as the likely mistake it is.
@@ -364,41 +378,111 @@ impl PsiRule {
             );
         }
 
-        for key in self.labels.keys() {
-            let p = path.key("labels").key(key);
-            if key == "alertname" {
-                err(
-                    p,
-                    "alertname is set from the rule name: rename the rule instead".to_string(),
-                );
-            } else if RESERVED_LABELS.contains(&key.as_str()) {
-                err(
-                    p,
-                    format!("{key:?} is set by the agent on every alert and cannot be overridden"),
-                );
-            } else if !is_label_name(key) {
-                err(
-                    p,
-                    format!("{key:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
-                );
-            } else if key.starts_with("__") {
-                err(
-                    p,
-                    format!("{key:?}: names starting with \"__\" are reserved"),
-                );
-            }
+        validate_labels(&self.labels, &self.annotations, &self.labels, path, errs);
+    }
+}
+
+/// The checks `psi.rules` and `psi.pressure_levels` share: a rule name
+/// that can be an alertname, at least one valid glob.
+fn validate_name_and_globs(
+    name: &str,
+    cgroups: &[String],
+    path: &FieldPath,
+    errs: &mut Vec<ValidationError>,
+) {
+    let mut err = |p: FieldPath, msg: String| errs.push(ValidationError::new(&p, msg));
+    if name.is_empty() {
+        err(
+            path.key("name"),
+            "must not be empty: it becomes the alert's alertname".to_string(),
+        );
+    } else if !is_rule_name(name) {
+        err(
+            path.key("name"),
+            format!(
+                "{name:?}: use letters, digits, '_', ':', '.' and '-', starting with a letter or '_' (it becomes the alertname)"
+            ),
+        );
+    }
+    if cgroups.is_empty() {
+        err(
+            path.key("cgroups"),
+            "needs at least one cgroup glob (\"/\" alone is the host)".to_string(),
+        );
+    }
+    for (i, g) in cgroups.iter().enumerate() {
+        if let Err(e) = Glob::new(g) {
+            err(path.key("cgroups").index(i), e.to_string());
         }
-        for (key, tpl) in &self.annotations {
-            let p = path.key("annotations").key(key);
-            if !is_label_name(key) {
-                err(
-                    p,
-                    format!("{key:?} is not a valid annotation name ([a-zA-Z_][a-zA-Z0-9_]*)"),
-                );
-            } else if let Err(why) = check_template(tpl, &self.labels) {
-                err(p, why);
-            }
+    }
+}
+
+/// A rule's `labels` (not the agent's own, valid names) and `annotations`
+/// (valid names, templates naming only known placeholders or `known`
+/// labels).
+fn validate_labels(
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    known: &BTreeMap<String, String>,
+    path: &FieldPath,
+    errs: &mut Vec<ValidationError>,
+) {
+    let mut err = |p: FieldPath, msg: String| errs.push(ValidationError::new(&p, msg));
+    for key in labels.keys() {
+        let p = path.key("labels").key(key);
+        if key == "alertname" {
+            err(
+                p,
+                "alertname is set from the rule name: rename the rule instead".to_string(),
+            );
+        } else if RESERVED_LABELS.contains(&key.as_str()) {
+            err(
+                p,
+                format!("{key:?} is set by the agent on every alert and cannot be overridden"),
+            );
+        } else if !is_label_name(key) {
+            err(
+                p,
+                format!("{key:?} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            );
+        } else if key.starts_with("__") {
+            err(
+                p,
+                format!("{key:?}: names starting with \"__\" are reserved"),
+            );
         }
+    }
+    for (key, tpl) in annotations {
+        let p = path.key("annotations").key(key);
+        if !is_label_name(key) {
+            err(
+                p,
+                format!("{key:?} is not a valid annotation name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+            );
+        } else if let Err(why) = check_template(tpl, known) {
+            err(p, why);
+        }
+    }
+}
+
+impl PressureLevelRule {
+    fn validate(&self, path: &FieldPath, errs: &mut Vec<ValidationError>) {
+        validate_name_and_globs(&self.name, &self.cgroups, path, errs);
+        if self.resolve_after < Duration::from_secs(1) {
+            errs.push(ValidationError::new(
+                &path.key("resolve_after"),
+                format!("{}: must be at least 1s", fmt_duration(self.resolve_after)),
+            ));
+        }
+        if self.labels.contains_key("level") {
+            errs.push(ValidationError::new(
+                &path.key("labels").key("level"),
+                "\"level\" is set by the agent on every alert and cannot be overridden".to_string(),
+            ));
+        }
+        let mut known = self.labels.clone();
+        known.insert("level".into(), String::new());
+        validate_labels(&self.labels, &self.annotations, &known, path, errs);
     }
 }
 

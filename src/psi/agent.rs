@@ -9,8 +9,8 @@
 //! no alert is firing, the agent sleeps until the next event.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -25,10 +25,14 @@ use crate::config::{AlertingConfig, Config};
 use crate::registry::{Registry, RegistryEvent};
 
 use super::attribution::{self, Samples};
-use super::metrics::{PsiMetrics, RuleLabels, TriggerEventLabels};
+use super::build::{self, event_labels, node_name, valid_label_name, Listen};
+use super::levels::{LevelMsg, LevelRules};
+use super::limits::LimitAlerts;
+use super::metrics::{PsiMetrics, RuleLabels};
 use super::oom::{OomEvent, OomV1, OomV2};
 use super::rules::RuleRt;
 use super::state::{AlertState, Transition};
+use super::status::{status_lock, SharedStatus};
 use super::trigger::{Trigger, TriggerError, TriggerEvent};
 use crate::config::render_template;
 
@@ -39,30 +43,13 @@ const RELOAD_GRACE: Duration = Duration::from_secs(5);
 
 pub const OOM_ALERTNAME: &str = "CgroupOOMKill";
 
+/// Every alert the agent sends carries `generator="cgroup-psi-exporter"`,
+/// so an Alertmanager route can match the agent's alerts (and only them)
+/// whatever the rules are called (examples/alertmanager.yml). It is set
+/// last, so a rule's `labels` cannot change it.
+pub const GENERATOR_LABEL: (&str, &str) = ("generator", "cgroup-psi-exporter");
+
 type Key = (Arc<str>, CgroupPath);
-
-/// One armed trigger, as seen from outside (for tests and debugging).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ArmedInfo {
-    pub rule: String,
-    pub cgroup: String,
-    /// Changes whenever the trigger is re-armed (a new fd).
-    pub id: u64,
-}
-
-/// What the agent shows its handle.
-#[derive(Debug, Default)]
-pub(crate) struct Status {
-    pub armed: BTreeMap<(String, String), u64>,
-    pub oom_watched: BTreeSet<String>,
-    pub firing: BTreeSet<(String, String)>,
-}
-
-pub(crate) type SharedStatus = Arc<Mutex<Status>>;
-
-fn status_lock(s: &SharedStatus) -> std::sync::MutexGuard<'_, Status> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 enum Msg {
     Trigger {
@@ -93,16 +80,27 @@ pub(crate) struct Agent {
     procfs: PathBuf,
     metrics: Arc<PsiMetrics>,
     node: String,
+    listen: Option<Listen>,
     alerting: AlertingConfig,
     oom_enabled: bool,
     rules: Vec<Arc<RuleRt>>,
     armed: HashMap<Key, Armed>,
     oom_v1: HashMap<CgroupPath, (u64, AbortHandle)>,
+    /// v1 watches of cgroups the registry dropped, by id: they report a
+    /// last OOM kill (if any) and `Gone` by themselves.
+    oom_v1_leaving: HashMap<u64, AbortHandle>,
     oom_v2: Option<OomV2>,
     oom_v2_watched: HashSet<CgroupPath>,
+    /// v2 watches of cgroups the registry dropped, until inotify ends them.
+    oom_v2_leaving: HashSet<CgroupPath>,
     oom_v2_rx: mpsc::UnboundedReceiver<(CgroupPath, OomEvent)>,
     oom_v2_tx: mpsc::UnboundedSender<(CgroupPath, OomEvent)>,
     notifier: Notifier,
+    /// `psi.pressure_levels`: v1 memory pressure level watches and alerts.
+    levels: LevelRules,
+    levels_rx: mpsc::UnboundedReceiver<LevelMsg>,
+    /// `alerting.memory_events`: v2 `high`/`max` alerts.
+    limits: LimitAlerts,
     msg_tx: mpsc::UnboundedSender<Msg>,
     msg_rx: mpsc::UnboundedReceiver<Msg>,
     next_id: u64,
@@ -126,6 +124,7 @@ impl Agent {
         config: &Config,
         metrics: Arc<PsiMetrics>,
         status: SharedStatus,
+        listen: Option<Listen>,
     ) -> Agent {
         let layout = registry.layout().clone();
         let unified = layout.unified();
@@ -134,7 +133,17 @@ impl Agent {
         let (oom_v2_tx, oom_v2_rx) = mpsc::unbounded_channel();
         let node = node_name(&procfs);
         let notifier = Notifier::new(&config.alerting, metrics.alerting.clone());
+        let (levels_tx, levels_rx) = mpsc::unbounded_channel();
+        let levels = LevelRules::new(
+            &config.psi.pressure_levels,
+            memory_v1.map(|h| h.root.clone()),
+            node.clone(),
+            levels_tx,
+        );
         Agent {
+            levels,
+            levels_rx,
+            limits: LimitAlerts::new(&config.alerting.memory_events),
             unified_id: unified.map(|h| h.id),
             unified_root: unified.map(|h| h.root.clone()),
             memory_v1_id: memory_v1.map(|h| h.id),
@@ -144,6 +153,7 @@ impl Agent {
             procfs,
             metrics,
             node,
+            listen,
             alerting: config.alerting.clone(),
             oom_enabled: config.alerting.oom_kills,
             rules: config
@@ -154,8 +164,10 @@ impl Agent {
                 .collect(),
             armed: HashMap::new(),
             oom_v1: HashMap::new(),
+            oom_v1_leaving: HashMap::new(),
             oom_v2: None,
             oom_v2_watched: HashSet::new(),
+            oom_v2_leaving: HashSet::new(),
             oom_v2_rx,
             oom_v2_tx,
             notifier,
@@ -186,9 +198,13 @@ impl Agent {
             }
         }
         self.arm_all();
+        for p in &self.memory_v1 {
+            self.levels.track(p);
+        }
         info!(
             rules = self.rules.len(),
             armed = self.armed.len(),
+            pressure_level_watches = self.levels.armed(),
             oom_watched = self.oom_v1.len() + self.oom_v2_watched.len(),
             node = %self.node,
             "PSI agent started"
@@ -206,6 +222,11 @@ impl Agent {
                 },
                 Some(msg) = self.msg_rx.recv() => self.on_msg(msg),
                 Some((path, ev)) = self.oom_v2_rx.recv() => self.on_oom_v2(path, ev),
+                Some(m) = self.levels_rx.recv() => {
+                    if let Some(alert) = self.levels.on_msg(m, &self.generator_url()) {
+                        self.notify_new(&alert);
+                    }
+                }
                 changed = config.changed(), if config_open => match changed {
                     Ok(()) => {
                         let cfg = config.borrow_and_update().clone();
@@ -223,6 +244,10 @@ impl Agent {
         for (_, (_, abort)) in self.oom_v1.drain() {
             abort.abort();
         }
+        for (_, abort) in self.oom_v1_leaving.drain() {
+            abort.abort();
+        }
+        self.levels.stop();
         self.notifier
     }
 
@@ -238,7 +263,7 @@ impl Agent {
                         self.arm(&rule, path);
                     }
                 }
-                if self.v2_mode && self.oom_enabled {
+                if self.v2_mode && self.v2_watch() {
                     self.arm_oom_v2(path);
                 }
             }
@@ -247,6 +272,9 @@ impl Agent {
             self.memory_v1.insert(path.clone());
             if !quiet && self.oom_enabled {
                 self.arm_oom_v1(path);
+            }
+            if !quiet {
+                self.levels.track(path);
             }
         }
     }
@@ -262,17 +290,24 @@ impl Agent {
                             self.disarm(&(rule.rule.name.as_str().into(), path.clone()), "removed");
                         }
                     }
+                    // OOM watches stay: an OOM kill just before the
+                    // removal (a container cleaned up after it) is still
+                    // on its way. The kernel ends the watch itself (inotify
+                    // IN_IGNORED), which reports `Gone`.
                     if self.oom_v2_watched.remove(&path) {
-                        if let Some(w) = &self.oom_v2 {
-                            w.remove(path.clone());
-                        }
+                        self.oom_v2_leaving.insert(path.clone());
                         self.oom_status(&path, false);
                     }
                 }
                 if Some(hierarchy) == self.memory_v1_id {
+                    // As above: the eventfd is signalled as the cgroup
+                    // goes, and the watch reports any OOM before `Gone`.
                     self.memory_v1.remove(&path);
-                    if let Some((_, abort)) = self.oom_v1.remove(&path) {
-                        abort.abort();
+                    for alert in self.levels.untrack(&path) {
+                        self.notifier.notify(&alert);
+                    }
+                    if let Some((id, abort)) = self.oom_v1.remove(&path) {
+                        self.oom_v1_leaving.insert(id, abort);
                         self.oom_status(&path, false);
                     }
                 }
@@ -304,14 +339,18 @@ impl Agent {
         }
     }
 
+    /// The v2 `memory.events` watch serves OOM kills and limit alerts.
+    fn v2_watch(&self) -> bool {
+        self.oom_enabled || self.limits.enabled()
+    }
+
     fn arm_all_oom(&mut self) {
-        if !self.oom_enabled {
-            return;
+        if self.oom_enabled {
+            for p in self.memory_v1.clone() {
+                self.arm_oom_v1(&p);
+            }
         }
-        for p in self.memory_v1.clone() {
-            self.arm_oom_v1(&p);
-        }
-        if self.v2_mode {
+        if self.v2_mode && self.v2_watch() {
             for p in self.unified.clone() {
                 self.arm_oom_v2(&p);
             }
@@ -446,17 +485,29 @@ impl Agent {
                 }
             }
             Msg::OomV1 { path, id, event } => {
-                if self.oom_v1.get(&path).map(|(i, _)| *i) != Some(id) {
+                let current = self.oom_v1.get(&path).map(|(i, _)| *i) == Some(id);
+                if !current && !self.oom_v1_leaving.contains_key(&id) {
                     return;
                 }
-                match event {
-                    OomEvent::Kill { count, delta } => self.send_oom(&path, count, delta),
-                    OomEvent::Gone => {
-                        self.oom_v1.remove(&path);
-                        self.oom_status(&path, false);
+                let ended = match event {
+                    OomEvent::Kill {
+                        count,
+                        delta,
+                        removed,
+                    } => {
+                        self.send_oom(&path, count, delta, removed);
+                        false
                     }
+                    OomEvent::Limit { .. } => false, // v2 only
+                    OomEvent::Gone => true,
                     OomEvent::Failed(e) => {
                         warn!(cgroup = %path, error = %e, "OOM watch failed");
+                        true
+                    }
+                };
+                if ended {
+                    self.oom_v1_leaving.remove(&id);
+                    if current {
                         self.oom_v1.remove(&path);
                         self.oom_status(&path, false);
                     }
@@ -488,15 +539,12 @@ impl Agent {
                     top_contributors = alert.annotations.get("top_contributors").map(String::as_str).unwrap_or(""),
                     "alert firing"
                 );
-                self.notifier.notify(&alert);
+                self.notify_new(&alert);
                 a.alert = Some(alert);
                 PsiMetrics::rule_gauge(&self.metrics.alerts_firing, &a.rule.rule.name, 1);
                 status_lock(&self.status)
                     .firing
                     .insert((a.rule.rule.name.clone(), path.to_string()));
-                if self.next_resend.is_none() {
-                    self.next_resend = Some(now + self.alerting.resend_interval);
-                }
             }
             _ => {
                 // Still firing: keep the newest attribution for re-sends.
@@ -612,19 +660,28 @@ impl Agent {
     fn identity_labels(&self, labels: &mut BTreeMap<String, String>, path: &CgroupPath) {
         labels.insert("cgroup".into(), path.to_string());
         labels.insert("node".into(), self.node.clone());
-        if let Some(entry) = self.registry.get(path) {
-            for (k, v) in entry.labels.pairs() {
-                labels.insert(k.into(), v.into());
-            }
+        // A cgroup removed from the registry (an OOM-killed container
+        // already cleaned up) still has the labels its path implies.
+        let path_labels = match self.registry.get(path) {
+            Some(entry) => entry.labels.clone(),
+            None => crate::kubernetes::path::from_path(path),
+        };
+        for (k, v) in path_labels.pairs() {
+            labels.insert(k.into(), v.into());
+        }
+        labels.insert(GENERATOR_LABEL.0.into(), GENERATOR_LABEL.1.into());
+    }
+
+    /// Sends a newly firing alert and makes sure re-sends are scheduled.
+    fn notify_new(&mut self, alert: &Alert) {
+        self.notifier.notify(alert);
+        if self.next_resend.is_none() {
+            self.next_resend = Some(Instant::now() + self.alerting.resend_interval);
         }
     }
 
     fn generator_url(&self) -> String {
-        if self.alerting.external_url.is_empty() {
-            format!("http://{}:9753/", self.node)
-        } else {
-            self.alerting.external_url.clone()
-        }
+        build::generator_url(&self.alerting.external_url, self.listen, &self.node)
     }
 
     fn send_resolved(&mut self, a: &mut Armed, path: &CgroupPath, ends_at: SystemTime, why: &str) {
@@ -649,6 +706,8 @@ impl Agent {
             .armed
             .values()
             .filter_map(|a| a.state.deadline())
+            .chain(self.levels.deadline())
+            .chain(self.limits.deadline())
             .min()
             .map(Instant::from_std);
         match (resolve, self.next_resend) {
@@ -674,11 +733,17 @@ impl Agent {
             }
             self.armed.insert(key, a);
         }
+        let quiet = self.levels.poll(now.into_std());
+        for alert in quiet.iter().chain(&self.limits.poll(now.into_std())) {
+            self.notifier.notify(alert);
+        }
         if self.next_resend.is_some_and(|t| t <= now) {
             let firing: Vec<&Alert> = self
                 .armed
                 .values()
                 .filter_map(|a| a.alert.as_ref())
+                .chain(self.levels.firing())
+                .chain(self.limits.firing())
                 .collect();
             for alert in &firing {
                 self.notifier.notify(alert);
@@ -750,19 +815,46 @@ impl Agent {
         if let Some(w) = &self.oom_v2 {
             w.add(path.clone(), file);
             self.oom_v2_watched.insert(path.clone());
+            self.oom_v2_leaving.remove(path);
             self.oom_status(path, true);
         }
     }
 
     fn on_oom_v2(&mut self, path: CgroupPath, ev: OomEvent) {
         match ev {
-            OomEvent::Kill { count, delta } if self.oom_v2_watched.contains(&path) => {
-                self.send_oom(&path, count, delta)
+            OomEvent::Kill {
+                count,
+                delta,
+                removed,
+            } if self.oom_enabled
+                && (self.oom_v2_watched.contains(&path) || self.oom_v2_leaving.contains(&path)) =>
+            {
+                self.send_oom(&path, count, delta, removed)
             }
             OomEvent::Kill { .. } => {}
+            OomEvent::Limit { counter, count, .. } => {
+                if !(self.oom_v2_watched.contains(&path) || self.oom_v2_leaving.contains(&path)) {
+                    return;
+                }
+                let mut labels = BTreeMap::new();
+                self.identity_labels(&mut labels, &path);
+                let url = self.generator_url();
+                let now = Instant::now().into_std();
+                if let Some(alert) = self
+                    .limits
+                    .on_increase(counter, &path, count, labels, url, now)
+                {
+                    self.notify_new(&alert);
+                }
+            }
             OomEvent::Gone | OomEvent::Failed(_) => {
-                self.oom_v2_watched.remove(&path);
-                self.oom_status(&path, false);
+                for alert in self.limits.remove(&path) {
+                    self.notifier.notify(&alert);
+                }
+                self.oom_v2_leaving.remove(&path);
+                if self.oom_v2_watched.remove(&path) {
+                    self.oom_status(&path, false);
+                }
             }
         }
     }
@@ -772,7 +864,11 @@ impl Agent {
             abort.abort();
             status_lock(&self.status).oom_watched.remove(p.as_str());
         }
+        for (_, abort) in self.oom_v1_leaving.drain() {
+            abort.abort();
+        }
         self.oom_v2 = None;
+        self.oom_v2_leaving.clear();
         for p in self.oom_v2_watched.drain() {
             status_lock(&self.status).oom_watched.remove(p.as_str());
         }
@@ -787,29 +883,16 @@ impl Agent {
         }
     }
 
-    fn send_oom(&mut self, path: &CgroupPath, count: u64, delta: u64) {
+    fn send_oom(&mut self, path: &CgroupPath, count: u64, delta: u64, removed: bool) {
         let mut labels = BTreeMap::new();
         labels.insert("alertname".to_string(), OOM_ALERTNAME.to_string());
         self.identity_labels(&mut labels, path);
-        let mut annotations = BTreeMap::new();
-        annotations.insert("oom_kill".to_string(), count.to_string());
-        annotations.insert(
-            "summary".to_string(),
-            format!(
-                "OOM kill in cgroup {path} on {} ({delta} new, {count} in total)",
-                self.node
-            ),
-        );
-        let now = SystemTime::now();
+        let alert = build::oom_alert(path, labels, &self.node, count, delta, removed);
         let alert = Alert {
-            labels,
-            annotations,
-            starts_at: now,
-            ends_at: Some(now + OOM_ALERT_TTL),
             generator_url: self.generator_url(),
-            contributors: Vec::new(),
+            ..alert
         };
-        warn!(alertname = OOM_ALERTNAME, cgroup = %path, oom_kill = count, new = delta, "OOM kill");
+        warn!(alertname = OOM_ALERTNAME, cgroup = %path, oom_kill = count, new = delta, removed, "OOM kill");
         self.notifier.notify(&alert);
     }
 
@@ -849,6 +932,12 @@ impl Agent {
                 self.metrics.alerts_firing.remove(&l);
             }
         }
+        let resolved = self
+            .levels
+            .reload(&cfg.psi.pressure_levels, self.memory_v1.iter().cloned());
+        for alert in resolved {
+            self.notifier.notify(&alert);
+        }
         let old_rules = std::mem::replace(&mut self.rules, new.clone());
         for rule in &new {
             if !old_rules.iter().any(|o| o.rule == rule.rule) {
@@ -869,14 +958,18 @@ impl Agent {
                     self.notifier.notify(alert);
                 }
             }
-        }
-        if cfg.alerting.oom_kills != self.oom_enabled {
-            self.oom_enabled = cfg.alerting.oom_kills;
-            if self.oom_enabled {
-                self.arm_all_oom();
-            } else {
-                self.disarm_all_oom();
+            for alert in self.levels.firing().chain(self.limits.firing()) {
+                self.notifier.notify(alert);
             }
+        }
+        let watches_before = (self.oom_enabled, self.v2_watch());
+        for alert in self.limits.reload(&cfg.alerting.memory_events) {
+            self.notifier.notify(&alert);
+        }
+        self.oom_enabled = cfg.alerting.oom_kills;
+        if watches_before != (self.oom_enabled, self.v2_watch()) {
+            self.disarm_all_oom();
+            self.arm_all_oom();
         }
         info!(
             kept,
@@ -888,67 +981,9 @@ impl Agent {
     }
 }
 
-fn event_labels(rule: &RuleRt, path: &CgroupPath) -> TriggerEventLabels {
-    TriggerEventLabels {
-        rule: rule.rule.name.clone(),
-        cgroup: path.to_string(),
-        resource: rule.rule.resource.name(),
-        kind: rule.rule.kind.name(),
-    }
-}
-
-/// Prometheus label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
-pub(crate) fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 async fn sleep_until_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The `node` label: `NODE_NAME` (set from the downward API in the
-/// DaemonSet), else the host's name from procfs.
-pub(crate) fn node_name(procfs: &Path) -> String {
-    if let Ok(n) = std::env::var("NODE_NAME") {
-        if !n.trim().is_empty() {
-            return n.trim().to_string();
-        }
-    }
-    std::fs::read_to_string(procfs.join("sys/kernel/hostname"))
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_names_follow_prometheus_rules() {
-        assert!(valid_label_name("severity"));
-        assert!(valid_label_name("_x1"));
-        assert!(!valid_label_name("1x"));
-        assert!(!valid_label_name("team-name"));
-        assert!(!valid_label_name(""));
-    }
-
-    #[test]
-    fn node_name_comes_from_procfs_hostname() {
-        let d = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(d.path().join("sys/kernel")).expect("mkdir");
-        std::fs::write(d.path().join("sys/kernel/hostname"), "node-7\n").expect("write");
-        if std::env::var("NODE_NAME").is_err() {
-            assert_eq!(node_name(d.path()), "node-7");
-            assert_eq!(node_name(&d.path().join("nope")), "unknown");
-        }
     }
 }

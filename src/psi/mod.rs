@@ -32,10 +32,14 @@
 
 pub mod agent;
 pub mod attribution;
+mod build;
+pub mod levels;
+pub mod limits;
 pub mod metrics;
 pub mod oom;
 pub mod rules;
 pub mod state;
+mod status;
 pub mod trigger;
 
 use std::path::PathBuf;
@@ -51,8 +55,10 @@ use crate::alerting::Notifier;
 use crate::config::Config;
 use crate::registry::Registry;
 
-pub use agent::ArmedInfo;
+pub use agent::{GENERATOR_LABEL, OOM_ALERTNAME};
+pub use build::Listen;
 pub use metrics::PsiMetrics;
+pub use status::ArmedInfo;
 
 /// Grace used by [`AgentHandle::join`] to flush the alert queues.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -62,7 +68,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub struct AgentHandle {
     task: JoinHandle<Notifier>,
     shutdown: CancellationToken,
-    status: agent::SharedStatus,
+    status: status::SharedStatus,
 }
 
 /// Starts the agent. It stops when `shutdown` is cancelled (or via
@@ -74,12 +80,25 @@ pub fn spawn(
     metrics: Arc<PsiMetrics>,
     shutdown: CancellationToken,
 ) -> AgentHandle {
-    let status = agent::SharedStatus::default();
+    spawn_listening(registry, procfs, config, metrics, shutdown, None)
+}
+
+/// [`spawn`], told where the exporter listens, so alerts' generator URL
+/// points at the real port (not the default 9753).
+pub fn spawn_listening(
+    registry: Arc<Registry>,
+    procfs: PathBuf,
+    config: watch::Receiver<Arc<Config>>,
+    metrics: Arc<PsiMetrics>,
+    shutdown: CancellationToken,
+    listen: Option<Listen>,
+) -> AgentHandle {
+    let status = status::SharedStatus::default();
     let mut config = config;
     // Mark the starting config seen here, not in the task: an update sent
     // before the task first runs must still count as a change.
     let cfg = config.borrow_and_update().clone();
-    let agent = agent::Agent::new(registry, procfs, &cfg, metrics, status.clone());
+    let agent = agent::Agent::new(registry, procfs, &cfg, metrics, status.clone(), listen);
     let task = tokio::spawn(agent.run(config, shutdown.clone()));
     AgentHandle {
         task,

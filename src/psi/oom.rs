@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -28,12 +28,41 @@ use crate::cgroupfs::CgroupPath;
 /// What a watcher reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OomEvent {
-    /// `oom_kill` went from `count - delta` to `count`.
-    Kill { count: u64, delta: u64 },
+    /// `oom_kill` went from `count - delta` to `count`. `removed`: the
+    /// cgroup went before the counter could be read; `delta` is then the
+    /// number of OOM notifications, and `count` the last count read plus it.
+    Kill {
+        count: u64,
+        delta: u64,
+        removed: bool,
+    },
+    /// v2 `memory.events` `high` (throttled at `memory.high`) or `max`
+    /// (hit `memory.max`) went up by `delta` to `count`.
+    Limit {
+        counter: LimitCounter,
+        count: u64,
+        delta: u64,
+    },
     /// The cgroup was removed; the watcher has stopped.
     Gone,
     /// The watcher failed and has stopped.
     Failed(String),
+}
+
+/// Which `memory.events` limit counter grew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitCounter {
+    High,
+    Max,
+}
+
+impl LimitCounter {
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitCounter::High => "high",
+            LimitCounter::Max => "max",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +126,14 @@ pub struct OomV1 {
     efd: AsyncFd<File>,
     oom_control: PathBuf,
     last: u64,
+    /// eventfd signals not yet explained by a counted kill.
+    pending: u64,
+    gone: bool,
 }
+
+/// How long to wait, once the cgroup has gone, for the signal the kernel
+/// sends every registered eventfd as the cgroup goes offline.
+const REMOVAL_SIGNAL_WAIT: Duration = Duration::from_secs(1);
 
 impl OomV1 {
     /// Registers for OOM notifications of the cgroup at `dir`.
@@ -125,11 +161,28 @@ impl OomV1 {
             efd,
             oom_control,
             last,
+            pending: 0,
+            gone: false,
         })
+    }
+
+    /// Reads the eventfd: the number of signals since the last read (0
+    /// when there were none).
+    fn take_signals(&self) -> io::Result<u64> {
+        let mut buf = [0u8; 8];
+        match self.efd.get_ref().read(&mut buf) {
+            Ok(8) => Ok(u64::from_ne_bytes(buf)),
+            Ok(_) => Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     /// Waits for the next OOM kill, or for the cgroup to go.
     pub async fn next(&mut self) -> OomEvent {
+        if self.gone {
+            return OomEvent::Gone;
+        }
         loop {
             let mut guard = match self.efd.readable().await {
                 Ok(g) => g,
@@ -137,6 +190,7 @@ impl OomV1 {
             };
             let mut buf = [0u8; 8];
             match guard.try_io(|inner| inner.get_ref().read(&mut buf)) {
+                Ok(Ok(8)) => self.pending += u64::from_ne_bytes(buf),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return OomEvent::Failed(e.to_string()),
                 Err(_would_block) => continue,
@@ -153,31 +207,63 @@ impl OomV1 {
                     Ok(n) if n > self.last => {
                         let delta = n - self.last;
                         self.last = n;
-                        return OomEvent::Kill { count: n, delta };
+                        self.pending = 0;
+                        return OomEvent::Kill {
+                            count: n,
+                            delta,
+                            removed: false,
+                        };
                     }
                     Ok(_) => {}
-                    Err(OomError::Vanished { .. }) => return OomEvent::Gone,
+                    Err(OomError::Vanished { .. }) => return self.vanished().await,
                     Err(e) => return OomEvent::Failed(e.to_string()),
                 }
             }
         }
     }
+
+    /// The cgroup went (a container cleaned up right after its OOM kill).
+    /// Its counter cannot be read any more, but the signals can be counted:
+    /// the kernel signals once per OOM and once more as the cgroup goes
+    /// offline, so every signal but that last one is an OOM that was not
+    /// counted yet.
+    async fn vanished(&mut self) -> OomEvent {
+        self.gone = true;
+        // The removal's own signal may still be on its way (offlining runs
+        // from a work queue): wait for it briefly.
+        let more = tokio::time::timeout(REMOVAL_SIGNAL_WAIT, async {
+            loop {
+                let Ok(mut guard) = self.efd.readable().await else {
+                    return 0;
+                };
+                guard.clear_ready();
+                match self.take_signals() {
+                    Ok(0) => {}
+                    Ok(n) => return n,
+                    Err(_) => return 0,
+                }
+            }
+        });
+        self.pending += more.await.unwrap_or(0);
+        self.pending += self.take_signals().unwrap_or(0);
+        let ooms = self.pending.saturating_sub(1);
+        self.pending = 0;
+        if ooms == 0 {
+            return OomEvent::Gone;
+        }
+        self.last += ooms;
+        OomEvent::Kill {
+            count: self.last,
+            delta: ooms,
+            removed: true,
+        }
+    }
 }
 
 /// A new non-blocking, close-on-exec eventfd.
-#[allow(unsafe_code)]
 fn new_eventfd() -> io::Result<OwnedFd> {
-    // SAFETY: eventfd(2) has no memory-safety preconditions. On success it
-    // returns a fresh descriptor that nothing else in the process owns, so
-    // handing it to `OwnedFd` (which closes it exactly once, on drop) is
-    // sound.
-    unsafe {
-        let fd = libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
+    use rustix::event::{eventfd, EventfdFlags};
+    Ok(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?)
 }
 
 // === v2: inotify on memory.events ===
@@ -224,7 +310,29 @@ impl Drop for OomV2 {
 struct Watched {
     path: CgroupPath,
     file: PathBuf,
-    last: u64,
+    last: Counts,
+}
+
+/// The `memory.events` counters the v2 watch reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Counts {
+    oom_kill: u64,
+    high: u64,
+    max: u64,
+}
+
+fn read_counts_v2(file: &Path) -> Result<Counts, OomError> {
+    let text = std::fs::read_to_string(file).map_err(|e| OomError::from_io(file, "read", e))?;
+    let ev = parse_memory_events(&text).map_err(|_| OomError::NoCounter {
+        path: file.to_path_buf(),
+    })?;
+    Ok(Counts {
+        oom_kill: ev.oom_kill.ok_or_else(|| OomError::NoCounter {
+            path: file.to_path_buf(),
+        })?,
+        high: ev.high.unwrap_or(0),
+        max: ev.max.unwrap_or(0),
+    })
 }
 
 async fn run_v2(
@@ -240,7 +348,7 @@ async fn run_v2(
             c = cmd.recv() => match c {
                 None => return,
                 Some(Cmd::Add(path, file)) => {
-                    let last = match read_oom_kill_v2(&file) {
+                    let last = match read_counts_v2(&file) {
                         Ok(n) => n,
                         Err(e) => {
                             debug!(cgroup = %path, error = %e, "no OOM watch");
@@ -271,26 +379,56 @@ async fn run_v2(
                 }
                 Some(Ok(ev)) => {
                     if ev.mask.contains(inotify::EventMask::IGNORED) {
+                        // A cgroup made again under the same path has a
+                        // watch of its own: only the current one reports.
                         if let Some(w) = by_wd.remove(&ev.wd) {
-                            by_path.remove(&w.path);
-                            let _ = out.send((w.path, OomEvent::Gone));
+                            if by_path.get(&w.path) == Some(&ev.wd) {
+                                by_path.remove(&w.path);
+                                let _ = out.send((w.path, OomEvent::Gone));
+                            }
                         }
                         continue;
                     }
                     let Some(w) = by_wd.get_mut(&ev.wd) else { continue };
-                    match read_oom_kill_v2(&w.file) {
-                        Ok(n) if n > w.last => {
-                            let delta = n - w.last;
+                    match read_counts_v2(&w.file) {
+                        Ok(n) => {
+                            for ev in changes(w.last, n) {
+                                let _ = out.send((w.path.clone(), ev));
+                            }
                             w.last = n;
-                            let _ = out.send((w.path.clone(), OomEvent::Kill { count: n, delta }));
                         }
-                        Ok(_) => {}
                         Err(e) => debug!(cgroup = %w.path, error = %e, "memory.events unreadable"),
                     }
                 }
             },
         }
     }
+}
+
+/// The events between two readings of `memory.events`: the OOM kill
+/// first (the most urgent), then `max`, then `high`.
+fn changes(old: Counts, new: Counts) -> Vec<OomEvent> {
+    let mut out = Vec::new();
+    if new.oom_kill > old.oom_kill {
+        out.push(OomEvent::Kill {
+            count: new.oom_kill,
+            delta: new.oom_kill - old.oom_kill,
+            removed: false,
+        });
+    }
+    for (counter, o, n) in [
+        (LimitCounter::Max, old.max, new.max),
+        (LimitCounter::High, old.high, new.high),
+    ] {
+        if n > o {
+            out.push(OomEvent::Limit {
+                counter,
+                count: n,
+                delta: n - o,
+            });
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -337,6 +475,45 @@ mod tests {
             .expect("in time")
             .expect("event");
         assert_eq!(path, CgroupPath::new("/a"));
-        assert_eq!(ev, OomEvent::Kill { count: 1, delta: 1 });
+        assert_eq!(
+            ev,
+            OomEvent::Kill {
+                count: 1,
+                delta: 1,
+                removed: false
+            }
+        );
+    }
+
+    #[test]
+    fn limit_counters_report_growth_only() {
+        let a = Counts {
+            oom_kill: 1,
+            high: 10,
+            max: 2,
+        };
+        assert!(changes(a, a).is_empty());
+        let b = Counts {
+            oom_kill: 1,
+            high: 15,
+            max: 3,
+        };
+        assert_eq!(
+            changes(a, b),
+            vec![
+                OomEvent::Limit {
+                    counter: LimitCounter::Max,
+                    count: 3,
+                    delta: 1
+                },
+                OomEvent::Limit {
+                    counter: LimitCounter::High,
+                    count: 15,
+                    delta: 5
+                },
+            ]
+        );
+        // A counter that went down (should not happen) reports nothing.
+        assert!(changes(b, a).is_empty());
     }
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-use crate::config::{PsiKind, PsiRule};
+use crate::config::{
+    PsiKind, PsiRule, PSI_UNPRIVILEGED_WINDOW_STEP, PSI_WINDOW_MAX, PSI_WINDOW_MIN,
+};
 
 /// What one trigger asks the kernel for: `<kind> <threshold_us> <window_us>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,19 +51,59 @@ impl TriggerSpec {
         )
     }
 
-    /// Why the kernel would refuse this trigger with EINVAL, when we can
-    /// tell from the numbers alone. `privileged` means CAP_SYS_RESOURCE.
+    /// Everything wrong with the numbers, by the kernel's rules and one of
+    /// ours (threshold below the window). The one place these rules live:
+    /// config validation and the EINVAL explanation both ask here.
+    /// `privileged` means CAP_SYS_RESOURCE.
+    pub fn problems(&self, privileged: bool) -> Vec<SpecProblem> {
+        let mut out = Vec::new();
+        let w = self.window_us;
+        if w < duration_us(PSI_WINDOW_MIN) || w > duration_us(PSI_WINDOW_MAX) {
+            out.push(SpecProblem::WindowRange);
+        } else if !privileged && w % duration_us(PSI_UNPRIVILEGED_WINDOW_STEP) != 0 {
+            out.push(SpecProblem::WindowStep);
+        }
+        if self.threshold_us == 0 {
+            out.push(SpecProblem::ThresholdZero);
+        } else if self.threshold_us >= w {
+            out.push(SpecProblem::ThresholdNotBelowWindow);
+        }
+        out
+    }
+
+    /// Why the kernel would refuse this trigger with EINVAL (or we would),
+    /// when we can tell from the numbers alone.
     pub fn check(&self, privileged: bool) -> Result<(), &'static str> {
-        if self.window_us < 500_000 || self.window_us > 10_000_000 {
-            return Err("window must be between 500ms and 10s");
+        match self.problems(privileged).first() {
+            Some(p) => Err(p.reason()),
+            None => Ok(()),
         }
-        if !privileged && self.window_us % 2_000_000 != 0 {
-            return Err("without CAP_SYS_RESOURCE the window must be a multiple of 2s");
+    }
+}
+
+/// What is wrong with a trigger's numbers (see [`TriggerSpec::problems`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecProblem {
+    /// Outside 500ms..10s: the kernel says EINVAL.
+    WindowRange,
+    /// Not a multiple of 2s without CAP_SYS_RESOURCE: EINVAL.
+    WindowStep,
+    ThresholdZero,
+    /// At or above the window. The kernel refuses above; equal could only
+    /// fire on a complete stall, so it is refused as the likely mistake.
+    ThresholdNotBelowWindow,
+}
+
+impl SpecProblem {
+    pub fn reason(self) -> &'static str {
+        match self {
+            SpecProblem::WindowRange => "window must be between 500ms and 10s",
+            SpecProblem::WindowStep => {
+                "without CAP_SYS_RESOURCE the window must be a multiple of 2s"
+            }
+            SpecProblem::ThresholdZero => "threshold must be above 0",
+            SpecProblem::ThresholdNotBelowWindow => "threshold must be below the window",
         }
-        if self.threshold_us == 0 || self.threshold_us > self.window_us {
-            return Err("threshold must be above 0 and not above the window");
-        }
-        Ok(())
     }
 }
 
@@ -282,6 +324,28 @@ mod tests {
         assert!(spec(PsiKind::Some, 3_000_000, 2_000_000)
             .check(true)
             .is_err());
+    }
+
+    #[test]
+    fn problems_are_the_rules_config_validation_applies() {
+        use SpecProblem::*;
+        let p = |t, w, privileged| spec(PsiKind::Some, t, w).problems(privileged);
+        assert_eq!(p(150_000, 2_000_000, false), vec![]);
+        assert_eq!(p(150_000, 1_000_000, false), vec![WindowStep]);
+        assert_eq!(p(150_000, 1_000_000, true), vec![]);
+        assert_eq!(p(100_000, 400_000, true), vec![WindowRange]);
+        assert_eq!(p(0, 2_000_000, false), vec![ThresholdZero]);
+        // Equal to the window: refused here as in config (it was let
+        // through to the kernel before).
+        assert_eq!(
+            p(2_000_000, 2_000_000, false),
+            vec![ThresholdNotBelowWindow]
+        );
+        assert_eq!(
+            p(150_000, 11_000_000, false),
+            vec![WindowRange],
+            "range first, then the step"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! A real Alertmanager for end-to-end tests: started on a free port with a
-//! null receiver, stopped (killed) on drop.
+//! A real Alertmanager for end-to-end tests: started on a free port (with a
+//! null receiver, or a given config), stopped (killed) on drop.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,6 +24,7 @@ receivers:
 pub struct Alertmanager {
     pub port: u16,
     pub dir: PathBuf,
+    config: String,
     child: Option<Child>,
 }
 
@@ -39,9 +40,15 @@ fn free_port() -> u16 {
 impl Alertmanager {
     /// Starts Alertmanager in `dir` (config and storage) and waits until ready.
     pub fn start(dir: &Path) -> Alertmanager {
+        Self::start_with(dir, CONFIG)
+    }
+
+    /// Starts with `config` as its alertmanager.yml (a real route).
+    pub fn start_with(dir: &Path, config: &str) -> Alertmanager {
         let mut am = Alertmanager {
             port: free_port(),
             dir: dir.to_path_buf(),
+            config: config.to_string(),
             child: None,
         };
         am.restart();
@@ -62,7 +69,7 @@ impl Alertmanager {
     /// (Re)starts on the same port and storage.
     pub fn restart(&mut self) {
         self.stop();
-        std::fs::write(self.dir.join("am.yml"), CONFIG).expect("write config");
+        std::fs::write(self.dir.join("am.yml"), &self.config).expect("write config");
         let storage = self.dir.join("data");
         std::fs::create_dir_all(&storage).expect("storage");
         let log = std::fs::File::create(self.dir.join("am.log")).expect("log");
@@ -129,4 +136,29 @@ pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
     Some((status, body))
+}
+
+/// `POST /api/v2/alerts` with `alerts` (a JSON array), as a client of
+/// Alertmanager's API would: the HTTP status.
+pub fn post_alerts(port: u16, alerts: &Value) -> Option<u16> {
+    let body = alerts.to_string();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "POST /api/v2/alerts HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Where `amtool` is, if installed (it comes with the Alertmanager package).
+pub fn amtool() -> Option<PathBuf> {
+    ["/usr/bin/amtool", "/usr/local/bin/amtool"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
 }

@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod capture;
+pub mod pager;
 
 use std::fs;
 use std::io::{self, Write};

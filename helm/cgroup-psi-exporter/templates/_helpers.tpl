@@ -55,9 +55,10 @@ app.kubernetes.io/part-of: cgroup-psi-exporter
 {{- end }}
 {{- end }}
 
-{{/* True when PSI trigger rules are configured. */}}
+{{/* True when PSI trigger rules (or v1 pressure level rules, which also
+register through a cgroupfs write) are configured. */}}
 {{- define "cgroup-psi-exporter.psiEnabled" -}}
-{{- if and .Values.config.psi .Values.config.psi.rules }}true{{ end }}
+{{- if and .Values.config.psi (or .Values.config.psi.rules .Values.config.psi.pressure_levels) }}true{{ end }}
 {{- end }}
 
 {{/* True when the cgroupfs mount must be writable: PSI rules, or asked for. */}}

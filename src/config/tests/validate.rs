@@ -609,3 +609,118 @@ fn error_on_an_unwritten_key_points_at_its_parent() {
     e.locate_in(RULE);
     assert_eq!((e.line, e.column), (Some(3), Some(7)));
 }
+
+// === psi.pressure_levels and alerting.memory_events ===
+
+const LEVELS: &str = "psi:
+  pressure_levels:
+    - name: CgroupMemoryPressureLevel
+      cgroups: [\"/kubepods/**\"]
+      level: medium
+";
+
+#[test]
+fn pressure_level_rules_parse_with_defaults() {
+    let cfg = assert_valid(LEVELS, &strict());
+    let r = &cfg.psi.pressure_levels[0];
+    assert_eq!(r.level, PressureLevel::Medium);
+    assert_eq!(r.resolve_after, Duration::from_secs(30));
+    assert_eq!(r.level.name(), "medium");
+}
+
+#[test]
+fn pressure_level_must_be_a_kernel_level() {
+    let text = LEVELS.replace("level: medium", "level: severe");
+    match Config::parse_str_with(&text, Path::new(FILE), &strict()) {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("config.yaml:5:14"), "{msg}");
+            assert!(msg.contains("low") && msg.contains("critical"), "{msg}");
+        }
+        Ok(_) => panic!("level: severe accepted"),
+    }
+}
+
+#[test]
+fn pressure_level_rules_are_validated_like_psi_rules() {
+    assert_invalid(
+        &LEVELS.replace("[\"/kubepods/**\"]", "[]"),
+        &strict(),
+        "psi.pressure_levels[0].cgroups",
+        4,
+        16,
+        "at least one cgroup glob",
+    );
+    assert_invalid(
+        &format!("{LEVELS}      resolve_after: 0s\n"),
+        &strict(),
+        "psi.pressure_levels[0].resolve_after",
+        6,
+        22,
+        "at least 1s",
+    );
+    assert_invalid(
+        &format!("{LEVELS}      labels: {{ level: x }}\n"),
+        &strict(),
+        "psi.pressure_levels[0].labels.level",
+        6,
+        24,
+        "set by the agent",
+    );
+    assert_invalid(
+        &format!("{LEVELS}      annotations: {{ summary: \"{{{{ nope }}}}\" }}\n"),
+        &strict(),
+        "psi.pressure_levels[0].annotations.summary",
+        6,
+        31,
+        "unknown placeholder",
+    );
+    assert_valid(
+        &format!(
+            "{LEVELS}      annotations: {{ summary: \"{{{{ level }}}} in {{{{ cgroup }}}}\" }}\n"
+        ),
+        &strict(),
+    );
+}
+
+#[test]
+fn pressure_level_rule_names_are_unique_across_both_lists() {
+    let text = format!(
+        "{RULE}  pressure_levels:\n    - name: mem\n      cgroups: [\"/\"]\n      level: low\n"
+    );
+    let errors = validation_errors(&text, &strict());
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.path == "psi.pressure_levels[0].name"
+                && e.message.contains("also psi.rules[0]")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn memory_events_hold_off_is_bounded() {
+    let ok = "alerting:\n  memory_events: { high: true, max: true, hold_off: 10m }\n";
+    let cfg = assert_valid(ok, &strict());
+    assert!(cfg.alerting.memory_events.high && cfg.alerting.memory_events.max);
+    assert_eq!(
+        cfg.alerting.memory_events.hold_off,
+        Duration::from_secs(600)
+    );
+    assert_eq!(
+        Config::default().alerting.memory_events,
+        MemoryEventsConfig {
+            high: false,
+            max: false,
+            hold_off: Duration::from_secs(300)
+        }
+    );
+    assert_invalid(
+        "alerting:\n  memory_events:\n    hold_off: 500ms\n",
+        &strict(),
+        "alerting.memory_events.hold_off",
+        3,
+        15,
+        "between 1s and 24h",
+    );
+}
