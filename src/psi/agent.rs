@@ -290,13 +290,17 @@ impl Agent {
                             self.disarm(&(rule.rule.name.as_str().into(), path.clone()), "removed");
                         }
                     }
-                    // OOM watches stay: an OOM kill just before the
-                    // removal (a container cleaned up after it) is still
-                    // on its way. The kernel ends the watch itself (inotify
-                    // IN_IGNORED), which reports `Gone`.
+                    // OOM watches stay for a grace: an OOM kill just
+                    // before the removal (a container cleaned up after it)
+                    // is still on its way. Then the watcher removes the
+                    // watch and reports `Gone` (`oom::RETIRE_GRACE`: the
+                    // kernel does not always end it itself).
                     if self.oom_v2_watched.remove(&path) {
                         self.oom_v2_leaving.insert(path.clone());
                         self.oom_status(&path, false);
+                        if let Some(w) = &self.oom_v2 {
+                            w.retire(path.clone());
+                        }
                     }
                 }
                 if Some(hierarchy) == self.memory_v1_id {

@@ -9,7 +9,7 @@
 //!   `cgroup_file_notify` when a counter changes); alert when `oom_kill`
 //!   went up. <https://docs.kernel.org/admin-guide/cgroup-v2.html#memory-interface-files>
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -272,7 +272,20 @@ fn new_eventfd() -> io::Result<OwnedFd> {
 enum Cmd {
     Add(CgroupPath, PathBuf),
     Remove(CgroupPath),
+    Retire(CgroupPath),
 }
+
+/// How long the watch of a removed cgroup's `memory.events` stays after the
+/// registry saw the cgroup go: an OOM kill just before the removal (a
+/// container cleaned up after it) is still reported, and then the watch is
+/// removed by us.
+///
+/// Kernel quirk: Linux 6.1 sends no `IN_IGNORED` for a cgroup file when its
+/// cgroup is removed (the watch pins the kernfs node; seen in the pure-v2
+/// VM, no event within 15 s of the rmdir), so waiting for the kernel to end
+/// the watch would keep one inotify watch per removed cgroup forever: on a
+/// node with pod churn, a leak up to `max_user_watches`.
+pub const RETIRE_GRACE: Duration = Duration::from_secs(10);
 
 /// One inotify instance watching `memory.events` of every tracked cgroup.
 #[derive(Debug)]
@@ -284,11 +297,26 @@ pub struct OomV2 {
 impl OomV2 {
     /// Starts the watcher; events go to `out`.
     pub fn spawn(out: mpsc::UnboundedSender<(CgroupPath, OomEvent)>) -> io::Result<OomV2> {
+        Self::spawn_with_grace(out, RETIRE_GRACE)
+    }
+
+    /// As [`OomV2::spawn`], with the grace a retired watch keeps.
+    pub fn spawn_with_grace(
+        out: mpsc::UnboundedSender<(CgroupPath, OomEvent)>,
+        grace: Duration,
+    ) -> io::Result<OomV2> {
         let inotify = Inotify::init()?;
         let stream = inotify.into_event_stream(vec![0u8; 4096])?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run_v2(stream, rx, out));
+        let task = tokio::spawn(run_v2(stream, rx, out, grace));
         Ok(OomV2 { cmd: tx, task })
+    }
+
+    /// The cgroup is gone from the registry: its watch keeps reporting for
+    /// the grace, then is removed and reports [`OomEvent::Gone`] (unless the
+    /// kernel ended it first).
+    pub fn retire(&self, path: CgroupPath) {
+        let _ = self.cmd.send(Cmd::Retire(path));
     }
 
     /// Watches `memory_events` (the cgroup's `memory.events`).
@@ -339,12 +367,36 @@ async fn run_v2(
     mut stream: inotify::EventStream<Vec<u8>>,
     mut cmd: mpsc::UnboundedReceiver<Cmd>,
     out: mpsc::UnboundedSender<(CgroupPath, OomEvent)>,
+    grace: Duration,
 ) {
     let mut watches = stream.watches();
     let mut by_wd: HashMap<WatchDescriptor, Watched> = HashMap::new();
     let mut by_path: HashMap<CgroupPath, WatchDescriptor> = HashMap::new();
+    // Retired watches in the order they were retired: same grace for all,
+    // so the front is always the next to go.
+    let mut retiring: VecDeque<(tokio::time::Instant, CgroupPath, WatchDescriptor)> =
+        VecDeque::new();
     loop {
+        let next_retire = retiring.front().map(|r| r.0);
         tokio::select! {
+            _ = async {
+                match next_retire {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let now = tokio::time::Instant::now();
+                while retiring.front().is_some_and(|r| r.0 <= now) {
+                    let Some((_, path, wd)) = retiring.pop_front() else { break };
+                    // Only if the watch is still the cgroup's: one made
+                    // again under the same path has a watch of its own.
+                    if by_path.get(&path) == Some(&wd) && by_wd.remove(&wd).is_some() {
+                        by_path.remove(&path);
+                        let _ = watches.remove(wd);
+                        let _ = out.send((path, OomEvent::Gone));
+                    }
+                }
+            }
             c = cmd.recv() => match c {
                 None => return,
                 Some(Cmd::Add(path, file)) => {
@@ -368,6 +420,11 @@ async fn run_v2(
                         by_wd.remove(&wd);
                         // Fails when the kernel already dropped the watch (rmdir).
                         let _ = watches.remove(wd);
+                    }
+                }
+                Some(Cmd::Retire(path)) => {
+                    if let Some(wd) = by_path.get(&path) {
+                        retiring.push_back((tokio::time::Instant::now() + grace, path, wd.clone()));
                     }
                 }
             },
@@ -482,6 +539,40 @@ mod tests {
                 delta: 1,
                 removed: false
             }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retired_watch_reports_for_its_grace_then_goes() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let f = d.path().join("memory.events");
+        std::fs::write(&f, "oom 0\noom_kill 0\n").expect("write");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let w = OomV2::spawn_with_grace(tx, Duration::from_millis(300)).expect("inotify");
+        w.add(CgroupPath::new("/a"), f.clone());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        w.retire(CgroupPath::new("/a"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Within the grace, a kill is still reported.
+        std::fs::write(&f, "oom 1\noom_kill 1\n").expect("write");
+        let (_, ev) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("in time")
+            .expect("event");
+        assert!(matches!(ev, OomEvent::Kill { count: 1, .. }), "{ev:?}");
+        // After it, the watch is removed by us (no IN_IGNORED needed) ...
+        let (path, ev) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("in time")
+            .expect("event");
+        assert_eq!((path, ev), (CgroupPath::new("/a"), OomEvent::Gone));
+        // ... and reports nothing more.
+        std::fs::write(&f, "oom 2\noom_kill 2\n").expect("write");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), rx.recv())
+                .await
+                .is_err(),
+            "a retired watch reported after its grace"
         );
     }
 
