@@ -9,7 +9,7 @@
 //! no alert is firing, the agent sleeps until the next event.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -40,6 +40,15 @@ use crate::config::render_template;
 pub const OOM_ALERT_TTL: Duration = Duration::from_secs(300);
 /// Grace given to a notifier replaced by a config reload.
 const RELOAD_GRACE: Duration = Duration::from_secs(5);
+/// How often a trigger whose pressure file is hidden looks for it again.
+///
+/// Kernel quirk (Linux >= 6.1): writing 0 to a cgroup's `cgroup.pressure`
+/// removes its `{cpu,memory,io,irq}.pressure` files while the cgroup lives
+/// on; an armed trigger's fd then polls `POLLPRI | POLLERR`, as after rmdir.
+/// Writing 1 brings them back, with no inotify event on the directory
+/// watch, so the agent looks again on a timer: a stat per hidden trigger
+/// every few seconds, nothing that spins.
+const HIDDEN_RETRY: Duration = Duration::from_secs(5);
 
 pub const OOM_ALERTNAME: &str = "CgroupOOMKill";
 
@@ -114,6 +123,10 @@ pub(crate) struct Agent {
     memory_v1_root: Option<PathBuf>,
     v2_mode: bool,
     warned: HashSet<(Arc<str>, &'static str)>,
+    /// Triggers whose cgroup lives but whose pressure file is hidden
+    /// (`HIDDEN_RETRY`): armed again when the file is back.
+    hidden: HashSet<Key>,
+    next_hidden_retry: Option<Instant>,
     status: SharedStatus,
 }
 
@@ -178,6 +191,8 @@ impl Agent {
             unified: BTreeSet::new(),
             memory_v1: BTreeSet::new(),
             warned: HashSet::new(),
+            hidden: HashSet::new(),
+            next_hidden_retry: None,
             status,
         }
     }
@@ -285,6 +300,7 @@ impl Agent {
             RegistryEvent::Removed { path, hierarchy } => {
                 if Some(hierarchy) == self.unified_id {
                     self.unified.remove(&path);
+                    self.hidden.retain(|k| k.1 != path);
                     for rule in self.rules.clone() {
                         if !(rule.host && path.is_root()) {
                             self.disarm(&(rule.rule.name.as_str().into(), path.clone()), "removed");
@@ -383,12 +399,19 @@ impl Agent {
         };
         let trigger = match Trigger::arm(&file, &rule.spec) {
             Ok(t) => t,
+            Err(TriggerError::Vanished { .. }) if pressure_hidden(&file) => {
+                self.hide(key);
+                return;
+            }
             Err(e) => {
                 self.metrics.trigger_error(&rule.rule.name, e.reason());
                 self.log_arm_error(rule, path, &e);
                 return;
             }
         };
+        if self.hidden.remove(&key) {
+            info!(rule = %rule.rule.name, cgroup = %path, "pressure files are back: trigger armed");
+        }
         self.next_id += 1;
         let id = self.next_id;
         let tx = self.msg_tx.clone();
@@ -426,6 +449,51 @@ impl Agent {
             .armed
             .insert((rule.rule.name.clone(), path.to_string()), id);
         debug!(rule = %rule.rule.name, cgroup = %path, trigger = %rule.spec, id, "trigger armed");
+    }
+
+    /// A trigger whose cgroup hides its pressure files: counted, logged, and
+    /// looked for again every `HIDDEN_RETRY` until they are back.
+    fn hide(&mut self, key: Key) {
+        if !self.hidden.insert(key.clone()) {
+            return;
+        }
+        self.metrics.trigger_error(&key.0, "hidden");
+        info!(
+            rule = %key.0,
+            cgroup = %key.1,
+            "pressure files hidden (cgroup.pressure is 0): the trigger is armed when they are back"
+        );
+        if self.next_hidden_retry.is_none() {
+            self.next_hidden_retry = Some(Instant::now() + HIDDEN_RETRY);
+        }
+    }
+
+    /// Arms the hidden triggers whose pressure files are back; forgets those
+    /// whose rule or cgroup is gone.
+    fn retry_hidden(&mut self) {
+        self.next_hidden_retry = None;
+        let keys: Vec<Key> = self.hidden.iter().cloned().collect();
+        for key in keys {
+            let rule = self
+                .rules
+                .iter()
+                .find(|r| *r.rule.name == *key.0 && r.matches(&key.1))
+                .cloned();
+            let Some(rule) = rule.filter(|_| self.unified.contains(&key.1)) else {
+                self.hidden.remove(&key);
+                continue;
+            };
+            if self
+                .pressure_path(&rule, &key.1)
+                .is_some_and(|f| f.exists())
+            {
+                // Leaves `hidden` on success; back in it if hidden again.
+                self.arm(&rule, &key.1);
+            }
+        }
+        if !self.hidden.is_empty() {
+            self.next_hidden_retry = Some(Instant::now() + HIDDEN_RETRY);
+        }
     }
 
     fn log_arm_error(&mut self, rule: &RuleRt, path: &CgroupPath, e: &TriggerError) {
@@ -478,8 +546,19 @@ impl Agent {
                 match event {
                     Ok(TriggerEvent::Fired) => self.on_fired(&key),
                     Ok(TriggerEvent::Gone) => {
-                        debug!(rule = %key.0, cgroup = %key.1, "trigger reports its cgroup gone");
-                        self.disarm(&key, "cgroup removed");
+                        let file = self
+                            .armed
+                            .get(&key)
+                            .and_then(|a| self.pressure_path(&a.rule, &key.1));
+                        if file.as_deref().is_some_and(pressure_hidden) {
+                            // The cgroup is there, its pressure file is not:
+                            // hidden with `cgroup.pressure`, not removed.
+                            self.disarm(&key, "pressure files hidden");
+                            self.hide(key);
+                        } else {
+                            debug!(rule = %key.0, cgroup = %key.1, "trigger reports its cgroup gone");
+                            self.disarm(&key, "cgroup removed");
+                        }
                     }
                     Err(e) => {
                         self.metrics.trigger_error(&key.0, "poll");
@@ -714,14 +793,17 @@ impl Agent {
             .chain(self.limits.deadline())
             .min()
             .map(Instant::from_std);
-        match (resolve, self.next_resend) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [resolve, self.next_resend, self.next_hidden_retry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn on_tick(&mut self) {
         let now = Instant::now();
+        if self.next_hidden_retry.is_some_and(|t| t <= now) {
+            self.retry_hidden();
+        }
         let keys: Vec<Key> = self
             .armed
             .iter()
@@ -990,4 +1072,15 @@ async fn sleep_until_opt(t: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
+}
+
+/// Whether a pressure file is missing because its cgroup hides it
+/// (`cgroup.pressure` reads 0), rather than because the cgroup is gone or
+/// the kernel lacks that resource (`irq.pressure` without
+/// `CONFIG_IRQ_TIME_ACCOUNTING`).
+fn pressure_hidden(pressure_file: &Path) -> bool {
+    pressure_file
+        .parent()
+        .and_then(|d| std::fs::read_to_string(d.join("cgroup.pressure")).ok())
+        .is_some_and(|v| v.trim() == "0")
 }
