@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::fdcache::FdCache;
+use super::fdcache::{FastHash, FdCache};
 use super::files::{CgroupFiles, File, FileSet, Home, Hugetlb, Plan, ALL};
 use super::layout::{Controller, Hierarchy, HierarchySet, Layout};
 use super::parse::{self, ParseError};
@@ -71,7 +71,7 @@ pub struct SoftError {
 }
 
 /// Files found absent per cgroup, per hierarchy.
-type AbsentMemo = HashMap<CgroupPath, Vec<(u8, FileSet)>>;
+type AbsentMemo = HashMap<CgroupPath, Vec<(u8, FileSet)>, FastHash>;
 
 /// State shared by the reader threads across scrapes: what the kernel does
 /// not change between scrapes, learned once.
@@ -111,7 +111,7 @@ impl Shared {
             layout,
             hugetlb_sizes,
             fds: Arc::new(FdCache::new(fd_cache)),
-            absent: RwLock::new(HashMap::new()),
+            absent: RwLock::new(HashMap::with_hasher(FastHash)),
             absent_since: Mutex::new(Instant::now()),
         }
     }
@@ -165,10 +165,62 @@ fn v2_controllers(text: &str) -> Vec<Controller> {
         .collect()
 }
 
+/// The directory of the cgroup being read in one hierarchy, opened
+/// (`O_PATH`) only once a second file of it misses the fd cache: from then
+/// on a miss is `openat(dir, name)`, a one-component lookup, instead of a
+/// walk of the whole path (`/sys/fs/cgroup/memory/a/b/c/memory.stat`),
+/// which dominated the kernel's side of a profile of scrapes whose files
+/// do not all fit the cache. It is closed when the reader moves on, so it
+/// takes nothing from the cache's descriptor budget; a hierarchy with a
+/// single miss never pays for it.
+#[derive(Debug)]
+enum DirFd {
+    /// Not opened; the count of misses so far.
+    Closed(u8),
+    Open(rustix::fd::OwnedFd),
+    /// Opening it failed: full paths, which report the error as before.
+    Failed,
+}
+
+/// Misses in one cgroup directory before it is opened.
+const DIRFD_AFTER_MISSES: u8 = 1;
+
+impl DirFd {
+    /// Opens `name` in `dir`; `full` is `dir/name`.
+    fn open(&mut self, dir: &Path, name: &str, full: &Path) -> io::Result<StdFile> {
+        use rustix::fs::{Mode, OFlags};
+        if let DirFd::Closed(misses) = self {
+            if *misses < DIRFD_AFTER_MISSES {
+                *misses += 1;
+                return StdFile::open(full);
+            }
+            *self = match rustix::fs::open(
+                dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => DirFd::Open(fd),
+                Err(_) => DirFd::Failed,
+            };
+        }
+        match self {
+            DirFd::Open(fd) => {
+                rustix::fs::openat(&*fd, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                    .map(StdFile::from)
+                    .map_err(io::Error::from)
+            }
+            _ => StdFile::open(full),
+        }
+    }
+}
+
 /// Per-thread reader: owns the read buffer; shares the rest.
 pub struct Reader {
     shared: Arc<Shared>,
     buf: Vec<u8>,
+    /// The cgroup's directory in the hierarchy being read, and its fd.
+    dir: PathBuf,
+    dirfd: DirFd,
     path: PathBuf,
     /// Whether the probe file of the hierarchy being read was read (only
     /// then does an absent file teach the memo anything).
@@ -180,13 +232,26 @@ impl Reader {
         Reader {
             shared,
             buf: Vec::with_capacity(8192),
+            dir: PathBuf::new(),
+            dirfd: DirFd::Closed(0),
             path: PathBuf::new(),
             probed: false,
         }
     }
 
-    /// Reads `name` of `cg` in `h` into the buffer. Reads until EOF: a short
-    /// read is not the end of a kernel file.
+    /// Moves to `cg`'s directory in `h`: what [`Reader::read`] reads in.
+    fn enter(&mut self, h: &Hierarchy, cg: &CgroupPath) {
+        self.dir.clear();
+        self.dir.push(&h.root);
+        if !cg.is_root() {
+            self.dir.push(cg.relative());
+        }
+        self.dirfd = DirFd::Closed(0);
+    }
+
+    /// Reads `name` of `cg` in `h` (the directory [`Reader::enter`]ed)
+    /// into the buffer. Reads until EOF: a short read is not the end of a
+    /// kernel file.
     fn read(
         &mut self,
         h: &Hierarchy,
@@ -194,11 +259,7 @@ impl Reader {
         name: &str,
         file: Option<File>,
     ) -> Result<&str, ReadError> {
-        self.path.clear();
-        self.path.push(&h.root);
-        if !cg.is_root() {
-            self.path.push(cg.relative());
-        }
+        self.path.clone_from(&self.dir);
         self.path.push(name);
         let memo = file.filter(|_| !cg.is_root());
         if let Some(f) = memo {
@@ -208,7 +269,12 @@ impl Reader {
                 });
             }
         }
-        if let Err(e) = self.shared.fds.read(&self.path, &mut self.buf) {
+        let (dir, dirfd, full) = (&self.dir, &mut self.dirfd, &self.path);
+        let read = self
+            .shared
+            .fds
+            .read_with(full, &mut self.buf, || dirfd.open(dir, name, full));
+        if let Err(e) = read {
             let e = ReadError::from_io(&self.path, e);
             if let Some(f) = memo {
                 if self.probed && matches!(e, ReadError::Absent { .. }) {
@@ -271,6 +337,7 @@ impl Reader {
             }
             any_dir = true;
             self.probed = false;
+            self.enter(h, cg);
             if h.unified {
                 self.read_v2(h, cg, plan, &mut out, soft)?;
             } else {
@@ -278,6 +345,7 @@ impl Reader {
                 self.read_files(h, cg, plan, ours, &mut out, soft)?;
             }
         }
+        self.dirfd = DirFd::Closed(0);
         if !any_dir {
             return Err(ReadError::Vanished {
                 path: PathBuf::from(cg.as_str()),
@@ -488,4 +556,61 @@ pub fn discover_hugetlb_sizes(layout: &Layout) -> Vec<Arc<str>> {
         }
     }
     sizes.into_iter().map(Arc::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dirfd_opens_the_directory_on_the_second_miss_and_reads_the_same_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for name in ["a", "b", "c"] {
+            std::fs::write(d.path().join(name), format!("{name}\n")).expect("write");
+        }
+        let mut fd = DirFd::Closed(0);
+        let mut text = String::new();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let full = d.path().join(name);
+            let mut f = fd.open(d.path(), name, &full).expect("open");
+            text.clear();
+            f.read_to_string(&mut text).expect("read");
+            assert_eq!(text, format!("{name}\n"));
+            match (i, &fd) {
+                (0, DirFd::Closed(1)) | (1.., DirFd::Open(_)) => {}
+                _ => panic!("after {} opens: {fd:?}", i + 1),
+            }
+        }
+    }
+
+    #[test]
+    fn dirfd_errors_are_the_kernels_for_the_full_path() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let gone = d.path().join("gone");
+        // A directory that does not exist: the open of the directory fails,
+        // the file is opened by its full path, and ENOENT comes back, as
+        // without the directory descriptor.
+        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+        let err = fd
+            .open(&gone, "x", &gone.join("x"))
+            .expect_err("no such directory");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert!(matches!(fd, DirFd::Failed));
+        // An open directory whose file is missing: ENOENT from openat.
+        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+        let err = fd
+            .open(d.path(), "missing", &d.path().join("missing"))
+            .expect_err("no such file");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert!(matches!(fd, DirFd::Open(_)));
+        // The directory removed after it was opened: still ENOENT.
+        let sub = d.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::write(sub.join("f"), "x").expect("write");
+        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+        fd.open(&sub, "f", &sub.join("f")).expect("open");
+        std::fs::remove_dir_all(&sub).expect("rm");
+        let err = fd.open(&sub, "f", &sub.join("f")).expect_err("removed");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
 }
