@@ -18,11 +18,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::fdcache::{FastHash, FdCache};
-use super::files::{CgroupFiles, File, FileSet, Home, Hugetlb, Plan, ALL};
+use super::files::{CgroupFiles, File, FileSet, Home, Hugetlb, Plan, ALL, SETTINGS};
 use super::layout::{Controller, Hierarchy, HierarchySet, Layout};
 use super::parse::{self, ParseError};
 use super::CgroupPath;
 use crate::kernel::{self, ErrnoClass};
+use crate::registry::Modified;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -73,6 +74,18 @@ pub struct SoftError {
 /// Files found absent per cgroup, per hierarchy.
 type AbsentMemo = HashMap<CgroupPath, Vec<(u8, FileSet)>, FastHash>;
 
+/// One cgroup directory's settings as last read, under the write stamp
+/// they were read with.
+#[derive(Debug)]
+struct Kept {
+    stamp: u64,
+    /// The scrape that last used them.
+    used: u64,
+    texts: Vec<(File, Box<str>)>,
+}
+
+type KeptSettings = HashMap<(u8, CgroupPath), Kept, FastHash>;
+
 /// State shared by the reader threads across scrapes: what the kernel does
 /// not change between scrapes, learned once.
 #[derive(Debug)]
@@ -92,6 +105,17 @@ pub struct Shared {
     /// The cgroup2 hierarchy exists but its root lists no controllers (the
     /// hybrid layout): per-cgroup `cgroup.controllers` would all be empty.
     unified_without_controllers: bool,
+    /// Write stamps of watched directories (`None`: every file is read
+    /// every scrape).
+    modified: Option<Arc<Modified>>,
+    /// [`SETTINGS`] files' text per (hierarchy, cgroup), kept while the
+    /// directory's write stamp is unchanged: about half of a v1 cgroup's
+    /// files, not opened again until written. Dropped for cgroups a
+    /// complete scrape did not read, and all of it with the absent memo,
+    /// every [`ABSENT_MEMO_TTL`] (a device removed from a disk drops out
+    /// of `blkio.throttle.*_device` without a write).
+    kept: Mutex<KeptSettings>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// How long a file stays known-absent before it is probed again (a
@@ -99,7 +123,8 @@ pub struct Shared {
 pub const ABSENT_MEMO_TTL: Duration = Duration::from_secs(60);
 
 impl Shared {
-    pub fn new(layout: Arc<Layout>, fd_cache: usize) -> Shared {
+    /// `modified`: the registry's write stamps, when its watcher runs.
+    pub fn new(layout: Arc<Layout>, fd_cache: usize, modified: Option<Arc<Modified>>) -> Shared {
         let hugetlb_sizes: Arc<[Arc<str>]> = discover_hugetlb_sizes(&layout).into();
         let unified_without_controllers = layout.mode == super::Mode::Hybrid
             && layout
@@ -113,15 +138,21 @@ impl Shared {
             fds: Arc::new(FdCache::new(fd_cache)),
             absent: RwLock::new(HashMap::with_hasher(FastHash)),
             absent_since: Mutex::new(Instant::now()),
+            modified,
+            kept: Mutex::new(HashMap::with_hasher(FastHash)),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Called once per scrape.
     pub fn start_scrape(&self) {
         self.fds.next_generation();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut since = self.absent_since.lock().unwrap_or_else(|e| e.into_inner());
         if since.elapsed() >= ABSENT_MEMO_TTL {
             *since = Instant::now();
+            self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
             self.absent
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -132,6 +163,39 @@ impl Shared {
     /// Called when a scrape has read every tracked cgroup.
     pub fn end_complete_scrape(&self) {
         self.fds.close_unread();
+        let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, k| k.used == g);
+    }
+
+    /// The kept settings of `cg` in `h`, if its directory is watched for
+    /// writes: still valid when no write came since (else empty, to be
+    /// filled by this read).
+    fn take_kept(&self, h: &Hierarchy, cg: &CgroupPath) -> Option<Kept> {
+        let stamp = self.modified.as_ref()?.stamp(h.id, cg)?;
+        let old = self
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(h.id.0, cg.clone()));
+        Some(match old {
+            Some(k) if k.stamp == stamp => k,
+            _ => Kept {
+                stamp,
+                used: 0,
+                texts: Vec::new(),
+            },
+        })
+    }
+
+    fn put_kept(&self, h: &Hierarchy, cg: &CgroupPath, mut k: Kept) {
+        k.used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((h.id.0, cg.clone()), k);
     }
 
     fn is_absent(&self, h: u8, cg: &CgroupPath, file: File) -> bool {
@@ -221,6 +285,8 @@ pub struct Reader {
     /// The cgroup's directory in the hierarchy being read, and its fd.
     dir: PathBuf,
     dirfd: DirFd,
+    /// The settings kept for the directory being read.
+    kept: Option<Kept>,
     path: PathBuf,
     /// Whether the probe file of the hierarchy being read was read (only
     /// then does an absent file teach the memo anything).
@@ -234,6 +300,7 @@ impl Reader {
             buf: Vec::with_capacity(8192),
             dir: PathBuf::new(),
             dirfd: DirFd::Closed(0),
+            kept: None,
             path: PathBuf::new(),
             probed: false,
         }
@@ -338,11 +405,15 @@ impl Reader {
             any_dir = true;
             self.probed = false;
             self.enter(h, cg);
+            self.kept = self.shared.take_kept(h, cg);
             if h.unified {
                 self.read_v2(h, cg, plan, &mut out, soft)?;
             } else {
                 let ours = |home| matches!(home, Home::V1(c) if h.controllers.contains(&c));
                 self.read_files(h, cg, plan, ours, &mut out, soft)?;
+            }
+            if let Some(k) = self.kept.take() {
+                self.shared.put_kept(h, cg, k);
             }
         }
         self.dirfd = DirFd::Closed(0);
@@ -435,8 +506,35 @@ impl Reader {
         soft: &mut Vec<SoftError>,
     ) -> Result<(), ReadError> {
         let info = f.info();
+        let keep = self.kept.is_some() && SETTINGS.contains(f);
+        if keep {
+            let kept = self
+                .kept
+                .as_ref()
+                .and_then(|k| k.texts.iter().find(|(g, _)| *g == f));
+            if let Some((_, text)) = kept {
+                if let Err(source) = out.store(f, text) {
+                    self.path.clone_from(&self.dir);
+                    self.path.push(info.name);
+                    soft.push(SoftError {
+                        file: info.name,
+                        error: ReadError::Parse {
+                            path: self.path.clone(),
+                            source,
+                        },
+                    });
+                }
+                return Ok(());
+            }
+        }
+        let mut fresh: Option<Box<str>> = None;
         let parsed = match self.read(h, cg, info.name, Some(f)) {
-            Ok(text) => out.store(f, text),
+            Ok(text) => {
+                if keep {
+                    fresh = Some(text.into());
+                }
+                out.store(f, text)
+            }
             // A probe file is in every cgroup of its hierarchy: its absence
             // means the directory is gone (the v2 root has no cpu.stat on
             // old kernels).
@@ -449,6 +547,9 @@ impl Reader {
         };
         if info.probe {
             self.probed = true;
+        }
+        if let (Some(text), Some(k)) = (fresh, self.kept.as_mut()) {
+            k.texts.push((f, text));
         }
         if let Err(source) = parsed {
             soft.push(SoftError {
