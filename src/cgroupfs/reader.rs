@@ -191,6 +191,12 @@ impl Shared {
     }
 
     fn put_kept(&self, h: &Hierarchy, cg: &CgroupPath, mut k: Kept) {
+        if k.texts.is_empty() {
+            // A hierarchy without settings (cpuacct, freezer): nothing to
+            // keep, and no entry to cost memory.
+            return;
+        }
+        k.texts.shrink_to_fit();
         k.used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
         self.kept
             .lock()
