@@ -226,6 +226,38 @@ impl FileSet {
     }
 }
 
+/// Limits and settings: files whose value changes only when something
+/// writes them. The reader keeps their text between scrapes for a cgroup
+/// directory whose inotify watch reports writes, and re-reads them after
+/// one (see [`crate::registry::Modified`]). Counters, `cpuset.*` (the
+/// effective set follows CPU hotplug) and kernel-notified files are not
+/// here.
+pub const SETTINGS: FileSet = FileSet::of(&[
+    File::CpuMax,
+    File::CpuWeight,
+    File::MemoryMax,
+    File::MemoryHigh,
+    File::MemoryLow,
+    File::MemoryMin,
+    File::MemorySwapMax,
+    File::IoWeight,
+    File::IoMax,
+    File::PidsMax,
+    File::CfsQuota,
+    File::CfsPeriod,
+    File::CpuShares,
+    File::MemoryLimit,
+    File::MemorySoftLimit,
+    File::MemswLimit,
+    File::BfqWeight,
+    File::BlkioWeight,
+    File::ThrottleReadBps,
+    File::ThrottleWriteBps,
+    File::ThrottleReadIops,
+    File::ThrottleWriteIops,
+    File::PidsMaxV1,
+]);
+
 /// `(file, skip it when)`: see [`Plan`].
 pub type SkipRule = (File, fn(&CgroupFiles) -> bool);
 

@@ -17,12 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::fdcache::FdCache;
-use super::files::{CgroupFiles, File, FileSet, Home, Hugetlb, Plan, ALL};
+use super::fdcache::{FastHash, FdCache};
+use super::files::{CgroupFiles, File, FileSet, Home, Hugetlb, Plan, ALL, SETTINGS};
 use super::layout::{Controller, Hierarchy, HierarchySet, Layout};
 use super::parse::{self, ParseError};
 use super::CgroupPath;
 use crate::kernel::{self, ErrnoClass};
+use crate::registry::Modified;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -71,7 +72,19 @@ pub struct SoftError {
 }
 
 /// Files found absent per cgroup, per hierarchy.
-type AbsentMemo = HashMap<CgroupPath, Vec<(u8, FileSet)>>;
+type AbsentMemo = HashMap<CgroupPath, Vec<(u8, FileSet)>, FastHash>;
+
+/// One cgroup directory's settings as last read, under the write stamp
+/// they were read with.
+#[derive(Debug)]
+struct Kept {
+    stamp: u64,
+    /// The scrape that last used them.
+    used: u64,
+    texts: Vec<(File, Box<str>)>,
+}
+
+type KeptSettings = HashMap<(u8, CgroupPath), Kept, FastHash>;
 
 /// State shared by the reader threads across scrapes: what the kernel does
 /// not change between scrapes, learned once.
@@ -92,6 +105,17 @@ pub struct Shared {
     /// The cgroup2 hierarchy exists but its root lists no controllers (the
     /// hybrid layout): per-cgroup `cgroup.controllers` would all be empty.
     unified_without_controllers: bool,
+    /// Write stamps of watched directories (`None`: every file is read
+    /// every scrape).
+    modified: Option<Arc<Modified>>,
+    /// [`SETTINGS`] files' text per (hierarchy, cgroup), kept while the
+    /// directory's write stamp is unchanged: about half of a v1 cgroup's
+    /// files, not opened again until written. Dropped for cgroups a
+    /// complete scrape did not read, and all of it with the absent memo,
+    /// every [`ABSENT_MEMO_TTL`] (a device removed from a disk drops out
+    /// of `blkio.throttle.*_device` without a write).
+    kept: Mutex<KeptSettings>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// How long a file stays known-absent before it is probed again (a
@@ -99,7 +123,8 @@ pub struct Shared {
 pub const ABSENT_MEMO_TTL: Duration = Duration::from_secs(60);
 
 impl Shared {
-    pub fn new(layout: Arc<Layout>, fd_cache: usize) -> Shared {
+    /// `modified`: the registry's write stamps, when its watcher runs.
+    pub fn new(layout: Arc<Layout>, fd_cache: usize, modified: Option<Arc<Modified>>) -> Shared {
         let hugetlb_sizes: Arc<[Arc<str>]> = discover_hugetlb_sizes(&layout).into();
         let unified_without_controllers = layout.mode == super::Mode::Hybrid
             && layout
@@ -111,17 +136,23 @@ impl Shared {
             layout,
             hugetlb_sizes,
             fds: Arc::new(FdCache::new(fd_cache)),
-            absent: RwLock::new(HashMap::new()),
+            absent: RwLock::new(HashMap::with_hasher(FastHash)),
             absent_since: Mutex::new(Instant::now()),
+            modified,
+            kept: Mutex::new(HashMap::with_hasher(FastHash)),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Called once per scrape.
     pub fn start_scrape(&self) {
         self.fds.next_generation();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut since = self.absent_since.lock().unwrap_or_else(|e| e.into_inner());
         if since.elapsed() >= ABSENT_MEMO_TTL {
             *since = Instant::now();
+            self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
             self.absent
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -132,6 +163,45 @@ impl Shared {
     /// Called when a scrape has read every tracked cgroup.
     pub fn end_complete_scrape(&self) {
         self.fds.close_unread();
+        let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, k| k.used == g);
+    }
+
+    /// The kept settings of `cg` in `h`, if its directory is watched for
+    /// writes: still valid when no write came since (else empty, to be
+    /// filled by this read).
+    fn take_kept(&self, h: &Hierarchy, cg: &CgroupPath) -> Option<Kept> {
+        let stamp = self.modified.as_ref()?.stamp(h.id, cg)?;
+        let old = self
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(h.id.0, cg.clone()));
+        Some(match old {
+            Some(k) if k.stamp == stamp => k,
+            _ => Kept {
+                stamp,
+                used: 0,
+                texts: Vec::new(),
+            },
+        })
+    }
+
+    fn put_kept(&self, h: &Hierarchy, cg: &CgroupPath, mut k: Kept) {
+        if k.texts.is_empty() {
+            // A hierarchy without settings (cpuacct, freezer): nothing to
+            // keep, and no entry to cost memory.
+            return;
+        }
+        k.texts.shrink_to_fit();
+        k.used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((h.id.0, cg.clone()), k);
     }
 
     fn is_absent(&self, h: u8, cg: &CgroupPath, file: File) -> bool {
@@ -165,10 +235,64 @@ fn v2_controllers(text: &str) -> Vec<Controller> {
         .collect()
 }
 
+/// The directory of the cgroup being read in one hierarchy, opened
+/// (`O_PATH`) only once a second file of it misses the fd cache: from then
+/// on a miss is `openat(dir, name)`, a one-component lookup, instead of a
+/// walk of the whole path (`/sys/fs/cgroup/memory/a/b/c/memory.stat`),
+/// which dominated the kernel's side of a profile of scrapes whose files
+/// do not all fit the cache. It is closed when the reader moves on, so it
+/// takes nothing from the cache's descriptor budget; a hierarchy with a
+/// single miss never pays for it.
+#[derive(Debug)]
+enum DirFd {
+    /// Not opened; the count of misses so far.
+    Closed(u8),
+    Open(rustix::fd::OwnedFd),
+    /// Opening it failed: full paths, which report the error as before.
+    Failed,
+}
+
+/// Misses in one cgroup directory before it is opened.
+const DIRFD_AFTER_MISSES: u8 = 1;
+
+impl DirFd {
+    /// Opens `name` in `dir`; `full` is `dir/name`.
+    fn open(&mut self, dir: &Path, name: &str, full: &Path) -> io::Result<StdFile> {
+        use rustix::fs::{Mode, OFlags};
+        if let DirFd::Closed(misses) = self {
+            if *misses < DIRFD_AFTER_MISSES {
+                *misses += 1;
+                return StdFile::open(full);
+            }
+            *self = match rustix::fs::open(
+                dir,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => DirFd::Open(fd),
+                Err(_) => DirFd::Failed,
+            };
+        }
+        match self {
+            DirFd::Open(fd) => {
+                rustix::fs::openat(&*fd, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                    .map(StdFile::from)
+                    .map_err(io::Error::from)
+            }
+            _ => StdFile::open(full),
+        }
+    }
+}
+
 /// Per-thread reader: owns the read buffer; shares the rest.
 pub struct Reader {
     shared: Arc<Shared>,
     buf: Vec<u8>,
+    /// The cgroup's directory in the hierarchy being read, and its fd.
+    dir: PathBuf,
+    dirfd: DirFd,
+    /// The settings kept for the directory being read.
+    kept: Option<Kept>,
     path: PathBuf,
     /// Whether the probe file of the hierarchy being read was read (only
     /// then does an absent file teach the memo anything).
@@ -180,13 +304,27 @@ impl Reader {
         Reader {
             shared,
             buf: Vec::with_capacity(8192),
+            dir: PathBuf::new(),
+            dirfd: DirFd::Closed(0),
+            kept: None,
             path: PathBuf::new(),
             probed: false,
         }
     }
 
-    /// Reads `name` of `cg` in `h` into the buffer. Reads until EOF: a short
-    /// read is not the end of a kernel file.
+    /// Moves to `cg`'s directory in `h`: what [`Reader::read`] reads in.
+    fn enter(&mut self, h: &Hierarchy, cg: &CgroupPath) {
+        self.dir.clear();
+        self.dir.push(&h.root);
+        if !cg.is_root() {
+            self.dir.push(cg.relative());
+        }
+        self.dirfd = DirFd::Closed(0);
+    }
+
+    /// Reads `name` of `cg` in `h` (the directory [`Reader::enter`]ed)
+    /// into the buffer. Reads until EOF: a short read is not the end of a
+    /// kernel file.
     fn read(
         &mut self,
         h: &Hierarchy,
@@ -194,11 +332,7 @@ impl Reader {
         name: &str,
         file: Option<File>,
     ) -> Result<&str, ReadError> {
-        self.path.clear();
-        self.path.push(&h.root);
-        if !cg.is_root() {
-            self.path.push(cg.relative());
-        }
+        self.path.clone_from(&self.dir);
         self.path.push(name);
         let memo = file.filter(|_| !cg.is_root());
         if let Some(f) = memo {
@@ -208,7 +342,12 @@ impl Reader {
                 });
             }
         }
-        if let Err(e) = self.shared.fds.read(&self.path, &mut self.buf) {
+        let (dir, dirfd, full) = (&self.dir, &mut self.dirfd, &self.path);
+        let read = self
+            .shared
+            .fds
+            .read_with(full, &mut self.buf, || dirfd.open(dir, name, full));
+        if let Err(e) = read {
             let e = ReadError::from_io(&self.path, e);
             if let Some(f) = memo {
                 if self.probed && matches!(e, ReadError::Absent { .. }) {
@@ -271,13 +410,19 @@ impl Reader {
             }
             any_dir = true;
             self.probed = false;
+            self.enter(h, cg);
+            self.kept = self.shared.take_kept(h, cg);
             if h.unified {
                 self.read_v2(h, cg, plan, &mut out, soft)?;
             } else {
                 let ours = |home| matches!(home, Home::V1(c) if h.controllers.contains(&c));
                 self.read_files(h, cg, plan, ours, &mut out, soft)?;
             }
+            if let Some(k) = self.kept.take() {
+                self.shared.put_kept(h, cg, k);
+            }
         }
+        self.dirfd = DirFd::Closed(0);
         if !any_dir {
             return Err(ReadError::Vanished {
                 path: PathBuf::from(cg.as_str()),
@@ -367,8 +512,35 @@ impl Reader {
         soft: &mut Vec<SoftError>,
     ) -> Result<(), ReadError> {
         let info = f.info();
+        let keep = self.kept.is_some() && SETTINGS.contains(f);
+        if keep {
+            let kept = self
+                .kept
+                .as_ref()
+                .and_then(|k| k.texts.iter().find(|(g, _)| *g == f));
+            if let Some((_, text)) = kept {
+                if let Err(source) = out.store(f, text) {
+                    self.path.clone_from(&self.dir);
+                    self.path.push(info.name);
+                    soft.push(SoftError {
+                        file: info.name,
+                        error: ReadError::Parse {
+                            path: self.path.clone(),
+                            source,
+                        },
+                    });
+                }
+                return Ok(());
+            }
+        }
+        let mut fresh: Option<Box<str>> = None;
         let parsed = match self.read(h, cg, info.name, Some(f)) {
-            Ok(text) => out.store(f, text),
+            Ok(text) => {
+                if keep {
+                    fresh = Some(text.into());
+                }
+                out.store(f, text)
+            }
             // A probe file is in every cgroup of its hierarchy: its absence
             // means the directory is gone (the v2 root has no cpu.stat on
             // old kernels).
@@ -381,6 +553,9 @@ impl Reader {
         };
         if info.probe {
             self.probed = true;
+        }
+        if let (Some(text), Some(k)) = (fresh, self.kept.as_mut()) {
+            k.texts.push((f, text));
         }
         if let Err(source) = parsed {
             soft.push(SoftError {
@@ -488,4 +663,61 @@ pub fn discover_hugetlb_sizes(layout: &Layout) -> Vec<Arc<str>> {
         }
     }
     sizes.into_iter().map(Arc::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dirfd_opens_the_directory_on_the_second_miss_and_reads_the_same_files() {
+        let d = tempfile::tempdir().expect("tempdir");
+        for name in ["a", "b", "c"] {
+            std::fs::write(d.path().join(name), format!("{name}\n")).expect("write");
+        }
+        let mut fd = DirFd::Closed(0);
+        let mut text = String::new();
+        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+            let full = d.path().join(name);
+            let mut f = fd.open(d.path(), name, &full).expect("open");
+            text.clear();
+            f.read_to_string(&mut text).expect("read");
+            assert_eq!(text, format!("{name}\n"));
+            match (i, &fd) {
+                (0, DirFd::Closed(1)) | (1.., DirFd::Open(_)) => {}
+                _ => panic!("after {} opens: {fd:?}", i + 1),
+            }
+        }
+    }
+
+    #[test]
+    fn dirfd_errors_are_the_kernels_for_the_full_path() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let gone = d.path().join("gone");
+        // A directory that does not exist: the open of the directory fails,
+        // the file is opened by its full path, and ENOENT comes back, as
+        // without the directory descriptor.
+        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+        let err = fd
+            .open(&gone, "x", &gone.join("x"))
+            .expect_err("no such directory");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert!(matches!(fd, DirFd::Failed));
+        // An open directory whose file is missing: ENOENT from openat.
+        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+        let err = fd
+            .open(d.path(), "missing", &d.path().join("missing"))
+            .expect_err("no such file");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert!(matches!(fd, DirFd::Open(_)));
+        // The directory removed after it was opened: still ENOENT.
+        let sub = d.path().join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::write(sub.join("f"), "x").expect("write");
+        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+        fd.open(&sub, "f", &sub.join("f")).expect("open");
+        std::fs::remove_dir_all(&sub).expect("rm");
+        let err = fd.open(&sub, "f", &sub.join("f")).expect_err("removed");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
 }

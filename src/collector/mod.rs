@@ -215,7 +215,11 @@ impl CgroupCollector {
         let cap = fd_cache.unwrap_or_else(|| {
             crate::cgroupfs::fdcache::FdCache::auto_capacity(soft, crate::kernel::open_fds())
         });
-        let shared = Arc::new(Shared::new(registry.layout().clone(), cap));
+        let shared = Arc::new(Shared::new(
+            registry.layout().clone(),
+            cap,
+            Some(registry.modified.clone()),
+        ));
         CgroupCollector {
             registry,
             procfs,

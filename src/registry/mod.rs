@@ -19,12 +19,77 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::cgroupfs::fdcache::FastHash;
 use crate::cgroupfs::{CgroupPath, HierarchyId, Layout};
 use crate::glob::Glob;
 use crate::kubernetes::path::{self as labels, PathLabels};
 
 /// Defined with the layout it indexes; re-exported for the registry's users.
 pub use crate::cgroupfs::HierarchySet;
+
+/// Per watched v1 cgroup directory, a stamp that changes whenever a file
+/// in it is written (`IN_MODIFY` on the directory's watch), the watch is
+/// (re)made, or events may have been missed. The reader keeps a cgroup's
+/// limits and settings while the stamp it read them under is unchanged: a
+/// setting changes only when something writes it, and that write is an
+/// `IN_MODIFY` the next scrape applies before it reads.
+///
+/// Only v1 hierarchies carry `IN_MODIFY`: on cgroup2 the kernel itself
+/// notifies `memory.events`, `cgroup.events` and the like on every
+/// change, which would flood the inotify queue of a node under memory
+/// pressure; v2 settings are read every scrape. A directory without a stamp
+/// (not watched: deeper than `max_depth`, watch limit reached) has its
+/// settings read every scrape.
+#[derive(Debug, Default)]
+pub struct Modified {
+    next: AtomicU64,
+    stamps: Mutex<std::collections::HashMap<(HierarchyId, CgroupPath), u64, FastHash>>,
+}
+
+impl Modified {
+    fn lock(
+        &self,
+    ) -> MutexGuard<'_, std::collections::HashMap<(HierarchyId, CgroupPath), u64, FastHash>> {
+        self.stamps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The directory's current stamp; `None`: not watched for writes.
+    pub fn stamp(&self, h: HierarchyId, cg: &CgroupPath) -> Option<u64> {
+        self.lock().get(&(h, cg.clone())).copied()
+    }
+
+    /// A watch with `IN_MODIFY` was made on the directory.
+    pub(crate) fn watched(&self, h: HierarchyId, cg: &CgroupPath) {
+        let v = self.fresh();
+        self.lock().insert((h, cg.clone()), v);
+    }
+
+    /// A file in the directory was written.
+    pub(crate) fn touch(&self, h: HierarchyId, cg: &CgroupPath) {
+        let v = self.fresh();
+        if let Some(s) = self.lock().get_mut(&(h, cg.clone())) {
+            *s = v;
+        }
+    }
+
+    /// The directory's watch is gone.
+    pub(crate) fn unwatched(&self, h: HierarchyId, cg: &CgroupPath) {
+        self.lock().remove(&(h, cg.clone()));
+    }
+
+    /// Events may have been lost (queue overflow, a scrape that could not
+    /// apply them): every stamp changes.
+    pub fn touch_all(&self) {
+        let mut m = self.lock();
+        for s in m.values_mut() {
+            *s = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        }
+    }
+}
 
 /// One tracked cgroup. Everything the kernel does not change (its labels)
 /// is computed here once, not per scrape.
@@ -150,6 +215,8 @@ pub struct Registry {
     /// The running watcher, whose queued events a snapshot applies first.
     discovery: Mutex<Weak<watcher::Shared>>,
     pub stats: RegistryStats,
+    /// Write stamps of watched v1 directories, for the reader.
+    pub modified: Arc<Modified>,
 }
 
 impl Registry {
@@ -164,6 +231,7 @@ impl Registry {
             }),
             discovery: Mutex::new(Weak::new()),
             stats: RegistryStats::default(),
+            modified: Arc::new(Modified::default()),
         })
     }
 
@@ -206,6 +274,8 @@ impl Registry {
             .upgrade();
         if let Some(d) = discovery {
             if !d.apply_pending(self, Some(until)) {
+                // Writes may be queued unapplied: re-read every setting.
+                self.modified.touch_all();
                 debug!("a discovery walk is still running: snapshot taken without waiting for it");
             }
         }
@@ -426,6 +496,39 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_write_stamp_changes_on_every_write_rewatch_and_lost_event() {
+        let m = Modified::default();
+        let (h, cg) = (HierarchyId(1), CgroupPath::from_components(&["a", "b"]));
+        assert_eq!(
+            m.stamp(h, &cg),
+            None,
+            "not watched: settings read every scrape"
+        );
+        m.touch(h, &cg);
+        assert_eq!(
+            m.stamp(h, &cg),
+            None,
+            "a write to an unwatched directory adds nothing"
+        );
+        m.watched(h, &cg);
+        let s0 = m.stamp(h, &cg).expect("watched");
+        assert_eq!(m.stamp(h, &cg), Some(s0), "stable while nothing is written");
+        assert_eq!(m.stamp(HierarchyId(2), &cg), None, "per hierarchy");
+        m.touch(h, &cg);
+        let s1 = m.stamp(h, &cg).expect("watched");
+        assert_ne!(s0, s1);
+        m.touch_all();
+        let s2 = m.stamp(h, &cg).expect("watched");
+        assert!(s2 != s1 && s2 != s0);
+        // Removed and made again under the same name: a new stamp.
+        m.unwatched(h, &cg);
+        assert_eq!(m.stamp(h, &cg), None);
+        m.watched(h, &cg);
+        let s3 = m.stamp(h, &cg).expect("watched");
+        assert!(![s0, s1, s2].contains(&s3));
+    }
     use super::*;
     use crate::cgroupfs::layout::Hierarchy;
     use crate::cgroupfs::Mode;

@@ -308,12 +308,27 @@ impl Watched {
         let Some(watches) = self.watches.as_mut() else {
             return Ok(());
         };
-        let Some(root) = registry.layout().get(h).map(|h| h.root.clone()) else {
+        let Some((root, unified)) = registry
+            .layout()
+            .get(h)
+            .map(|h| (h.root.clone(), h.unified))
+        else {
             return Ok(());
         };
         let dir = root.join(cg.relative());
-        match watches.add(&dir, MASK) {
+        // v1 directories also report writes, for the reader's kept
+        // settings (see `Modified`); cgroup2 ones do not (kernel-notified
+        // files would flood the queue).
+        let mask = if unified {
+            MASK
+        } else {
+            MASK | WatchMask::MODIFY
+        };
+        match watches.add(&dir, mask) {
             Ok(wd) => {
+                if !unified {
+                    registry.modified.watched(h, cg);
+                }
                 self.by_wd
                     .insert(wd.get_watch_descriptor_id(), (h, cg.clone()));
                 self.by_path.insert((h, cg.clone()), wd);
@@ -368,6 +383,7 @@ impl Watched {
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
+            registry.modified.unwatched(k.0, &k.1);
             if let Some(wd) = self.by_path.remove(&k) {
                 self.by_wd.remove(&wd.get_watch_descriptor_id());
                 if let Some(w) = self.watches.as_mut() {
@@ -403,6 +419,7 @@ impl Watched {
     fn apply(&mut self, registry: &Registry, ev: &Event<&std::ffi::OsStr>) {
         if ev.mask.contains(EventMask::Q_OVERFLOW) {
             warn!("inotify queue overflowed: events lost, rescanning");
+            registry.modified.touch_all();
             self.rescan(registry, RescanReason::Overflow);
             return;
         }
@@ -414,6 +431,9 @@ impl Watched {
             return;
         }
         if !ev.mask.contains(EventMask::ISDIR) {
+            if ev.mask.contains(EventMask::MODIFY) {
+                registry.modified.touch(h, &parent);
+            }
             return;
         }
         let Some(name) = ev.name.and_then(|n| n.to_str()) else {
