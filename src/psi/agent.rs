@@ -97,7 +97,9 @@ pub(crate) struct Agent {
     oom_v1: HashMap<CgroupPath, (u64, AbortHandle)>,
     /// v1 watches of cgroups the registry dropped, by id: they report a
     /// last OOM kill (if any) and `Gone` by themselves.
-    oom_v1_leaving: HashMap<u64, AbortHandle>,
+    /// v1 OOM watches of removed cgroups, until their eventfd reports the
+    /// removal or their grace (`oom::RETIRE_GRACE`) ends.
+    oom_v1_leaving: HashMap<u64, (AbortHandle, Instant)>,
     oom_v2: Option<OomV2>,
     oom_v2_watched: HashSet<CgroupPath>,
     /// v2 watches of cgroups the registry dropped, until inotify ends them.
@@ -259,7 +261,7 @@ impl Agent {
         for (_, (_, abort)) in self.oom_v1.drain() {
             abort.abort();
         }
-        for (_, abort) in self.oom_v1_leaving.drain() {
+        for (_, (abort, _)) in self.oom_v1_leaving.drain() {
             abort.abort();
         }
         self.levels.stop();
@@ -326,8 +328,14 @@ impl Agent {
                     for alert in self.levels.untrack(&path) {
                         self.notifier.notify(&alert);
                     }
+                    // The watch normally ends within about a second, when
+                    // its eventfd reports the removal. The grace bounds it
+                    // anyway, so an eventfd that is never signalled (one
+                    // registered as the cgroup was going away) cannot pin
+                    // its descriptors forever.
                     if let Some((id, abort)) = self.oom_v1.remove(&path) {
-                        self.oom_v1_leaving.insert(id, abort);
+                        let until = Instant::now() + crate::psi::oom::RETIRE_GRACE;
+                        self.oom_v1_leaving.insert(id, (abort, until));
                         self.oom_status(&path, false);
                     }
                 }
@@ -793,10 +801,16 @@ impl Agent {
             .chain(self.limits.deadline())
             .min()
             .map(Instant::from_std);
-        [resolve, self.next_resend, self.next_hidden_retry]
-            .into_iter()
-            .flatten()
-            .min()
+        let v1_leaving = self.oom_v1_leaving.values().map(|(_, until)| *until).min();
+        [
+            resolve,
+            self.next_resend,
+            self.next_hidden_retry,
+            v1_leaving,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_tick(&mut self) {
@@ -804,6 +818,15 @@ impl Agent {
         if self.next_hidden_retry.is_some_and(|t| t <= now) {
             self.retry_hidden();
         }
+        self.oom_v1_leaving.retain(|_, (abort, until)| {
+            let keep = *until > now;
+            if !keep {
+                // Dropping the task closes its eventfd and
+                // memory.oom_control.
+                abort.abort();
+            }
+            keep
+        });
         let keys: Vec<Key> = self
             .armed
             .iter()
@@ -950,7 +973,7 @@ impl Agent {
             abort.abort();
             status_lock(&self.status).oom_watched.remove(p.as_str());
         }
-        for (_, abort) in self.oom_v1_leaving.drain() {
+        for (_, (abort, _)) in self.oom_v1_leaving.drain() {
             abort.abort();
         }
         self.oom_v2 = None;
