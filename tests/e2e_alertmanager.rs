@@ -116,15 +116,7 @@ alerting:
         cg = cg.path(),
         am = am.url()
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let metrics = PsiMetrics::new();
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        metrics.clone(),
-        CancellationToken::new(),
-    );
+    let (agent, metrics, _tx) = start_agent(&registry, cfg);
     wait_for(Duration::from_secs(2), || {
         (agent.armed().len() == 2).then_some(())
     })
@@ -266,15 +258,7 @@ alerting:
         cg = cg.path(),
         am = am.url()
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let metrics = PsiMetrics::new();
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        metrics.clone(),
-        CancellationToken::new(),
-    );
+    let (agent, metrics, _tx) = start_agent(&registry, cfg);
     wait_for(Duration::from_secs(2), || {
         (agent.armed().len() == 1).then_some(())
     })
@@ -475,14 +459,7 @@ alerting:
         am = am.url(),
         hook = hook.url
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        PsiMetrics::new(),
-        CancellationToken::new(),
-    );
+    let (agent, _metrics, _tx) = start_agent(&registry, cfg);
     wait_for(Duration::from_secs(2), || {
         (agent.armed().len() == 1).then_some(())
     })
@@ -773,14 +750,7 @@ alerting:
         cg = pod.path(),
         am = am.url()
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        PsiMetrics::new(),
-        CancellationToken::new(),
-    );
+    let (agent, _metrics, _tx) = start_agent(&registry, cfg);
     wait_for(Duration::from_secs(2), || {
         (agent.armed().len() == 1).then_some(())
     })

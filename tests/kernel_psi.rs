@@ -5,17 +5,14 @@
 #[path = "support_psi/mod.rs"]
 mod support_psi;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cgroup_psi_exporter::config::{Config, PsiKind};
+use cgroup_psi_exporter::psi;
 use cgroup_psi_exporter::psi::trigger::{Trigger, TriggerError, TriggerEvent, TriggerSpec};
-use cgroup_psi_exporter::psi::{self, PsiMetrics};
 use support_psi::capture::Capture;
 use support_psi::*;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 fn spec(window_us: u64) -> TriggerSpec {
     TriggerSpec {
@@ -97,16 +94,7 @@ async fn rule_glob_arms_new_cgroups_fast_and_gone_ones_cost_no_cpu() {
         "psi:\n  rules:\n    - name: lat\n      cgroups: ['{}/*']\n      resource: memory\n      threshold: 150ms\n      window: 2s\nalerting:\n  oom_kills: false\n",
         parent.path()
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let metrics = PsiMetrics::new();
-    let token = CancellationToken::new();
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        metrics.clone(),
-        token.clone(),
-    );
+    let (agent, metrics, _tx) = start_agent(&registry, cfg);
 
     // CGPE_PSI_ARM_N=1000 measures with more cgroups.
     let n_env = std::env::var("CGPE_PSI_ARM_N")
@@ -161,10 +149,7 @@ async fn rule_glob_arms_new_cgroups_fast_and_gone_ones_cost_no_cpu() {
         t0.elapsed()
     );
     assert!(cpu < Duration::from_millis(150), "idle agent used {cpu:?}");
-    let mut text = String::new();
-    let mut reg = prometheus_client::registry::Registry::default();
-    metrics.register_metrics(&mut reg);
-    prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
+    let text = metrics_text(&metrics);
     assert!(
         text.contains("psi_triggers_armed{rule=\"lat\"} 0"),
         "{text}"
@@ -199,16 +184,7 @@ async fn a_trigger_on_hidden_pressure_files_waits_for_them_and_arms_when_back() 
         "psi:\n  rules:\n    - name: hide\n      cgroups: ['{}/*']\n      resource: memory\n      threshold: 150ms\n      window: 2s\nalerting:\n  oom_kills: false\n",
         parent.path()
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let metrics = PsiMetrics::new();
-    let token = CancellationToken::new();
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        metrics.clone(),
-        token.clone(),
-    );
+    let (agent, metrics, _tx) = start_agent(&registry, cfg);
     registry.add(uid, &hider.path());
     registry.add(uid, &sibling.path());
     let armed_on = |agent: &psi::AgentHandle| {
@@ -231,13 +207,7 @@ async fn a_trigger_on_hidden_pressure_files_waits_for_them_and_arms_when_back() 
     })
     .await
     .expect("the hider's trigger dropped, the sibling's kept");
-    let encode = || {
-        let mut text = String::new();
-        let mut reg = prometheus_client::registry::Registry::default();
-        metrics.register_metrics(&mut reg);
-        prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
-        text
-    };
+    let encode = || metrics_text(&metrics);
     let text = encode();
     assert!(
         text.contains("psi_trigger_errors_total{rule=\"hide\",reason=\"hidden\"} 1"),
@@ -279,15 +249,7 @@ async fn oom_kill_in_a_memory_cgroup_sends_an_alert_at_once() {
         "alerting:\n  webhooks: ['{}']\n  oom_kills: true\n  timeout: 2s\n",
         hook.url
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let token = CancellationToken::new();
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        PsiMetrics::new(),
-        token.clone(),
-    );
+    let (agent, _metrics, _tx) = start_agent(&registry, cfg);
 
     let cg = TestCgroup::new(&unique("oom"), true);
     let (hier, watched) = match memory_id(&registry) {
@@ -382,14 +344,7 @@ async fn oom_kill_in_a_cgroup_removed_right_after_still_alerts_with_its_labels()
         "alerting:\n  webhooks: ['{}']\n  oom_kills: true\n  timeout: 2s\n",
         hook.url
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        PsiMetrics::new(),
-        CancellationToken::new(),
-    );
+    let (agent, _metrics, _tx) = start_agent(&registry, cfg);
     let uid = "dddd4444-0000-4000-8000-000000000004";
     let cid = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c";
     // `<x>-kubepods.slice/kubepods-pod<uid>.slice/cri-containerd-<id>.scope`
@@ -494,14 +449,7 @@ alerting:
         cg = cg.path(),
         hook = hook.url
     ));
-    let (_tx, rx) = watch::channel(cfg);
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        PsiMetrics::new(),
-        CancellationToken::new(),
-    );
+    let (agent, _metrics, _tx) = start_agent(&registry, cfg);
     let v1 = cg.v1.clone().expect("v1 memory dir");
     cg.limit_memory(32 << 20);
     std::fs::write(v1.join("memory.oom_control"), "1").expect("oom_kill_disable");

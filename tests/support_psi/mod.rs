@@ -17,7 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cgroup_psi_exporter::cgroupfs::{CgroupPath, Controller, HierarchyId, Layout};
+use cgroup_psi_exporter::config::Config;
+use cgroup_psi_exporter::psi::{self, AgentHandle, PsiMetrics};
 use cgroup_psi_exporter::registry::{Filter, Registry};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub const CGROUPFS: &str = "/sys/fs/cgroup";
 
@@ -371,4 +375,33 @@ pub fn process_cpu() -> Duration {
     let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
         + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
     Duration::from_millis(ticks * 10)
+}
+
+/// The PSI agent over `registry` with `cfg`, started as the app starts it
+/// (procfs at `/proc`). Returns its handle, its metrics, and the config
+/// sender: keep it alive (a closed channel means "no more reloads"), and
+/// send on it to reload.
+pub fn start_agent(
+    registry: &Arc<Registry>,
+    cfg: Arc<Config>,
+) -> (AgentHandle, Arc<PsiMetrics>, watch::Sender<Arc<Config>>) {
+    let (tx, rx) = watch::channel(cfg);
+    let metrics = PsiMetrics::new();
+    let agent = psi::spawn(
+        registry.clone(),
+        PathBuf::from("/proc"),
+        rx,
+        metrics.clone(),
+        CancellationToken::new(),
+    );
+    (agent, metrics, tx)
+}
+
+/// The agent's metrics in the Prometheus text format.
+pub fn metrics_text(metrics: &PsiMetrics) -> String {
+    let mut text = String::new();
+    let mut reg = prometheus_client::registry::Registry::default();
+    metrics.register_metrics(&mut reg);
+    prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
+    text
 }
