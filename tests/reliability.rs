@@ -165,27 +165,14 @@ fn a_bad_web_config_is_a_config_error_before_anything_listens() {
         // A server start fails the same way, without binding the port.
         let port = common::free_port();
         let addr = format!("127.0.0.1:{port}");
-        let mut child = Command::new(EXE)
+        let child = Command::new(EXE)
             .args(["--web.config.file", web, "--web.listen-address", &addr])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start");
-        let t0 = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                let _ = child.kill();
-                panic!("a bad web config did not stop the start");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
+        let (status, err) = common::exit_within(child, Duration::from_secs(10))
+            .expect("a bad web config did not stop the start");
         assert_eq!(status.code(), Some(64), "{err}");
         assert!(err.contains(want), "{want}: {err}");
         assert!(!err.contains("listening"), "{err}");

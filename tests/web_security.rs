@@ -253,27 +253,14 @@ fn refused(web: &Path, check: bool, key: &str, secret: &str) -> Result<(), Strin
     if check {
         cmd.arg("--check-config");
     }
-    let mut child = cmd
+    let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("run");
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if t0.elapsed() > Duration::from_secs(5) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("started instead of refusing".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some((status, err)) = common::exit_within(child, Duration::from_secs(5)) else {
+        return Err("started instead of refusing".into());
     };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
     if err.contains(secret) {
         return Err(format!("the hash was printed: {err}"));
     }

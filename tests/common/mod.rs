@@ -679,3 +679,28 @@ pub fn yaml_blocks(markdown: &str, sections: &[&str]) -> Vec<(usize, String)> {
     }
     out
 }
+
+/// Waits up to `timeout` for `child` to exit and returns its status and
+/// stderr (piped). A child still running then is killed: `None`.
+pub fn exit_within(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> Option<(std::process::ExitStatus, String)> {
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().ok().flatten() {
+            break status;
+        }
+        if t0.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    Some((status, err))
+}
