@@ -90,6 +90,7 @@ pub mod logging;
     reason = "synchronous by design: /proc scans from the namespace collector, inside the scrape's spawn_blocking"
 )]
 pub mod namespaces;
+pub mod net;
 pub mod pem;
 #[allow(
     clippy::disallowed_methods,
@@ -101,4 +102,3 @@ pub mod psi;
     reason = "synchronous by design: discovery runs on its own OS thread (registry::watcher), and a scrape applies pending events inside its spawn_blocking"
 )]
 pub mod registry;
-pub mod tlsclient;

@@ -26,9 +26,13 @@ pub struct Listen {
 
 /// `alerting.external_url`, else the exporter's own address: the node
 /// name with the port (and scheme) it really listens on.
-pub(crate) fn generator_url(external_url: &str, listen: Option<Listen>, node: &str) -> String {
-    if !external_url.is_empty() {
-        return external_url.to_string();
+pub(crate) fn generator_url(
+    external_url: &Option<crate::config::HttpUrl>,
+    listen: Option<Listen>,
+    node: &str,
+) -> String {
+    if let Some(url) = external_url {
+        return url.as_str().to_string();
     }
     let (scheme, port) = match listen {
         Some(l) => (if l.https { "https" } else { "http" }, l.port),

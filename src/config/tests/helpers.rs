@@ -1,4 +1,5 @@
-//! Helpers: templates, URLs, the capability probe, YAML round trips.
+//! Helpers: templates, the capability probe, YAML round trips. (The URL
+//! parser's own tests are in `net::url`.)
 
 use super::*;
 
@@ -20,44 +21,6 @@ fn render_template_fills_known_and_keeps_unknown() {
         render_template("é {{ cgroup }} ü", &vars),
         "é /kubepods.slice ü"
     );
-}
-
-#[test]
-fn http_urls_are_parsed() {
-    let u = parse_http_url("http://alertmanager:9093").unwrap();
-    assert_eq!(
-        (u.scheme, u.host, u.port, u.path),
-        ("http", "alertmanager", Some(9093), "")
-    );
-    let u = parse_http_url("HTTPS://[::1]:8443/hook?t=1").unwrap();
-    assert_eq!(
-        (u.scheme, u.host, u.port, u.path),
-        ("https", "::1", Some(8443), "/hook?t=1")
-    );
-    let u = parse_http_url("https://am.example.com/prefix/").unwrap();
-    assert_eq!(
-        (u.host, u.port, u.path),
-        ("am.example.com", None, "/prefix/")
-    );
-    for (bad, why) in [
-        ("alertmanager:9093", "expected a URL"),
-        ("ftp://x", "not http or https"),
-        ("http://", "missing host"),
-        ("http://:80", "missing host"),
-        ("http://a:0", "invalid port"),
-        ("http://a:", "invalid port"),
-        ("http://a:+80", "invalid port"),
-        ("http://a b", "whitespace"),
-        ("http://a/#x", "fragments"),
-        ("http://u@a", "credentials"),
-        ("http://[::1", "unclosed"),
-        ("http://[zz]", "invalid IPv6"),
-        ("http://[::1]x", "expected \":port\""),
-        ("http://a%b", "invalid host"),
-    ] {
-        let err = parse_http_url(bad).unwrap_err();
-        assert!(err.contains(why), "{bad}: {err}");
-    }
 }
 
 #[test]
