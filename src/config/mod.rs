@@ -8,12 +8,15 @@
 //!   shared with `--web.config.file`;
 //! - [`template`]: the annotation template language (checked here, rendered
 //!   by the PSI agent);
+//! - [`watch`]: the config in force, handed to every consumer, and the one
+//!   reload path;
 //! - receiver URLs are [`HttpUrl`]s, checked as they are deserialized;
 //!   `kubernetes.kubelet_url` is resolved by [`KubernetesConfig::kubelet_url`].
 
 mod diagnostics;
 mod template;
 mod validate;
+pub mod watch;
 
 pub(crate) use diagnostics::yaml_error;
 pub use template::{render_template, TEMPLATE_PLACEHOLDERS};
@@ -31,6 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::net::HttpUrl;
+pub use watch::{Companion, Refused, Watch};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
