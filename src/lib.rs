@@ -32,9 +32,10 @@
 //!      never the threads that collect and encode;
 //!    - the web config: reloaded by a task that stats and loads its files
 //!      in `spawn_blocking` once a second (`http::tls::LiveWebConfig`); a
-//!      request only clones an `Arc`;
-//!    - `POST /-/reload` and `SIGHUP`: the config file is loaded in
-//!      `spawn_blocking`;
+//!      request only clones an `Arc` from its watch channel;
+//!    - `POST /-/reload` and `SIGHUP`: one reload path
+//!      (`config::Watch::reload`), run in `spawn_blocking`, loads the web
+//!      config and the config file;
 //!    - discovery: its own OS thread, `cgpe-discovery`, blocked in `poll(2)`
 //!      on inotify (`registry::watcher`); a scrape applies the events queued
 //!      before it from inside its own `spawn_blocking`;
