@@ -61,13 +61,17 @@ fn to_yaml_round_trips_defaults() {
 #[test]
 fn to_yaml_round_trips_a_full_config() {
     let text = rule_with(
-            "      kind: full\n      window: 4s\n      resolve_after: 1m 30s\n      labels: {severity: page}\n      annotations: {summary: \"{{ cgroup }} stalls\"}\ncgroups:\n  include: [\"/kubepods.slice/**\"]\n  exclude: [\"**/*.mount\"]\n  max_depth: 6\nmetrics:\n  disable: [cgroup_memory_stat_bytes]\nalerting:\n  alertmanagers: [\"http://am:9093\"]\n  webhooks: [\"https://hook/x\"]\n  timeout: 1500ms\n  queue_capacity: 10\nkubernetes:\n  kubelet_url: \"https://127.0.0.1:10250\"\n  insecure_skip_verify: true\n",
+            "      kind: full\n      window: 4s\n      resolve_after: 1m 30s\n      labels: {severity: page}\n      annotations: {summary: \"{{ cgroup }} stalls\"}\ncgroups:\n  include: [\"/kubepods.slice/**\"]\n  exclude: [\"**/*.mount\"]\n  max_depth: 6\nmetrics:\n  disable: [cgroup_memory_stat_bytes]\nalerting:\n  alertmanagers: [\"http://am:9093\"]\n  webhooks: [\"https://hook/x\"]\n  timeout: 1500ms\n  queue_capacity: 10\n  external_url: \"https://exporter.example:9753/\"\nkubernetes:\n  kubelet_url: \"https://127.0.0.1:10250\"\n  insecure_skip_verify: true\n",
         );
     let cfg = assert_valid(&text, &strict());
     assert_eq!(cfg.psi.rules[0].resolve_after, Duration::from_secs(90));
     let yaml = cfg.to_yaml();
     assert!(yaml.contains("threshold: 150ms"), "{yaml}");
     assert!(yaml.contains("timeout: 1s 500ms"), "{yaml}");
+    assert!(
+        yaml.contains("external_url: https://exporter.example:9753/"),
+        "{yaml}"
+    );
     let again = assert_valid(&yaml, &strict());
     assert_eq!(again, cfg);
     assert_eq!(again.to_yaml(), yaml);
