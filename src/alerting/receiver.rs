@@ -188,11 +188,13 @@ async fn run(
     let mut attempt: u32 = 0;
     let mut pacer = Pacer::default();
     loop {
-        let (batch, queued, oldest) = {
+        // Every push wakes this loop: look at the queue's size and age
+        // only, and copy the batch out once it goes.
+        let (queued, oldest) = {
             let q = shared.lock();
-            (q.peek_batch(BATCH), q.len(), q.oldest())
+            (q.len(), q.oldest())
         };
-        let Some(oldest) = oldest.filter(|_| !batch.is_empty()) else {
+        let Some(oldest) = oldest else {
             if shared.closing.load(Ordering::SeqCst) {
                 return;
             }
@@ -212,6 +214,7 @@ async fn run(
             continue;
         }
         pacer.sent(now.into_std());
+        let batch = shared.lock().peek_batch(BATCH);
         let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
         let alerts: Vec<Alert> = batch.into_iter().map(|(_, a)| a).collect();
         let n = alerts.len() as u64;
