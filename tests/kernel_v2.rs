@@ -905,6 +905,18 @@ fn episodes(hook: &Capture, alertname: &str, cgroup: &str) -> (Vec<String>, usiz
     (starts, resolved)
 }
 
+/// The last `status` state of `alertname` for `cgroup` at the receiver.
+fn last_state(hook: &Capture, alertname: &str, cgroup: &str, status: &str) -> serde_json::Value {
+    hook.alerts()
+        .into_iter()
+        .rfind(|x| {
+            x["labels"]["alertname"] == alertname
+                && x["labels"]["cgroup"] == cgroup
+                && x["status"] == status
+        })
+        .unwrap_or_else(|| panic!("a {status} {alertname} for {cgroup}"))
+}
+
 /// One episode at a memory limit: page cache read through `cg` for `secs`
 /// (a 64 MiB file, its cache dropped first, re-read by two readers), so
 /// the kernel reclaims at the limit over and over.
@@ -992,16 +1004,7 @@ async fn memory_high_and_max_alert_once_per_episode_as_memory_events_count() {
                 );
                 // The resolve ends the alert `hold_off` after the last
                 // increase, which came after the first.
-                let ended = a
-                    .hook
-                    .alerts()
-                    .into_iter()
-                    .rfind(|x| {
-                        x["labels"]["alertname"] == alertname
-                            && x["labels"]["cgroup"] == want.as_str()
-                            && x["status"] == "resolved"
-                    })
-                    .expect("the resolved state");
+                let ended = last_state(&a.hook, alertname, &want, "resolved");
                 let time = |k: &str| {
                     ended[k]
                         .as_str()
@@ -1015,16 +1018,7 @@ async fn memory_high_and_max_alert_once_per_episode_as_memory_events_count() {
                     lasted >= hold_off,
                     "resolved {lasted:?} after it started, the hold-off is {hold_off:?}"
                 );
-                let alert = a
-                    .hook
-                    .alerts()
-                    .into_iter()
-                    .rfind(|x| {
-                        x["labels"]["alertname"] == alertname
-                            && x["labels"]["cgroup"] == want.as_str()
-                            && x["status"] == "firing"
-                    })
-                    .expect("the firing state");
+                let alert = last_state(&a.hook, alertname, &want, "firing");
                 let at_start: f64 = alert["annotations"][counter]
                     .as_str()
                     .and_then(|v| v.parse().ok())
