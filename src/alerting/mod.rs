@@ -8,6 +8,7 @@
 //! nothing is lost unless more distinct alerts pile up than the queue holds
 //! (those drops are counted).
 
+mod pacing;
 pub mod payload;
 pub mod queue;
 mod receiver;

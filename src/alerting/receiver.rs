@@ -12,24 +12,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::pacing::{Pacer, BATCH};
 use super::payload;
 use super::queue::AlertQueue;
 use super::{Alert, AlertingMetrics, ReceiverLabels};
 use crate::net::{ClientTls, HttpClient, HttpUrl, Limits, SendError as NetError};
 
-/// At most this many alerts per request.
-const BATCH: usize = 64;
-/// After a request, the next one waits at least this long unless a full
-/// batch is ready, so alerts arriving together share a request; a first
-/// alert after a quiet spell is sent at once.
-const PACING: Duration = Duration::from_millis(100);
-/// In a storm (every pod's rule firing over a few seconds, at most one
-/// event per trigger window each), requests are spaced this far apart once
-/// [`STORM_POSTS`] went out within [`STORM_SPAN`]: a thousand alerts then
-/// take ~20 requests, each at most a second late, instead of hundreds.
-const STORM_PACING: Duration = Duration::from_secs(1);
-const STORM_POSTS: usize = 4;
-const STORM_SPAN: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Kept short so a receiver that comes back (an Alertmanager restart) gets
 /// the queue within seconds.
@@ -132,7 +120,7 @@ impl Receiver {
     pub fn push(&self, alert: Alert) {
         let (out, len) = {
             let mut q = self.shared.lock();
-            let out = q.push(alert);
+            let out = q.push(alert, tokio::time::Instant::now().into_std());
             (out, q.len())
         };
         if out.dropped > 0 {
@@ -186,10 +174,15 @@ enum SendError {
 async fn run(shared: Arc<Shared>, kind: ReceiverKind, target: Uri, client: HttpClient) {
     let mut jitter = Jitter::seeded();
     let mut attempt: u32 = 0;
-    let mut recent: std::collections::VecDeque<tokio::time::Instant> = Default::default();
+    let mut pacer = Pacer::default();
     loop {
-        let batch = shared.lock().peek_batch(BATCH);
-        if batch.is_empty() {
+        // Every push wakes this loop: look at the queue's size and age
+        // only, and copy the batch out once it goes.
+        let (queued, oldest) = {
+            let q = shared.lock();
+            (q.len(), q.oldest())
+        };
+        let Some(oldest) = oldest else {
             if shared.closing.load(Ordering::SeqCst) {
                 return;
             }
@@ -197,29 +190,19 @@ async fn run(shared: Arc<Shared>, kind: ReceiverKind, target: Uri, client: HttpC
             // is lost between the peek and here.
             shared.wake.notified().await;
             continue;
-        }
-        let now = tokio::time::Instant::now();
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > STORM_SPAN)
-        {
-            recent.pop_front();
-        }
-        let pacing = if recent.len() >= STORM_POSTS {
-            STORM_PACING
-        } else {
-            PACING
         };
-        if let Some(ready) = recent.back().map(|t| *t + pacing) {
-            if batch.len() < BATCH
-                && !shared.closing.load(Ordering::SeqCst)
-                && tokio::time::Instant::now() < ready
-            {
-                tokio::time::sleep_until(ready).await;
-                continue;
+        let now = tokio::time::Instant::now();
+        let due = tokio::time::Instant::from_std(pacer.due(now.into_std(), queued, oldest));
+        if due > now && !shared.closing.load(Ordering::SeqCst) {
+            // Until due, or until a push (a batch may be full now) or close.
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = shared.wake.notified() => {}
             }
+            continue;
         }
-        recent.push_back(tokio::time::Instant::now());
+        pacer.sent(now.into_std());
+        let batch = shared.lock().peek_batch(BATCH);
         let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
         let alerts: Vec<Alert> = batch.into_iter().map(|(_, a)| a).collect();
         let n = alerts.len() as u64;
