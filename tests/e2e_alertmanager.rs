@@ -4,7 +4,7 @@
 //! otherwise (fails instead when `CGPE_REQUIRE_KERNEL=1` or `CI=true`).
 //! Cases run one at a time (they share the machine's memory).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::Arc;

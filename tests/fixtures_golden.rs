@@ -2,7 +2,7 @@
 //! cgroupfs/procfs of each layout, compared with `tests/golden/<layout>.prom`.
 //! `UPDATE_GOLDEN=1 cargo test --test fixtures_golden` rewrites the goldens.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

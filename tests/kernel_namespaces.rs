@@ -7,7 +7,6 @@
 //! instead when `CGPE_REQUIRE_KERNEL=1` or `CI=true`: CI never skips.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,24 +18,16 @@ use cgroup_psi_exporter::namespaces::{NamespaceCollector, NsType};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
+use crate::common;
+
 const CGROUPFS: &str = "/sys/fs/cgroup";
 const PROCFS: &str = "/proc";
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// Prints the reason and returns `true` (the caller returns), or panics
-/// when skipping is forbidden.
+/// `common::skip`, then `true` (the caller returns).
 fn skip(reason: &str) -> bool {
-    let required = std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    if required {
-        panic!(
-            "kernel test cannot run and skipping is forbidden (CGPE_REQUIRE_KERNEL/CI): {reason}"
-        );
-    }
-    // Straight to stderr, not `eprintln!`: the test harness captures the
-    // macros, and a skip must be visible without `--nocapture`.
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+    common::skip(reason);
     true
 }
 
@@ -58,6 +49,7 @@ fn on_path(tool: &str) -> bool {
 
 /// Why this machine cannot run the test, if it cannot.
 fn missing_prerequisite(tools: &[&str]) -> Option<String> {
+    common::gate::enter();
     if !is_root() {
         return Some("not root".into());
     }

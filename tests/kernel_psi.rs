@@ -2,7 +2,7 @@
 //! print `skipped: <reason>` otherwise, and fail instead when
 //! `CGPE_REQUIRE_KERNEL=1` or `CI=true`).
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! the v2 column of docs/metrics.md, written out independently of the
 //! exporter's parsers.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! at test time (tests/common/pki.rs) and are skipped, with the reason
 //! printed, without it; in CI that is a failure.
 
-mod common;
+use crate::common;
 
 use common::pki;
 

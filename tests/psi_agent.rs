@@ -2,7 +2,7 @@
 //! inotify on `memory.events` (cgroup v2), trigger errors counted, reload
 //! of `oom_kills`. No root needed: inotify works on any filesystem.
 
-mod common;
+use crate::common;
 
 use common::capture;
 

@@ -1,7 +1,7 @@
 //! Alert delivery against a local HTTP receiver: retries, the keyed
 //! bounded queue, drops, and the shutdown flush. No kernel needed.
 
-mod common;
+use crate::common;
 
 use common::{capture, pki};
 

@@ -10,6 +10,10 @@
 //! while tests of another file are inside, and leaves when its thread ends
 //! (libtest runs every test on a thread of its own). Tests of the same
 //! file still run side by side, as before.
+//!
+//! A kernel test enters through the check it starts with
+//! (`kernel_unavailable`, `v2_unavailable`, `kernel_ok`), or by calling
+//! `enter` itself when it has a check of its own (kernel_namespaces).
 
 use std::cell::RefCell;
 use std::sync::{Condvar, Mutex};

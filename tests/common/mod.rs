@@ -9,7 +9,7 @@ mod agent;
 pub mod alertmanager;
 pub mod capture;
 pub mod fixtures;
-mod gate;
+pub mod gate;
 pub mod pager;
 pub mod pki;
 pub mod pressure;
