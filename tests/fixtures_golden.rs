@@ -1,6 +1,6 @@
 //! Whole-exposition regressions: the exporter run with `--once` on a fake
 //! cgroupfs/procfs of each layout, compared with `tests/golden/<layout>.prom`.
-//! `UPDATE_GOLDEN=1 cargo test --test fixtures_golden` rewrites the goldens.
+//! `UPDATE_GOLDEN=1 cargo test --test fixture fixtures_golden::` rewrites the goldens.
 
 use crate::common;
 

@@ -331,7 +331,7 @@ fn user_namespace_root_mapping_is_reported() {
 /// Not a timed test: it measures and prints the scan cost, and asserts only
 /// that a warm scan reads (almost) nothing. For the figures in
 /// docs/namespaces.md run, as root:
-/// `CGPE_NS_BENCH_PROCS=3000 cargo test --release --test kernel_namespaces scan_cost -- --nocapture`
+/// `CGPE_NS_BENCH_PROCS=3000 cargo test --release --test kernel kernel_namespaces::scan_cost -- --nocapture`
 #[test]
 fn scan_cost_cold_and_warm() {
     if let Some(reason) = missing_prerequisite(&["sleep"]) {
