@@ -15,13 +15,11 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/support_psi/pager.rs"]
-mod pager;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{pressure, KernelCgroup};
+use common::{pager, pressure, KernelCgroup};
 
 struct Proc(Child);
 

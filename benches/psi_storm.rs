@@ -16,15 +16,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/support_psi/pager.rs"]
-mod pager;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::KernelCgroup;
+use common::{pager, KernelCgroup};
 
 struct Proc(Child);
 

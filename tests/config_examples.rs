@@ -2,7 +2,7 @@
 //! context (no CAP_SYS_RESOURCE, as in a hardened DaemonSet), so what users
 //! copy from `examples/` works as is.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,7 @@
 //! Discovery on plain folders (inotify works on tmpfs/ext4 too): after every
 //! step the registry must equal a fresh walk of the tree.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

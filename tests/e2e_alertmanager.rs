@@ -4,8 +4,7 @@
 //! otherwise (fails instead when `CGPE_REQUIRE_KERNEL=1` or `CI=true`).
 //! Cases run one at a time (they share the machine's memory).
 
-#[path = "support_psi/mod.rs"]
-mod support_psi;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use cgroup_psi_exporter::config::Config;
 use cgroup_psi_exporter::psi::{self, ArmedInfo, PsiMetrics};
+use common::alertmanager::{self, Alertmanager};
+use common::capture::Capture;
+use common::*;
 use serde_json::Value;
-use support_psi::alertmanager::{self, Alertmanager};
-use support_psi::capture::Capture;
-use support_psi::*;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -606,8 +605,8 @@ fn shipped_route_pages_a_pod_together_and_never_holds_back_another_pod() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
-    let pager = support_psi::pager::Pager::start();
-    let am = Alertmanager::start_with(tmp.path(), &support_psi::pager::shipped_route(&pager.url));
+    let pager = common::pager::Pager::start();
+    let am = Alertmanager::start_with(tmp.path(), &common::pager::shipped_route(&pager.url));
     let (a, b) = (
         "aaaa1111-0000-4000-8000-000000000001",
         "bbbb2222-0000-4000-8000-000000000002",
@@ -710,8 +709,8 @@ async fn pressure_pages_through_the_shipped_route() {
     let _serial = serial().await;
     sweep();
     let tmp = tempfile::tempdir().expect("tmp");
-    let pager = support_psi::pager::Pager::start();
-    let am = Alertmanager::start_with(tmp.path(), &support_psi::pager::shipped_route(&pager.url));
+    let pager = common::pager::Pager::start();
+    let am = Alertmanager::start_with(tmp.path(), &common::pager::shipped_route(&pager.url));
     let uid = "cccc3333-0000-4000-8000-000000000003";
     // `<anything>-kubepods.slice/kubepods-pod<uid>.slice`: a guaranteed pod.
     let pod = TestCgroup::new(

@@ -4,7 +4,7 @@
 //! exposition passes `promtool check metrics`; and the dashboards' queries
 //! return data while a cgroup is under real memory pressure. Needs root.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
 //! Whole-exposition regressions: the exporter run with `--once` on a fake
 //! cgroupfs/procfs of each layout, compared with `tests/golden/<layout>.prom`.
-//! `UPDATE_GOLDEN=1 cargo test --test fixtures_golden` rewrites the goldens.
+//! `UPDATE_GOLDEN=1 cargo test --test fixture fixtures_golden::` rewrites the goldens.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -7,7 +7,7 @@
 //!
 //! Each property runs 2000 cases by default so the suite stays fast; set
 //! `PROPTEST_CASES` to run more (`PROPTEST_CASES=200000 cargo test --release
-//! --test fuzz_parsers`).
+//! --test fixture fuzz_parsers::`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

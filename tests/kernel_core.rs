@@ -2,7 +2,7 @@
 //! memory inside it, limits set; the exporter's `/metrics` must agree with
 //! the kernel's own files. Needs root (see `common::skip`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

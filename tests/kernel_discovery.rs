@@ -3,7 +3,7 @@
 //! inotify watches and memory flat; a scrape lists no cgroup directory; the
 //! watch limit degrades to periodic rescans. Needs root.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

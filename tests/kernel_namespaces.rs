@@ -7,7 +7,6 @@
 //! instead when `CGPE_REQUIRE_KERNEL=1` or `CI=true`: CI never skips.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,24 +18,16 @@ use cgroup_psi_exporter::namespaces::{NamespaceCollector, NsType};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::registry::Registry;
 
+use crate::common;
+
 const CGROUPFS: &str = "/sys/fs/cgroup";
 const PROCFS: &str = "/proc";
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
-/// Prints the reason and returns `true` (the caller returns), or panics
-/// when skipping is forbidden.
+/// `common::skip`, then `true` (the caller returns).
 fn skip(reason: &str) -> bool {
-    let required = std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true");
-    if required {
-        panic!(
-            "kernel test cannot run and skipping is forbidden (CGPE_REQUIRE_KERNEL/CI): {reason}"
-        );
-    }
-    // Straight to stderr, not `eprintln!`: the test harness captures the
-    // macros, and a skip must be visible without `--nocapture`.
-    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+    common::skip(reason);
     true
 }
 
@@ -58,6 +49,7 @@ fn on_path(tool: &str) -> bool {
 
 /// Why this machine cannot run the test, if it cannot.
 fn missing_prerequisite(tools: &[&str]) -> Option<String> {
+    common::gate::enter();
     if !is_root() {
         return Some("not root".into());
     }
@@ -339,7 +331,7 @@ fn user_namespace_root_mapping_is_reported() {
 /// Not a timed test: it measures and prints the scan cost, and asserts only
 /// that a warm scan reads (almost) nothing. For the figures in
 /// docs/namespaces.md run, as root:
-/// `CGPE_NS_BENCH_PROCS=3000 cargo test --release --test kernel_namespaces scan_cost -- --nocapture`
+/// `CGPE_NS_BENCH_PROCS=3000 cargo test --release --test kernel kernel_namespaces::scan_cost -- --nocapture`
 #[test]
 fn scan_cost_cold_and_warm() {
     if let Some(reason) = missing_prerequisite(&["sleep"]) {

@@ -7,7 +7,7 @@
 //!   refused (ptrace access check) and counted, not fatal;
 //! - `CAP_SYS_PTRACE` + `CAP_DAC_READ_SEARCH`: namespaces are read too.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -2,8 +2,7 @@
 //! print `skipped: <reason>` otherwise, and fail instead when
 //! `CGPE_REQUIRE_KERNEL=1` or `CI=true`).
 
-#[path = "support_psi/mod.rs"]
-mod support_psi;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +10,8 @@ use std::time::{Duration, Instant};
 use cgroup_psi_exporter::config::{Config, PsiKind};
 use cgroup_psi_exporter::psi;
 use cgroup_psi_exporter::psi::trigger::{Trigger, TriggerError, TriggerEvent, TriggerSpec};
-use support_psi::capture::Capture;
-use support_psi::*;
+use common::capture::Capture;
+use common::*;
 
 fn spec(window_us: u64) -> TriggerSpec {
     TriggerSpec {

@@ -8,9 +8,7 @@
 //! the v2 column of docs/metrics.md, written out independently of the
 //! exporter's parsers.
 
-mod common;
-#[path = "support_psi/mod.rs"]
-mod support_psi;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,8 +18,8 @@ use std::time::{Duration, Instant};
 use cgroup_psi_exporter::config::{Config, PsiKind};
 use cgroup_psi_exporter::psi::trigger::{Trigger, TriggerError, TriggerEvent, TriggerSpec};
 use cgroup_psi_exporter::psi::{self, PsiMetrics};
+use common::capture::Capture;
 use common::{ExporterProcess, Exposition, KernelCgroup};
-use support_psi::capture::Capture;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -690,8 +688,8 @@ fn config(yaml: &str) -> Arc<Config> {
 async fn a_500ms_window_is_accepted_with_cap_sys_resource_and_fires_under_real_pressure() {
     require_v2!();
     {
-        support_psi::sweep();
-        let cg = support_psi::TestCgroup::new(&support_psi::unique("w500"), true);
+        common::sweep();
+        let cg = common::TestCgroup::new(&common::unique("w500"), true);
         let file = cg.v2.join("memory.pressure");
         let spec = |window_us| TriggerSpec {
             kind: PsiKind::Some,
@@ -706,8 +704,8 @@ async fn a_500ms_window_is_accepted_with_cap_sys_resource_and_fires_under_real_p
 
         // The agent with a 500 ms rule delivers to a receiver.
         let hook = Capture::start().await;
-        let registry = support_psi::registry();
-        let uid = support_psi::unified_id(&registry);
+        let registry = common::registry();
+        let uid = common::unified_id(&registry);
         let cfg = config(&format!(
             "psi:\n  rules:\n    - name: V2Pressure500ms\n      cgroups: ['{}']\n      resource: memory\n      threshold: 50ms\n      window: 500ms\nalerting:\n  webhooks: ['{}']\n  oom_kills: false\n  timeout: 2s\n",
             cg.path(),
@@ -724,7 +722,7 @@ async fn a_500ms_window_is_accepted_with_cap_sys_resource_and_fires_under_real_p
         );
         registry.add(uid, &cg.path());
         let want = cg.path().to_string();
-        support_psi::wait_for(Duration::from_secs(5), || {
+        common::wait_for(Duration::from_secs(5), || {
             agent.armed().iter().any(|a| a.cgroup == want).then_some(())
         })
         .await
@@ -733,7 +731,7 @@ async fn a_500ms_window_is_accepted_with_cap_sys_resource_and_fires_under_real_p
         let t = Trigger::arm(&file, &spec(500_000))
             .expect("a 500 ms window is accepted as root in the VM");
         let t0 = Instant::now();
-        let pressure = support_psi::Pressure::start(&cg, 90);
+        let pressure = common::Pressure::start(&cg, 90);
         let ev = tokio::time::timeout(Duration::from_secs(90), t.next())
             .await
             .expect("the 500 ms trigger fired under real memory pressure")
@@ -743,7 +741,7 @@ async fn a_500ms_window_is_accepted_with_cap_sys_resource_and_fires_under_real_p
             "500 ms trigger fired {:?} after pressure started",
             t0.elapsed()
         );
-        let alert = support_psi::wait_for(Duration::from_secs(60), || {
+        let alert = common::wait_for(Duration::from_secs(60), || {
             hook.alerts().into_iter().find(|a| {
                 a["labels"]["alertname"] == "V2Pressure500ms"
                     && a["labels"]["cgroup"] == want.as_str()
@@ -778,7 +776,7 @@ impl OomAgent {
     /// With `alerting` lines added to the receiver's.
     async fn start_with(alerting: &str) -> OomAgent {
         let hook = Capture::start().await;
-        let registry = support_psi::registry();
+        let registry = common::registry();
         let cfg = config(&format!(
             "alerting:\n  webhooks: ['{}']\n  timeout: 2s\n{alerting}",
             hook.url
@@ -799,11 +797,11 @@ impl OomAgent {
         }
     }
 
-    async fn watch(&self, cg: &support_psi::TestCgroup) {
+    async fn watch(&self, cg: &common::TestCgroup) {
         self.registry
-            .add(support_psi::unified_id(&self.registry), &cg.path());
+            .add(common::unified_id(&self.registry), &cg.path());
         let want = cg.path().to_string();
-        support_psi::wait_for(Duration::from_secs(5), || {
+        common::wait_for(Duration::from_secs(5), || {
             self.agent.oom_watched().contains(&want).then_some(())
         })
         .await
@@ -811,7 +809,7 @@ impl OomAgent {
     }
 
     async fn alert_for(&self, cgroup: &str) -> serde_json::Value {
-        support_psi::wait_for(Duration::from_secs(20), || {
+        common::wait_for(Duration::from_secs(20), || {
             self.hook.alerts().into_iter().find(|a| {
                 a["labels"]["alertname"] == "CgroupOOMKill" && a["labels"]["cgroup"] == cgroup
             })
@@ -834,17 +832,17 @@ const ALLOC: &str = "exec python3 -c 'b = b\"x\" * (200 << 20)'";
 async fn oom_kills_reach_the_receiver_with_oom_group_and_after_rmdir() {
     require_v2!();
     {
-        support_psi::sweep();
+        common::sweep();
         let a = OomAgent::start().await;
 
         // memory.oom.group: the whole group dies with the allocating task.
-        let g = support_psi::TestCgroup::new(&support_psi::unique("oomgroup"), true);
+        let g = common::TestCgroup::new(&common::unique("oomgroup"), true);
         g.limit_memory(32 << 20);
         write(&g.v2.join("memory.oom.group"), "1");
         write(&g.v2.join("memory.swap.max"), "0");
         a.watch(&g).await;
-        let _sleeper = support_psi::Proc::sh(&format!("{} && exec sleep 600", g.enter_script()));
-        let mut p = support_psi::Proc::sh(&format!("{} && {ALLOC}", g.enter_script()));
+        let _sleeper = common::Proc::sh(&format!("{} && exec sleep 600", g.enter_script()));
+        let mut p = common::Proc::sh(&format!("{} && {ALLOC}", g.enter_script()));
         assert!(
             p.wait_timeout(Duration::from_secs(60)),
             "the allocating process was killed"
@@ -867,11 +865,11 @@ async fn oom_kills_reach_the_receiver_with_oom_group_and_after_rmdir() {
 
         // Removed right after the kill, as a container runtime does: the
         // alert still goes out, with the removed cgroup's path.
-        let r = support_psi::TestCgroup::new(&support_psi::unique("oomgone"), true);
+        let r = common::TestCgroup::new(&common::unique("oomgone"), true);
         r.limit_memory(32 << 20);
         write(&r.v2.join("memory.swap.max"), "0");
         a.watch(&r).await;
-        let mut p = support_psi::Proc::sh(&format!("{} && {ALLOC}", r.enter_script()));
+        let mut p = common::Proc::sh(&format!("{} && {ALLOC}", r.enter_script()));
         assert!(
             p.wait_timeout(Duration::from_secs(60)),
             "the allocating process was killed"

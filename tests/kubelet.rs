@@ -5,9 +5,9 @@
 //! at test time (tests/common/pki.rs) and are skipped, with the reason
 //! printed, without it; in CI that is a failure.
 
-#[allow(dead_code)]
-#[path = "common/pki.rs"]
-mod pki;
+use crate::common;
+
+use common::pki;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

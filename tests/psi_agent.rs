@@ -2,8 +2,9 @@
 //! inotify on `memory.events` (cgroup v2), trigger errors counted, reload
 //! of `oom_kills`. No root needed: inotify works on any filesystem.
 
-#[path = "support_psi/capture.rs"]
-mod capture;
+use crate::common;
+
+use common::capture;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,11 +1,9 @@
 //! Alert delivery against a local HTTP receiver: retries, the keyed
 //! bounded queue, drops, and the shutdown flush. No kernel needed.
 
-#[path = "support_psi/capture.rs"]
-mod capture;
-#[allow(dead_code)]
-#[path = "common/pki.rs"]
-mod pki;
+use crate::common;
+
+use common::{capture, pki};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;

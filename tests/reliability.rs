@@ -4,7 +4,7 @@
 //! real client (curl) and refuse a wrong password; SIGTERM mid-scrape and
 //! SIGHUP with a broken config are handled. Runs on fixture trees: no root.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};

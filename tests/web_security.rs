@@ -8,7 +8,7 @@
 //! Runs on fixture trees: no root. `CGPE_TEST_EXE` runs the same checks
 //! against another build (for example the one before the fix).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

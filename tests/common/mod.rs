@@ -1,11 +1,22 @@
-//! Helpers shared by the integration tests: the skip policy for kernel
-//! tests, RAII cgroups on the real kernel, the exporter binary as a child
-//! process, and a small exposition parser.
+//! Helpers shared by the integration tests (and the benches, which include
+//! this file by `#[path]`): the skip policy for kernel tests, RAII cgroups
+//! on the real kernel, the exporter binary as a child process, a small
+//! exposition parser, the PSI agent in-process (`agent`, re-exported here),
+//! webhook receivers (`capture`, `pager`) and a real Alertmanager.
 #![allow(dead_code)]
 
+mod agent;
+pub mod alertmanager;
+pub mod capture;
 pub mod fixtures;
+pub mod gate;
+pub mod pager;
 pub mod pki;
 pub mod pressure;
+
+// Not every crate that includes this file uses the agent's helpers.
+#[allow(unused_imports)]
+pub use agent::*;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -27,11 +38,21 @@ pub fn skip(reason: &str) {
     if required {
         panic!("kernel test required (CGPE_REQUIRE_KERNEL=1 or CI=true) but cannot run: {reason}");
     }
-    eprintln!("skipped: {reason}");
+    skipped(reason);
 }
 
-/// `None` when kernel tests can run here, else why not.
+/// Straight to stderr, not `eprintln!`: the test harness captures the
+/// macros, and a skip must be visible without `--nocapture`.
+fn skipped(reason: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+}
+
+/// `None` when kernel tests can run here, else why not. Every kernel test
+/// asks this first, so it is also where the test joins its file's turn
+/// (`gate`): kernel tests of different files never run side by side.
+#[track_caller]
 pub fn kernel_unavailable() -> Option<String> {
+    gate::enter();
     // SAFETY-free root check: /proc/self/status Uid line.
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let uid = status
@@ -299,13 +320,18 @@ pub fn collect_dirs(d: &Path, out: &mut Vec<PathBuf>) {
 
 /// Removes `cgpe-test-<pid>-*` cgroups left by test processes that died.
 pub fn sweep_leftovers() {
+    sweep_prefix("cgpe-test-");
+}
+
+/// Removes `<prefix><pid>-*` cgroups of test processes that died.
+pub fn sweep_prefix(prefix: &str) {
     for r in roots() {
         let Ok(rd) = std::fs::read_dir(&r) else {
             continue;
         };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let Some(rest) = name.strip_prefix("cgpe-test-") else {
+            let Some(rest) = name.strip_prefix(prefix) else {
                 continue;
             };
             let pid = rest.split('-').next().unwrap_or("");
@@ -635,6 +661,7 @@ fn open_fds_where(pid: u32, keep: impl Fn(&Path) -> bool) -> usize {
 
 /// Why a test of pure cgroup v2 cannot run here, or `None`. These tests
 /// (tests/kernel_v2.rs) run in the pure-v2 VM that `scripts/vm/run` boots.
+#[track_caller]
 pub fn v2_unavailable() -> Option<String> {
     kernel_unavailable().or_else(|| {
         (!pure_v2()).then(|| {
@@ -651,7 +678,7 @@ pub fn skip_v2(reason: &str) {
     if std::env::var("CGPE_REQUIRE_V2").is_ok_and(|v| v == "1") {
         panic!("pure cgroup v2 test required (CGPE_REQUIRE_V2=1) but cannot run: {reason}");
     }
-    eprintln!("skipped: {reason}");
+    skipped(reason);
 }
 
 /// The yaml code blocks of a Markdown text whose first key (the first line

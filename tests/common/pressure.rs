@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::KernelCgroup;
 
@@ -15,20 +16,24 @@ pub struct BigFile {
 }
 
 impl BigFile {
+    /// A new file per call: tests of one process may hold several at once,
+    /// and each removes its own on drop.
     pub fn new(bytes: usize) -> BigFile {
-        let path =
-            Path::new("/var/tmp").join(format!("cgpe-pressure-{}-{}", std::process::id(), bytes));
-        if !path.exists() {
-            let status = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "head -c {bytes} /dev/urandom > '{}' && sync",
-                    path.display()
-                ))
-                .status()
-                .expect("make the pressure file");
-            assert!(status.success(), "could not write {}", path.display());
-        }
+        static SEQ: AtomicUsize = AtomicUsize::new(0);
+        let path = Path::new("/var/tmp").join(format!(
+            "cgpe-pressure-{}-{}-{bytes}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "head -c {bytes} /dev/urandom > '{}' && sync",
+                path.display()
+            ))
+            .status()
+            .expect("make the pressure file");
+        assert!(status.success(), "could not write {}", path.display());
         BigFile { path }
     }
 
@@ -59,13 +64,18 @@ pub fn cap_memory(cg: &KernelCgroup, limit: u64) {
     }
 }
 
+/// Shell commands that re-read `file` for `secs` seconds: one reader.
+pub fn reader_script(file: &BigFile, secs: u64) -> String {
+    format!(
+        "end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do dd if={} of=/dev/null bs=1M status=none; done",
+        file.path.display()
+    )
+}
+
 /// Starts `readers` processes in `cg` re-reading `file` for `secs` seconds.
 pub fn start_readers(cg: &mut KernelCgroup, file: &BigFile, secs: u64, readers: usize) {
     file.drop_cache();
     for _ in 0..readers {
-        cg.spawn(&format!(
-            "end=$(( $(date +%s) + {secs} )); while [ $(date +%s) -lt $end ]; do dd if={} of=/dev/null bs=1M status=none; done",
-            file.path.display()
-        ));
+        cg.spawn(&reader_script(file, secs));
     }
 }

@@ -1,20 +1,15 @@
-//! Helpers shared by the PSI agent's tests: the skip rule, cgroup and
-//! process guards, a memory-pressure recipe, a webhook capture server and
-//! a real Alertmanager. Included with `#[path = "support_psi/mod.rs"] mod`.
-#![allow(dead_code)]
+//! Helpers for tests that run the PSI agent in-process: the agent over a
+//! registry of the real hierarchies, cgroups in the hierarchies the agent
+//! watches (cgroup2, plus v1 memory on hybrid hosts), process groups, a
+//! memory-pressure guard and an async poll. Re-exported at `common::`.
 
-pub mod alertmanager;
-pub mod capture;
-pub mod pager;
-
-use std::fs;
-use std::io::{self, Write};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use std::os::unix::process::CommandExt;
 
 use cgroup_psi_exporter::cgroupfs::{CgroupPath, Controller, HierarchyId, Layout};
 use cgroup_psi_exporter::config::Config;
@@ -23,9 +18,12 @@ use cgroup_psi_exporter::registry::{Filter, Registry};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub const CGROUPFS: &str = "/sys/fs/cgroup";
+use super::{pressure, CGROUP_MOUNT};
 
-/// Kernel tests share cgroups and the machine's memory: one at a time. An
+/// The cgroupfs mount, under the name the agent's tests use.
+pub const CGROUPFS: &str = CGROUP_MOUNT;
+
+/// Agent tests share cgroups and the machine's memory: one at a time. An
 /// async lock, as it is held across awaits (each test has its own runtime;
 /// tokio's mutex works across runtimes).
 pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
@@ -33,55 +31,35 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-fn must_not_skip() -> bool {
-    std::env::var("CGPE_REQUIRE_KERNEL").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Why kernel tests cannot run here, if they cannot.
-fn kernel_unusable() -> Option<String> {
-    // SAFETY-free: geteuid via /proc.
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let uid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("1");
-    if uid != "0" {
-        return Some("not root".into());
-    }
-    if !Path::new("/proc/pressure/memory").exists() {
-        return Some("no PSI (/proc/pressure/memory missing; boot with psi=1)".into());
-    }
-    let l = match layout() {
-        Some(l) => l,
-        None => return Some(format!("no cgroupfs at {CGROUPFS}")),
-    };
-    match l.unified() {
-        Some(h)
-            if h.root.join("memory.pressure").exists() || h.root.join("cgroup.procs").exists() => {}
-        _ => return Some("no cgroup2 hierarchy with pressure files".into()),
-    }
-    None
-}
-
-/// True when the test may run; otherwise prints `skipped: <reason>` (or
-/// panics when CI forbids skipping).
+/// True when an agent test may run: the kernel tests' conditions
+/// (`super::kernel_unavailable`) and a cgroup2 hierarchy, which the agent's
+/// triggers need even on hybrid hosts. Otherwise skips by `super::skip`.
+#[track_caller]
 pub fn kernel_ok() -> bool {
-    match kernel_unusable() {
+    let why = super::kernel_unavailable().or_else(|| {
+        let unified = layout().and_then(|l| l.unified().map(|h| h.root.clone()));
+        match unified {
+            Some(root)
+                if root.join("memory.pressure").exists() || root.join("cgroup.procs").exists() =>
+            {
+                None
+            }
+            _ => Some("no cgroup2 hierarchy with pressure files".into()),
+        }
+    });
+    match why {
         None => true,
         Some(reason) => {
-            if must_not_skip() {
-                panic!("kernel test cannot run ({reason}) and CGPE_REQUIRE_KERNEL=1 / CI=true forbids skipping");
-            }
-            println!("skipped: {reason}");
+            super::skip(&reason);
             false
         }
     }
 }
 
 pub fn layout() -> Option<Arc<Layout>> {
-    Layout::from_files(Path::new(CGROUPFS)).ok().map(Arc::new)
+    Layout::from_files(std::path::Path::new(CGROUPFS))
+        .ok()
+        .map(Arc::new)
 }
 
 /// A registry over the real hierarchies that the test fills by hand
@@ -122,67 +100,18 @@ pub fn unique(tag: &str) -> String {
     )
 }
 
-/// Removes cgroups left by earlier aborted runs (their pid is gone).
+/// Removes `cgpe-psi-*` cgroups left by earlier aborted runs (their pid
+/// is gone).
 pub fn sweep() {
-    let mut roots = vec![unified_root()];
-    roots.extend(memory_root());
-    for root in roots {
-        let Ok(rd) = fs::read_dir(&root) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix("cgpe-psi-") else {
-                continue;
-            };
-            let pid = rest.split('-').next().unwrap_or("");
-            if pid == std::process::id().to_string() || Path::new(&format!("/proc/{pid}")).exists()
-            {
-                continue;
-            }
-            remove_tree(&e.path());
-        }
-    }
+    super::sweep_prefix("cgpe-psi-");
 }
 
-fn kill_members(dir: &Path) {
-    for _ in 0..100 {
-        let procs = fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<i32> = procs
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        if pids.is_empty() {
-            return;
-        }
-        for p in pids {
-            let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Kills everything inside and removes the directory tree, leaves first.
-pub fn remove_tree(dir: &Path) {
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_tree(&e.path());
-            }
-        }
-    }
-    kill_members(dir);
-    for _ in 0..50 {
-        match fs::remove_dir(dir) {
-            Ok(()) => return,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-}
-
-/// A cgroup made for a test, in the cgroup2 hierarchy and optionally in
-/// the v1 memory hierarchy (hybrid machines), removed on drop.
+/// A cgroup made for a test in the cgroup2 hierarchy and optionally in the
+/// v1 memory hierarchy (hybrid machines), removed on drop like a
+/// `KernelCgroup` (`super::kill_and_remove`). Apart from `KernelCgroup`,
+/// which is made in every hierarchy, because the agent watches only these
+/// two; plain fields, so a test can name an existing directory (a parent
+/// made on the way) as one to remove.
 pub struct TestCgroup {
     pub rel: String,
     pub v2: PathBuf,
@@ -192,16 +121,12 @@ pub struct TestCgroup {
 impl TestCgroup {
     pub fn new(rel: &str, with_memory: bool) -> TestCgroup {
         let v2 = unified_root().join(rel);
-        fs::create_dir_all(&v2).expect("mkdir cgroup2");
-        let v1 = if with_memory {
-            memory_root().map(|r| {
-                let d = r.join(rel);
-                fs::create_dir_all(&d).expect("mkdir memory");
-                d
-            })
-        } else {
-            None
-        };
+        std::fs::create_dir_all(&v2).expect("mkdir cgroup2");
+        let v1 = memory_root().filter(|_| with_memory).map(|r| {
+            let d = r.join(rel);
+            std::fs::create_dir_all(&d).expect("mkdir memory");
+            d
+        });
         TestCgroup {
             rel: rel.to_string(),
             v2,
@@ -216,9 +141,11 @@ impl TestCgroup {
     /// Caps memory (v1 `memory.limit_in_bytes` on hybrid, else v2 `memory.max`).
     pub fn limit_memory(&self, bytes: u64) {
         match &self.v1 {
-            Some(d) => fs::write(d.join("memory.limit_in_bytes"), bytes.to_string())
+            Some(d) => std::fs::write(d.join("memory.limit_in_bytes"), bytes.to_string())
                 .expect("memory.limit_in_bytes"),
-            None => fs::write(self.v2.join("memory.max"), bytes.to_string()).expect("memory.max"),
+            None => {
+                std::fs::write(self.v2.join("memory.max"), bytes.to_string()).expect("memory.max")
+            }
         }
     }
 
@@ -233,15 +160,15 @@ impl TestCgroup {
 
     /// Kills members and removes the cgroup2 directory now (for `Gone`).
     pub fn rmdir_v2(&self) {
-        remove_tree(&self.v2);
+        super::kill_and_remove(&self.v2);
     }
 }
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        remove_tree(&self.v2);
+        super::kill_and_remove(&self.v2);
         if let Some(d) = &self.v1 {
-            remove_tree(d);
+            super::kill_and_remove(d);
         }
     }
 }
@@ -291,58 +218,24 @@ impl Drop for Proc {
     }
 }
 
-/// A file of random bytes, removed on drop.
-pub struct BigFile(pub PathBuf);
-
-impl BigFile {
-    pub fn new(bytes: u64) -> BigFile {
-        let p = PathBuf::from(format!(
-            "/var/tmp/cgpe-psi-{}-{}.dat",
-            std::process::id(),
-            unique("f")
-        ));
-        let mut f = fs::File::create(&p).expect("create big file");
-        let mut src = fs::File::open("/dev/urandom").expect("urandom");
-        io::copy(&mut io::Read::take(&mut src, bytes), &mut f).expect("fill");
-        f.flush().expect("flush");
-        f.sync_all().expect("sync");
-        BigFile(p)
-    }
-}
-
-impl Drop for BigFile {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.0);
-    }
-}
-
-/// Real memory pressure in `cg` for `secs`: caps it at 16 MiB and has two
-/// readers re-read a 128 MiB file from inside after dropping its page
-/// cache, so the kernel keeps reclaiming and refaulting (~2 s of `some`
-/// stall in 8 s here). Stops on drop.
+/// Real memory pressure in `cg` for `secs` (the recipe of
+/// `common::pressure`, as a guard of its own): two readers in a process
+/// group, stopped on drop.
 pub struct Pressure {
     _proc: Proc,
-    _file: BigFile,
+    _file: pressure::BigFile,
 }
 
-pub const PRESSURE_LIMIT: u64 = 16 << 20;
+pub const PRESSURE_LIMIT: u64 = pressure::LIMIT;
 
 impl Pressure {
     pub fn start(cg: &TestCgroup, secs: u64) -> Pressure {
         cg.limit_memory(PRESSURE_LIMIT);
-        let file = BigFile::new(PRESSURE_LIMIT * 8);
-        let f = file.0.display().to_string();
-        let _ = Command::new("dd")
-            .args([
-                format!("if={f}"),
-                "iflag=nocache".into(),
-                "count=0".into(),
-                "status=none".into(),
-            ])
-            .status();
+        let file = pressure::BigFile::new((PRESSURE_LIMIT * 8) as usize);
+        file.drop_cache();
+        let reader = pressure::reader_script(&file, secs);
         let script = format!(
-            "{enter} || exit 1; end=$(( $(date +%s) + {secs} )); \
-             for i in 1 2; do ( while [ $(date +%s) -lt $end ]; do dd if={f} of=/dev/null bs=1M status=none; done ) & done; wait",
+            "{enter} || exit 1; for i in 1 2; do ( {reader} ) & done; wait",
             enter = cg.enter_script()
         );
         Pressure {
@@ -368,7 +261,7 @@ pub async fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) ->
 
 /// CPU time (user + system) of this process so far.
 pub fn process_cpu() -> Duration {
-    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields after the comm: state is index 0; utime 11, stime 12.

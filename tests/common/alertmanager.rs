@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::free_port;
+
 pub const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
 const CONFIG: &str = "\
@@ -30,11 +32,6 @@ pub struct Alertmanager {
 
 pub fn available() -> bool {
     Path::new(BINARY).exists()
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 impl Alertmanager {
