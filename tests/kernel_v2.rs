@@ -918,17 +918,10 @@ fn last_state(hook: &Capture, alertname: &str, cgroup: &str, status: &str) -> se
 /// One episode at a memory limit: page cache read through `cg` for `secs`
 /// (a 64 MiB file, its cache dropped first, re-read by two readers), so
 /// the kernel reclaims at the limit over and over.
-fn limit_episode(cg: &support_psi::TestCgroup, file: &Path, secs: u64) {
-    let f = file.display();
-    let _ = std::process::Command::new("dd")
-        .args([
-            format!("if={f}"),
-            "iflag=nocache".into(),
-            "count=0".into(),
-            "status=none".into(),
-        ])
-        .status();
-    let mut p = support_psi::Proc::sh(&format!(
+fn limit_episode(cg: &common::TestCgroup, file: &common::pressure::BigFile, secs: u64) {
+    file.drop_cache();
+    let f = file.path.display();
+    let mut p = common::Proc::sh(&format!(
         "{} || exit 1; end=$(( $(date +%s) + {secs} )); \
          for i in 1 2; do ( while [ $(date +%s) -lt $end ]; do dd if={f} of=/dev/null bs=1M status=none; done ) & done; wait",
         cg.enter_script()
@@ -949,21 +942,20 @@ fn limit_episode(cg: &support_psi::TestCgroup, file: &Path, secs: u64) {
 async fn memory_high_and_max_alert_once_per_episode_as_memory_events_count() {
     require_v2!();
     {
-        support_psi::sweep();
+        common::sweep();
         let hold_off = Duration::from_secs(3);
         let a = OomAgent::start_with(
             "  oom_kills: false\n  resend_interval: 10m\n  memory_events: { high: true, max: true, hold_off: 3s }\n",
         )
         .await;
-        let file = support_psi::BigFile::new(64 << 20);
-        let counters =
-            |cg: &support_psi::TestCgroup| flat_keyed(&read(&cg.v2.join("memory.events")));
+        let file = common::pressure::BigFile::new(64 << 20);
+        let counters = |cg: &common::TestCgroup| flat_keyed(&read(&cg.v2.join("memory.events")));
 
         for (limit, alertname, counter) in [
             ("memory.high", "CgroupMemoryHigh", "high"),
             ("memory.max", "CgroupMemoryMax", "max"),
         ] {
-            let cg = support_psi::TestCgroup::new(&support_psi::unique(counter), true);
+            let cg = common::TestCgroup::new(&common::unique(counter), true);
             write(&cg.v2.join("memory.swap.max"), "0");
             write(&cg.v2.join(limit), &(16u64 << 20).to_string());
             a.watch(&cg).await;
@@ -971,7 +963,7 @@ async fn memory_high_and_max_alert_once_per_episode_as_memory_events_count() {
             let mut count = counters(&cg)[counter];
             for episode in 1..=2usize {
                 let t0 = Instant::now();
-                limit_episode(&cg, &file.0, 4);
+                limit_episode(&cg, &file, 4);
                 let after = counters(&cg)[counter];
                 println!(
                     "{alertname} episode {episode}: memory.events {counter} {count} -> {after} in {:?}",
@@ -983,7 +975,7 @@ async fn memory_high_and_max_alert_once_per_episode_as_memory_events_count() {
                 );
                 // Fired once, for the first increase, then resolved after
                 // the hold-off.
-                let (starts, resolved) = support_psi::wait_for(Duration::from_secs(20), || {
+                let (starts, resolved) = common::wait_for(Duration::from_secs(20), || {
                     let e = episodes(&a.hook, alertname, &want);
                     (e.1 >= episode).then_some(e)
                 })
