@@ -54,8 +54,8 @@ pub const OOM_ALERTNAME: &str = "CgroupOOMKill";
 
 /// Every alert the agent sends carries `generator="cgroup-psi-exporter"`,
 /// so an Alertmanager route can match the agent's alerts (and only them)
-/// whatever the rules are called (examples/alertmanager.yml). It is set
-/// last, so a rule's `labels` cannot change it.
+/// whatever the rules are called (examples/alertmanager.yml). Config
+/// validation refuses a rule label of that name.
 pub const GENERATOR_LABEL: (&str, &str) = ("generator", "cgroup-psi-exporter");
 
 type Key = (Arc<str>, CgroupPath);
