@@ -91,10 +91,6 @@ pub mod logging;
 )]
 pub mod namespaces;
 pub mod pem;
-#[allow(
-    clippy::disallowed_methods,
-    reason = "not yet (issue 12): the agent reads pressure and OOM files and arms triggers on async workers"
-)]
 pub mod psi;
 #[allow(
     clippy::disallowed_methods,
