@@ -20,15 +20,13 @@ use crate::alerting::{Alert, Notifier};
 use crate::config::{AlertingConfig, Config};
 use crate::registry::Registry;
 
-use super::attribution;
-use super::book::{AlertKey, Book};
-use super::build::{self, Builder, Listen, OOM_ALERTNAME};
-use super::levels::{LevelOut, Levels};
-use super::limits;
+use super::book::{AlertKey, Book, Change};
+use super::build::{self, Builder, Listen};
+use super::levels::Levels;
 use super::metrics::{PsiMetrics, RuleLabels};
-use super::oom_watch::{OomOut, OomWatcher};
-use super::triggers::{TriggerOut, Triggers};
-use super::Views;
+use super::oom_watch::OomWatcher;
+use super::triggers::Triggers;
+use super::{sleep_until_opt, Views};
 
 /// Grace given to a notifier replaced by a config reload.
 const RELOAD_GRACE: Duration = Duration::from_secs(5);
@@ -36,9 +34,8 @@ const RELOAD_GRACE: Duration = Duration::from_secs(5);
 /// `(rule, cgroup)` of the PSI rule alerts firing now, for the handle.
 pub(crate) type FiringView = BTreeSet<(String, String)>;
 
-pub(crate) struct Agent {
+struct Agent {
     book: Book,
-    builder: Builder,
     listen: Option<Listen>,
     alerting: AlertingConfig,
     notifier: Notifier,
@@ -62,43 +59,42 @@ pub(crate) async fn run(
     let node = tokio::task::spawn_blocking(move || build::node_name(&host))
         .await
         .unwrap_or_else(|_| "unknown".to_string());
-    let (trig_tx, mut trig_rx) = mpsc::unbounded_channel();
-    let (oom_tx, mut oom_rx) = mpsc::unbounded_channel();
-    let (lvl_tx, mut lvl_rx) = mpsc::unbounded_channel();
+    let (news_tx, mut news) = mpsc::unbounded_channel();
     let triggers = Triggers::new(
         registry.clone(),
         procfs,
         &cfg,
         metrics.clone(),
-        trig_tx,
+        news_tx.clone(),
         views.armed,
     );
-    let oom = OomWatcher::new(registry.clone(), &cfg, oom_tx, views.oom_watched);
-    let levels = Levels::new(registry, &cfg.psi.pressure_levels, lvl_tx);
+    let oom = OomWatcher::new(registry.clone(), &cfg, news_tx.clone(), views.oom_watched);
+    let levels = Levels::new(registry, &cfg.psi.pressure_levels, news_tx);
     let owners = [
         tokio::spawn(triggers.run(config.clone(), shutdown.clone())),
         tokio::spawn(oom.run(config.clone(), shutdown.clone())),
         tokio::spawn(levels.run(config.clone(), shutdown.clone())),
     ];
+    let builder = Builder::new(node, &cfg.alerting.external_url, listen);
     let mut agent = Agent {
-        book: Book::new(cfg.alerting.resend_interval),
-        builder: Builder::new(node, &cfg.alerting.external_url, listen),
+        book: Book::new(builder, &cfg.alerting),
         listen,
         notifier: Notifier::new(&cfg.alerting, metrics.alerting.clone()),
         alerting: cfg.alerting.clone(),
         metrics,
         firing: views.firing,
     };
-    info!(rules = cfg.psi.rules.len(), node = %agent.builder.node(), "PSI agent started");
+    info!(rules = cfg.psi.rules.len(), node = %agent.book.builder().node(), "PSI agent started");
     let mut config_open = true;
     loop {
         let wake = agent.book.deadline().map(Instant::from_std);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some(t) = trig_rx.recv() => agent.on_trigger(t),
-            Some(o) = oom_rx.recv() => agent.on_oom(o),
-            Some(l) = lvl_rx.recv() => agent.on_level(l),
+            Some(n) = news.recv() => {
+                let changes = agent.book.record(n, (Instant::now().into_std(), SystemTime::now()));
+                agent.apply(changes);
+            }
             changed = config.changed(), if config_open => match changed {
                 Ok(()) => {
                     let cfg = config.borrow_and_update().clone();
@@ -106,7 +102,10 @@ pub(crate) async fn run(
                 }
                 Err(_) => config_open = false,
             },
-            _ = sleep_until_opt(wake) => agent.on_tick(),
+            _ = sleep_until_opt(wake) => {
+                let due = agent.book.tick(Instant::now().into_std());
+                agent.apply(due);
+            }
         }
     }
     info!(firing = agent.book.firing().count(), "PSI agent stopping");
@@ -118,158 +117,55 @@ pub(crate) async fn run(
 }
 
 impl Agent {
-    fn on_trigger(&mut self, out: TriggerOut) {
-        let now = Instant::now().into_std();
-        let wall = SystemTime::now();
-        match out {
-            TriggerOut::Fired {
-                rule,
-                path,
-                value,
-                contributors,
-            } => {
-                let key = AlertKey::Rule(rule.rule.name.as_str().into(), path.clone());
-                let builder = &self.builder;
-                let fired = self
-                    .book
-                    .fire(key.clone(), rule.rule.resolve_after, now, wall, |s| {
-                        builder.rule_alert(&rule, &path, s, value, contributors.clone())
-                    });
-                let Some(alert) = fired else {
-                    // Still firing: keep the newest attribution for re-sends.
-                    if !contributors.is_empty() {
-                        self.book.update(&key, |a| {
-                            a.annotations.insert(
-                                "top_contributors".into(),
-                                attribution::annotation(&contributors),
-                            );
-                            a.contributors = contributors;
-                        });
-                    }
-                    return;
-                };
-                info!(
-                    alertname = %rule.rule.name,
-                    cgroup = %path,
-                    resource = rule.rule.resource.name(),
-                    kind = rule.rule.kind.name(),
-                    top_contributors = alert.annotations.get("top_contributors").map(String::as_str).unwrap_or(""),
-                    "alert firing"
-                );
-                self.notifier.notify(&alert);
-                PsiMetrics::rule_gauge(&self.metrics.alerts_firing, &rule.rule.name, 1);
+    /// Logs and sends the book's changes; a PSI rule's alert also moves
+    /// `psi_alerts_firing` and the handle's firing view.
+    fn apply(&mut self, changes: Vec<Change>) {
+        let mut resent = 0;
+        for change in changes {
+            let (alert, firing) = match &change {
+                Change::RuleGone(rule) => {
+                    let rule = rule.clone();
+                    self.metrics.alerts_firing.remove(&RuleLabels { rule });
+                    continue;
+                }
+                Change::Firing(key, a) => {
+                    let top = label(a, "top_contributors");
+                    info!(alertname = label(a, "alertname"), cgroup = %key.path(), top_contributors = top, "alert firing");
+                    (a, Some((key, 1)))
+                }
+                Change::Resolved(key, a, why) => {
+                    info!(alertname = label(a, "alertname"), cgroup = %key.path(), why, "alert resolved");
+                    (a, Some((key, -1)))
+                }
+                Change::Resend(a) => {
+                    resent += 1;
+                    (a, None)
+                }
+                Change::OneShot(a) => {
+                    warn!(
+                        alertname = label(a, "alertname"),
+                        cgroup = label(a, "cgroup"),
+                        oom_kill = label(a, "oom_kill"),
+                        "OOM kill"
+                    );
+                    (a, None)
+                }
+            };
+            self.notifier.notify(alert);
+            if let Some((AlertKey::Rule(rule, path), delta)) = firing {
+                PsiMetrics::rule_gauge(&self.metrics.alerts_firing, rule, delta);
+                let k = (rule.to_string(), path.to_string());
                 self.firing.send_modify(|f| {
-                    f.insert((rule.rule.name.clone(), path.to_string()));
+                    let _ = if delta > 0 { f.insert(k) } else { f.remove(&k) };
                 });
             }
-            TriggerOut::Ended { key, why } => {
-                let key = AlertKey::Rule(key.0, key.1);
-                for (k, alert) in self.book.end_where(wall, |k| *k == key) {
-                    self.resolved(&k, &alert, why);
-                }
-            }
-            TriggerOut::RulesGone(names) => {
-                for rule in names {
-                    self.metrics.alerts_firing.remove(&RuleLabels { rule });
-                }
-            }
         }
-    }
-
-    fn on_oom(&mut self, out: OomOut) {
-        let wall = SystemTime::now();
-        match out {
-            OomOut::Kill {
-                path,
-                count,
-                delta,
-                removed,
-            } => {
-                warn!(alertname = OOM_ALERTNAME, cgroup = %path, oom_kill = count, new = delta, removed, "OOM kill");
-                let alert = self.builder.oom_alert(&path, count, delta, removed, wall);
-                self.notifier.notify(&alert);
-            }
-            OomOut::Limit {
-                path,
-                counter,
-                count,
-            } => {
-                let cfg = &self.alerting.memory_events;
-                if !limits::wanted(cfg, counter) {
-                    return;
-                }
-                let key = AlertKey::Limit(counter, path.clone());
-                let builder = &self.builder;
-                let now = Instant::now().into_std();
-                if let Some(alert) = self.book.fire(key, cfg.hold_off, now, wall, |s| {
-                    builder.limit_alert(counter, &path, count, s)
-                }) {
-                    info!(alertname = build::limit_alertname(counter), cgroup = %path, count, "alert firing");
-                    self.notifier.notify(&alert);
-                }
-            }
-            OomOut::Gone(path) => {
-                let ended = self
-                    .book
-                    .end_where(wall, |k| matches!(k, AlertKey::Limit(_, p) if *p == path));
-                for (k, alert) in ended {
-                    self.resolved(&k, &alert, "cgroup removed");
-                }
-            }
-        }
-    }
-
-    fn on_level(&mut self, out: LevelOut) {
-        let wall = SystemTime::now();
-        match out {
-            LevelOut::Fired { rule, path } => {
-                let key = AlertKey::Level(rule.name.as_str().into(), path.clone());
-                let builder = &self.builder;
-                let now = Instant::now().into_std();
-                if let Some(alert) = self.book.fire(key, rule.resolve_after, now, wall, |s| {
-                    builder.level_alert(&rule, &path, s)
-                }) {
-                    info!(alertname = %rule.name, cgroup = %path, level = rule.level.name(), "alert firing");
-                    self.notifier.notify(&alert);
-                }
-            }
-            LevelOut::Ended { name, path } => {
-                let key = AlertKey::Level(name, path);
-                for (k, alert) in self.book.end_where(wall, |k| *k == key) {
-                    self.resolved(&k, &alert, "watch ended");
-                }
-            }
-        }
-    }
-
-    /// Sends a resolved alert; a PSI rule's also leaves the firing gauge.
-    fn resolved(&mut self, key: &AlertKey, alert: &Alert, why: &str) {
-        let alertname = alert.labels.get("alertname").map(String::as_str);
-        info!(alertname = alertname.unwrap_or(""), cgroup = %key.path(), why, "alert resolved");
-        self.notifier.notify(alert);
-        if let AlertKey::Rule(rule, path) = key {
-            PsiMetrics::rule_gauge(&self.metrics.alerts_firing, rule, -1);
-            self.firing.send_modify(|f| {
-                f.remove(&(rule.to_string(), path.to_string()));
-            });
-        }
-    }
-
-    fn on_tick(&mut self) {
-        let due = self.book.poll(Instant::now().into_std());
-        for (k, alert) in &due.resolved {
-            self.resolved(k, alert, "quiet for resolve_after");
-        }
-        for alert in &due.resend {
-            self.notifier.notify(alert);
-        }
-        if !due.resend.is_empty() {
-            debug!(alerts = due.resend.len(), "firing alerts re-sent");
+        if resent > 0 {
+            debug!(alerts = resent, "firing alerts re-sent");
         }
     }
 
     fn reload(&mut self, cfg: &Config) {
-        let wall = SystemTime::now();
         // With TLS files in play a reload also rebuilds the receivers, so
         // certificates rotated under the same paths are read again.
         if cfg.alerting != self.alerting || cfg.alerting.tls_config.client_tls().is_set() {
@@ -281,24 +177,17 @@ impl Agent {
                 self.notifier.notify(alert);
             }
         }
-        let (old, new) = (&self.alerting.memory_events, &cfg.alerting.memory_events);
-        let ended = self.book.end_where(
-            wall,
-            |k| matches!(k, AlertKey::Limit(c, _) if limits::ended_by_reload(old, new, *c)),
-        );
-        for (k, alert) in ended {
-            self.resolved(&k, &alert, "memory_events changed");
-        }
-        self.book.set_resend_interval(cfg.alerting.resend_interval);
-        let node = self.builder.node().to_string();
-        self.builder = Builder::new(node, &cfg.alerting.external_url, self.listen);
+        let node = self.book.builder().node().to_string();
+        let builder = Builder::new(node, &cfg.alerting.external_url, self.listen);
+        let ended = self.book.reload(builder, &cfg.alerting, SystemTime::now());
+        self.apply(ended);
         self.alerting = cfg.alerting.clone();
     }
 }
 
-pub(crate) async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t).await,
-        None => std::future::pending().await,
-    }
+fn label<'a>(a: &'a Alert, name: &str) -> &'a str {
+    a.labels
+        .get(name)
+        .or_else(|| a.annotations.get(name))
+        .map_or("", String::as_str)
 }

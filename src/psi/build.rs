@@ -299,6 +299,81 @@ pub(crate) fn node_name(procfs: &Path) -> String {
 mod tests {
     use super::*;
 
+    fn level_rule() -> PressureLevelRule {
+        PressureLevelRule {
+            name: "Lvl".into(),
+            cgroups: vec!["/kubepods/**".into()],
+            level: crate::config::PressureLevel::Critical,
+            resolve_after: Duration::from_secs(30),
+            labels: [("severity".to_string(), "page".to_string())].into(),
+            annotations: [(
+                "summary".to_string(),
+                "{{ level }} in {{ cgroup }} ({{ pod_uid }})".to_string(),
+            )]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn level_alert_carries_level_path_labels_and_generator() {
+        let p = CgroupPath::new("/kubepods/burstable/pod0d4e1f2a-3b5c/c1");
+        let b = Builder::new("n1".into(), "", None);
+        let a = b.level_alert(&level_rule(), &p, SystemTime::UNIX_EPOCH);
+        assert_eq!(a.labels["alertname"], "Lvl");
+        assert_eq!(a.labels["level"], "critical");
+        assert_eq!(a.labels["resource"], "memory");
+        assert_eq!(a.labels["node"], "n1");
+        assert_eq!(a.labels["pod_uid"], "0d4e1f2a-3b5c");
+        assert_eq!(a.labels["severity"], "page");
+        assert_eq!(a.labels[GENERATOR_LABEL.0], GENERATOR_LABEL.1);
+        assert_eq!(
+            a.annotations["summary"],
+            format!("critical in {p} (0d4e1f2a-3b5c)")
+        );
+        assert_eq!(a.generator_url, "http://n1:9753/");
+    }
+
+    #[test]
+    fn rule_alert_fills_templates_and_points_at_the_real_listen_address() {
+        let rule: crate::config::PsiRule = serde_yaml::from_str(
+            "{name: Mem, cgroups: ['/a/*'], resource: memory, threshold: 150ms, labels: {severity: warn}, annotations: {summary: '{{ value }}% {{ kind }} over {{ threshold }}/{{ window }} in {{ cgroup }}'}}",
+        )
+        .expect("rule");
+        let rule = RuleRt::new(rule);
+        let listen = Some(Listen {
+            port: 9999,
+            https: true,
+        });
+        let b = Builder::new("n1".into(), "", listen);
+        let top = vec![Contributor {
+            cgroup: "/a/b/c".into(),
+            share: 1.0,
+        }];
+        let p = CgroupPath::new("/a/b");
+        let a = b.rule_alert(&rule, &p, SystemTime::UNIX_EPOCH, Some(12.345), top);
+        assert_eq!(a.generator_url, "https://n1:9999/");
+        assert_eq!(
+            a.annotations["summary"],
+            "12.35% some over 150ms/2s in /a/b"
+        );
+        assert_eq!(a.annotations["top_contributors"], "/a/b/c 100%");
+        for (k, v) in [
+            ("alertname", "Mem"),
+            ("resource", "memory"),
+            ("kind", "some"),
+            ("cgroup", "/a/b"),
+            ("severity", "warn"),
+            ("generator", "cgroup-psi-exporter"),
+        ] {
+            assert_eq!(a.labels[k], v, "{k}");
+        }
+        let b = Builder::new("n1".into(), "https://am.example/x", listen);
+        let a = b.limit_alert(LimitCounter::Max, &p, 3, SystemTime::UNIX_EPOCH);
+        assert_eq!(a.generator_url, "https://am.example/x");
+        assert_eq!(a.labels["alertname"], MAX_ALERTNAME);
+        assert_eq!(a.annotations["max"], "3");
+    }
+
     #[test]
     fn label_names_follow_prometheus_rules() {
         assert!(valid_label_name("severity"));

@@ -36,6 +36,8 @@ use crate::config::{Config, PressureLevelRule};
 use crate::glob::Glob;
 use crate::registry::{Registry, RegistryEvent};
 
+use super::book::News;
+
 /// Why a level watch could not be armed.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {op}: {source}")]
@@ -127,19 +129,6 @@ impl LevelWatch {
     }
 }
 
-/// What the level watches tell the agent loop.
-#[derive(Debug)]
-pub(crate) enum LevelOut {
-    /// The kernel signalled the rule's level on the cgroup.
-    Fired {
-        rule: Arc<PressureLevelRule>,
-        path: CgroupPath,
-    },
-    /// The watch is gone (cgroup removed, rule changed): its alert
-    /// resolves now.
-    Ended { name: Arc<str>, path: CgroupPath },
-}
-
 /// A watch's message to the owner.
 #[derive(Debug)]
 struct LevelMsg {
@@ -166,7 +155,7 @@ impl Rule {
 }
 
 /// The level watches owner: rule x v1 memory cgroup -> armed eventfds ->
-/// `Fired` / `Ended`. Its own task, with its own registry subscription and
+/// `LevelFired` / `LevelEnded` news for the alert book. Its own task, with its own registry subscription and
 /// config receiver; arming runs on the blocking pool, one batch per burst
 /// of events.
 pub(crate) struct Levels {
@@ -179,14 +168,14 @@ pub(crate) struct Levels {
     next_id: u64,
     tx: mpsc::UnboundedSender<LevelMsg>,
     rx: mpsc::UnboundedReceiver<LevelMsg>,
-    out: mpsc::UnboundedSender<LevelOut>,
+    out: mpsc::UnboundedSender<News>,
 }
 
 impl Levels {
     pub(crate) fn new(
         registry: Arc<Registry>,
         rules: &[PressureLevelRule],
-        out: mpsc::UnboundedSender<LevelOut>,
+        out: mpsc::UnboundedSender<News>,
     ) -> Levels {
         let hierarchy = registry
             .layout()
@@ -354,8 +343,8 @@ impl Levels {
     fn disarm(&mut self, key: &Key) {
         if let Some((_, abort)) = self.armed.remove(key) {
             abort.abort();
-            let _ = self.out.send(LevelOut::Ended {
-                name: key.0.clone(),
+            let _ = self.out.send(News::LevelEnded {
+                rule: key.0.clone(),
                 path: key.1.clone(),
             });
         }
@@ -368,7 +357,7 @@ impl Levels {
         match msg.event {
             LevelEvent::Fired => {
                 if let Some(rule) = self.rules.iter().find(|r| *r.rule.name == *msg.key.0) {
-                    let _ = self.out.send(LevelOut::Fired {
+                    let _ = self.out.send(News::LevelFired {
                         rule: rule.rule.clone(),
                         path: msg.key.1,
                     });

@@ -198,3 +198,12 @@ impl AgentHandle {
         self.views.oom_watched.borrow().iter().cloned().collect()
     }
 }
+
+/// Sleeps until `t`, or forever without one (a `select!` arm that only
+/// wakes when something is due).
+pub(crate) async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

@@ -24,28 +24,8 @@ use crate::cgroupfs::{CgroupPath, Controller, HierarchyId, Mode};
 use crate::config::Config;
 use crate::registry::{Registry, RegistryEvent};
 
-use super::oom::{LimitCounter, OomEvent, OomV1, OomV2, RETIRE_GRACE};
-
-/// What the watcher tells the agent loop.
-#[derive(Debug)]
-pub(crate) enum OomOut {
-    /// An OOM kill (see [`OomEvent::Kill`]); only sent with
-    /// `alerting.oom_kills` on.
-    Kill {
-        path: CgroupPath,
-        count: u64,
-        delta: u64,
-        removed: bool,
-    },
-    /// A `memory.events` limit counter grew (v2).
-    Limit {
-        path: CgroupPath,
-        counter: LimitCounter,
-        count: u64,
-    },
-    /// The cgroup's v2 watch ended: its limit alerts resolve.
-    Gone(CgroupPath),
-}
+use super::book::News;
+use super::oom::{OomEvent, OomV1, OomV2, RETIRE_GRACE};
 
 /// The cgroups with an OOM watch, as the handle shows them.
 pub(crate) type WatchedView = BTreeSet<String>;
@@ -77,7 +57,7 @@ pub(crate) struct OomWatcher {
     v2_tx: mpsc::UnboundedSender<(CgroupPath, OomEvent)>,
     v2_rx: mpsc::UnboundedReceiver<(CgroupPath, OomEvent)>,
     next_id: u64,
-    out: mpsc::UnboundedSender<OomOut>,
+    out: mpsc::UnboundedSender<News>,
     view: watch::Sender<WatchedView>,
 }
 
@@ -85,7 +65,7 @@ impl OomWatcher {
     pub(crate) fn new(
         registry: Arc<Registry>,
         config: &Config,
-        out: mpsc::UnboundedSender<OomOut>,
+        out: mpsc::UnboundedSender<News>,
         view: watch::Sender<WatchedView>,
     ) -> OomWatcher {
         let layout = registry.layout().clone();
@@ -162,13 +142,13 @@ impl OomWatcher {
                     }
                     Err(_) => config_open = false,
                 },
-                _ = super::agent::sleep_until_opt(grace_end) => self.end_grace(),
+                _ = super::sleep_until_opt(grace_end) => self.end_grace(),
             }
         }
         self.disarm_all();
     }
 
-    fn send(&self, out: OomOut) {
+    fn send(&self, out: News) {
         let _ = self.out.send(out);
     }
 
@@ -388,7 +368,7 @@ impl OomWatcher {
                 delta,
                 removed,
             } => {
-                self.send(OomOut::Kill {
+                self.send(News::OomKill {
                     path: path.clone(),
                     count,
                     delta,
@@ -419,14 +399,14 @@ impl OomWatcher {
                 count,
                 delta,
                 removed,
-            } if self.oom_kills && ours => self.send(OomOut::Kill {
+            } if self.oom_kills && ours => self.send(News::OomKill {
                 path,
                 count,
                 delta,
                 removed,
             }),
             OomEvent::Kill { .. } => {}
-            OomEvent::Limit { counter, count, .. } if ours => self.send(OomOut::Limit {
+            OomEvent::Limit { counter, count, .. } if ours => self.send(News::LimitGrew {
                 path,
                 counter,
                 count,
@@ -437,7 +417,7 @@ impl OomWatcher {
                 if self.v2_watched.remove(&path) {
                     self.show(&path, false);
                 }
-                self.send(OomOut::Gone(path));
+                self.send(News::LimitsGone(path));
             }
         }
     }

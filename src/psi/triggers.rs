@@ -1,5 +1,5 @@
-//! The triggers owner: rule x cgroup -> armed PSI trigger fds -> `Fired` /
-//! `Ended` for the alert book.
+//! The triggers owner: rule x cgroup -> armed PSI trigger fds -> `RuleFired`
+//! / `RuleEnded` news for the alert book.
 //!
 //! Its own task, with its own registry subscription and config receiver.
 //! Each armed trigger has a tiny task of its own that waits on its fd
@@ -24,12 +24,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::alerting::Contributor;
 use crate::cgroupfs::{CgroupPath, HierarchyId};
 use crate::config::{Config, PsiKind};
 use crate::registry::{Registry, RegistryEvent};
 
 use super::attribution::{self, Reading, Samples};
+use super::book::News;
 use super::build::event_labels;
 use super::metrics::{PsiMetrics, RuleLabels};
 use super::rules::RuleRt;
@@ -46,25 +46,6 @@ use super::trigger::{Trigger, TriggerError, TriggerEvent};
 const HIDDEN_RETRY: Duration = Duration::from_secs(5);
 
 pub(crate) type Key = (Arc<str>, CgroupPath);
-
-/// What the triggers tell the agent loop, in order.
-#[derive(Debug)]
-pub(crate) enum TriggerOut {
-    /// A trigger fired. `value`: the cgroup's own avg10 for the rule's
-    /// resource and kind; `contributors`: the leaves below it by stall.
-    Fired {
-        rule: Arc<RuleRt>,
-        path: CgroupPath,
-        value: Option<f64>,
-        contributors: Vec<Contributor>,
-    },
-    /// The trigger is gone (cgroup removed, files hidden, rule changed):
-    /// its alert resolves now.
-    Ended { key: Key, why: &'static str },
-    /// These rules are gone by name: their series go (after the `Ended`
-    /// of their triggers, which came before).
-    RulesGone(Vec<String>),
-}
 
 /// The armed triggers, as the handle shows them: (rule, cgroup) -> id.
 pub(crate) type ArmedView = BTreeMap<(String, String), u64>;
@@ -143,7 +124,7 @@ pub(crate) struct Triggers {
     next_id: u64,
     fd_tx: mpsc::UnboundedSender<FdMsg>,
     fd_rx: mpsc::UnboundedReceiver<FdMsg>,
-    out: mpsc::UnboundedSender<TriggerOut>,
+    out: mpsc::UnboundedSender<News>,
     view: watch::Sender<ArmedView>,
 }
 
@@ -153,7 +134,7 @@ impl Triggers {
         procfs: PathBuf,
         config: &Config,
         metrics: Arc<PsiMetrics>,
-        out: mpsc::UnboundedSender<TriggerOut>,
+        out: mpsc::UnboundedSender<News>,
         view: watch::Sender<ArmedView>,
     ) -> Triggers {
         let unified = registry.layout().unified().cloned();
@@ -235,7 +216,7 @@ impl Triggers {
                     }
                     Err(_) => config_open = false,
                 },
-                _ = super::agent::sleep_until_opt(self.next_hidden_retry) => self.retry_hidden().await,
+                _ = super::sleep_until_opt(self.next_hidden_retry) => self.retry_hidden().await,
             }
         }
         for (_, a) in self.armed.drain() {
@@ -243,7 +224,7 @@ impl Triggers {
         }
     }
 
-    fn send(&self, out: TriggerOut) {
+    fn send(&self, out: News) {
         let _ = self.out.send(out);
     }
 
@@ -464,8 +445,9 @@ impl Triggers {
         self.view.send_modify(|v| {
             v.remove(&(name.clone(), key.1.to_string()));
         });
-        self.send(TriggerOut::Ended {
-            key: key.clone(),
+        self.send(News::RuleEnded {
+            rule: key.0.clone(),
+            path: key.1.clone(),
             why,
         });
         debug!(rule = %name, cgroup = %key.1, why, "trigger disarmed");
@@ -562,7 +544,7 @@ impl Triggers {
                     let weights = a
                         .samples
                         .update(std::time::Instant::now(), recent, readings);
-                    let _ = self.out.send(TriggerOut::Fired {
+                    let _ = self.out.send(News::RuleFired {
                         rule: a.rule.clone(),
                         path: key.1,
                         value: value.map(|r| r.avg10),
@@ -617,7 +599,7 @@ impl Triggers {
                 .remove(&RuleLabels { rule: name.clone() });
         }
         if !gone.is_empty() {
-            self.send(TriggerOut::RulesGone(gone));
+            self.send(News::RulesGone(gone));
         }
         // Keep the running `Arc` of unchanged rules: a batch in flight
         // checks its rule by identity.
