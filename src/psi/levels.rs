@@ -37,6 +37,7 @@ use crate::glob::Glob;
 use crate::registry::{Registry, RegistryEvent};
 
 use super::book::News;
+use super::{Input, Inputs};
 
 /// Why a level watch could not be armed.
 #[derive(Debug, thiserror::Error)]
@@ -197,10 +198,10 @@ impl Levels {
 
     pub(crate) async fn run(
         mut self,
-        mut config: watch::Receiver<Arc<Config>>,
+        config: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
     ) {
-        let (initial, mut reg_rx) = self.registry.subscribe();
+        let (initial, mut inputs) = Inputs::new(&self.registry, config);
         for ev in initial {
             if let RegistryEvent::Added { path, hierarchy } = ev {
                 if self.ours(hierarchy) {
@@ -216,29 +217,15 @@ impl Levels {
                 "pressure level watches armed"
             );
         }
-        let (mut config_open, mut registry_open) = (true, true);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                ev = reg_rx.recv(), if registry_open => match ev {
-                    Some(ev) => {
-                        let mut batch = vec![ev];
-                        while let Ok(ev) = reg_rx.try_recv() {
-                            batch.push(ev);
-                        }
-                        self.on_registry(batch).await;
-                    }
-                    None => registry_open = false,
+                input = inputs.next() => match input {
+                    Input::Registry(batch) => self.on_registry(batch).await,
+                    Input::Config(cfg) => self.reload(&cfg.psi.pressure_levels).await,
                 },
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
-                changed = config.changed(), if config_open => match changed {
-                    Ok(()) => {
-                        let cfg = config.borrow_and_update().clone();
-                        self.reload(&cfg.psi.pressure_levels).await;
-                    }
-                    Err(_) => config_open = false,
-                },
             }
         }
         for (_, (_, abort)) in self.armed.drain() {
@@ -434,12 +421,8 @@ mod tests {
             cgroups: cgroups.iter().map(|s| s.to_string()).collect(),
             level: PressureLevel::Critical,
             resolve_after: std::time::Duration::from_secs(30),
-            labels: [("severity".to_string(), "page".to_string())].into(),
-            annotations: [(
-                "summary".to_string(),
-                "{{ level }} in {{ cgroup }} ({{ pod_uid }})".to_string(),
-            )]
-            .into(),
+            labels: Default::default(),
+            annotations: Default::default(),
         }
     }
 

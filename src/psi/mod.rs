@@ -56,7 +56,7 @@ use tracing::warn;
 
 use crate::alerting::Notifier;
 use crate::config::Config;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryEvent};
 
 pub use build::{
     Listen, GENERATOR_LABEL, HIGH_ALERTNAME, MAX_ALERTNAME, OOM_ALERTNAME, OOM_ALERT_TTL,
@@ -205,5 +205,61 @@ pub(crate) async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
+    }
+}
+
+/// What an owner hears besides its own fds: the registry's events, in
+/// bursts (so one blocking batch serves them all), and config updates.
+pub(crate) struct Inputs {
+    registry: tokio::sync::mpsc::UnboundedReceiver<RegistryEvent>,
+    config: watch::Receiver<Arc<Config>>,
+    registry_open: bool,
+    config_open: bool,
+}
+
+pub(crate) enum Input {
+    Registry(Vec<RegistryEvent>),
+    Config(Arc<Config>),
+}
+
+impl Inputs {
+    /// Subscribes to `registry`; returns the cgroups tracked now first.
+    pub(crate) fn new(
+        registry: &Registry,
+        config: watch::Receiver<Arc<Config>>,
+    ) -> (Vec<RegistryEvent>, Inputs) {
+        let (initial, rx) = registry.subscribe();
+        let inputs = Inputs {
+            registry: rx,
+            config,
+            registry_open: true,
+            config_open: true,
+        };
+        (initial, inputs)
+    }
+
+    /// The next burst of registry events, or the newest config. Cancel
+    /// safe (both receivers are), so it can be a `select!` arm.
+    pub(crate) async fn next(&mut self) -> Input {
+        loop {
+            tokio::select! {
+                biased;
+                ev = self.registry.recv(), if self.registry_open => match ev {
+                    Some(ev) => {
+                        let mut batch = vec![ev];
+                        while let Ok(ev) = self.registry.try_recv() {
+                            batch.push(ev);
+                        }
+                        return Input::Registry(batch);
+                    }
+                    None => self.registry_open = false,
+                },
+                changed = self.config.changed(), if self.config_open => match changed {
+                    Ok(()) => return Input::Config(self.config.borrow_and_update().clone()),
+                    Err(_) => self.config_open = false,
+                },
+                else => std::future::pending::<()>().await,
+            }
+        }
     }
 }

@@ -26,6 +26,7 @@ use crate::registry::{Registry, RegistryEvent};
 
 use super::book::News;
 use super::oom::{OomEvent, OomV1, OomV2, RETIRE_GRACE};
+use super::{Input, Inputs};
 
 /// The cgroups with an OOM watch, as the handle shows them.
 pub(crate) type WatchedView = BTreeSet<String>;
@@ -103,10 +104,10 @@ impl OomWatcher {
 
     pub(crate) async fn run(
         mut self,
-        mut config: watch::Receiver<Arc<Config>>,
+        config: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
     ) {
-        let (initial, mut reg_rx) = self.registry.subscribe();
+        let (initial, mut inputs) = Inputs::new(&self.registry, config);
         for ev in initial {
             if let RegistryEvent::Added { path, hierarchy } = ev {
                 self.track(hierarchy, path);
@@ -117,31 +118,17 @@ impl OomWatcher {
             oom_watched = self.v1.len() + self.v2_watched.len(),
             "OOM watches armed"
         );
-        let (mut config_open, mut registry_open) = (true, true);
         loop {
             let grace_end = self.v1_leaving.values().map(|(_, until)| *until).min();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                ev = reg_rx.recv(), if registry_open => match ev {
-                    Some(ev) => {
-                        let mut batch = vec![ev];
-                        while let Ok(ev) = reg_rx.try_recv() {
-                            batch.push(ev);
-                        }
-                        self.on_registry(batch).await;
-                    }
-                    None => registry_open = false,
+                input = inputs.next() => match input {
+                    Input::Registry(batch) => self.on_registry(batch).await,
+                    Input::Config(cfg) => self.reload(&cfg).await,
                 },
                 Some((path, id, ev)) = self.v1_rx.recv() => self.on_v1(path, id, ev),
                 Some((path, ev)) = self.v2_rx.recv() => self.on_v2(path, ev),
-                changed = config.changed(), if config_open => match changed {
-                    Ok(()) => {
-                        let cfg = config.borrow_and_update().clone();
-                        self.reload(&cfg).await;
-                    }
-                    Err(_) => config_open = false,
-                },
                 _ = super::sleep_until_opt(grace_end) => self.end_grace(),
             }
         }

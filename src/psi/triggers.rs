@@ -34,6 +34,7 @@ use super::build::event_labels;
 use super::metrics::{PsiMetrics, RuleLabels};
 use super::rules::RuleRt;
 use super::trigger::{Trigger, TriggerError, TriggerEvent};
+use super::{Input, Inputs};
 
 /// How often a trigger whose pressure file is hidden looks for it again.
 ///
@@ -162,10 +163,10 @@ impl Triggers {
     /// Runs until `shutdown`, then drops every trigger.
     pub(crate) async fn run(
         mut self,
-        mut config: watch::Receiver<Arc<Config>>,
+        config: watch::Receiver<Arc<Config>>,
         shutdown: CancellationToken,
     ) {
-        let (initial, mut reg_rx) = self.registry.subscribe();
+        let (initial, mut inputs) = Inputs::new(&self.registry, config);
         // Know the whole tree first, so parents armed now can sample the
         // children that already exist.
         for ev in initial {
@@ -187,20 +188,13 @@ impl Triggers {
             armed = self.armed.len(),
             "PSI triggers armed"
         );
-        let (mut config_open, mut registry_open) = (true, true);
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                ev = reg_rx.recv(), if registry_open => match ev {
-                    Some(ev) => {
-                        let mut batch = vec![ev];
-                        while let Ok(ev) = reg_rx.try_recv() {
-                            batch.push(ev);
-                        }
-                        self.on_registry(batch).await;
-                    }
-                    None => registry_open = false,
+                input = inputs.next() => match input {
+                    Input::Registry(batch) => self.on_registry(batch).await,
+                    Input::Config(cfg) => self.reload(&cfg).await,
                 },
                 Some(msg) = self.fd_rx.recv() => {
                     let mut batch = vec![msg];
@@ -209,13 +203,6 @@ impl Triggers {
                     }
                     self.on_fd(batch).await;
                 }
-                changed = config.changed(), if config_open => match changed {
-                    Ok(()) => {
-                        let cfg = config.borrow_and_update().clone();
-                        self.reload(&cfg).await;
-                    }
-                    Err(_) => config_open = false,
-                },
                 _ = super::sleep_until_opt(self.next_hidden_retry) => self.retry_hidden().await,
             }
         }
