@@ -100,6 +100,38 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// `some total` (µs) of a cgroup's `cpu.pressure`.
+fn some_total(dir: &Path) -> u64 {
+    std::fs::read_to_string(dir.join("cpu.pressure"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("some"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("total=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A burner's pid, time on a CPU (ns) and switch-ins so far.
+type Burner = (u32, u64, u64);
+
+/// The first process of a cgroup: its pid, and from `/proc/<pid>/schedstat`
+/// its time on a CPU (ns) and how many times it was switched in.
+fn burner(dir: &Path) -> Option<Burner> {
+    let pid: u32 = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    let s = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let f: Vec<u64> = s
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Some((pid, *f.first()?, *f.get(2)?))
+}
+
 fn main() {
     if let Some(r) = common::kernel_unavailable() {
         eprintln!("skipped: {r}");
@@ -252,19 +284,45 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
     }
     // Alerts from the spawning's own stalls (a loaded machine) resolve
-    // first (resolve_after 10s), so the storm starts from quiet.
-    let quiet = am_alerts(am_port, "StormCpuPressure").len();
-    let t_quiet = Instant::now();
-    while !am_alerts(am_port, "StormCpuPressure").is_empty() {
-        assert!(t_quiet.elapsed() < Duration::from_secs(120), "never quiet");
+    // first (resolve_after 10s), so the storm starts from quiet: nothing
+    // firing in the agent nor in Alertmanager for 6 s on end (longer than
+    // a trigger window plus the storm hold), because a trigger of those
+    // stalls fires up to a window later and its alert reaches Alertmanager
+    // later still. An alert still firing from before would hide that
+    // cgroup's storm alert (same labels, older startsAt).
+    let (mut quiet, t_quiet, mut calm) = (0usize, Instant::now(), Instant::now());
+    while calm.elapsed() < Duration::from_secs(6) {
+        let firing = metric(
+            &scrape(ex_port).1,
+            "psi_alerts_firing",
+            &["StormCpuPressure"],
+        );
+        let in_am = am_alerts(am_port, "StormCpuPressure").len();
+        quiet = quiet.max(in_am).max(firing as usize);
+        if firing > 0.0 || in_am > 0 {
+            calm = Instant::now();
+        }
+        assert!(t_quiet.elapsed() < Duration::from_secs(180), "never quiet");
         std::thread::sleep(Duration::from_millis(500));
     }
-    std::thread::sleep(Duration::from_secs(3));
 
     let mut before: Vec<f64> = (0..5)
         .map(|_| scrape(ex_port).0.as_secs_f64() * 1000.0)
         .collect();
     let (cpu0, t0) = (cpu_time(pid), Instant::now());
+    // Per cgroup at the start: the kernel's stall total and the burner's
+    // switch-ins, to explain any trigger that stays silent.
+    let unified_dir = cpu_dirs
+        .iter()
+        .find(|p| common::pure_v2() || p.parent().is_some_and(|r| r.ends_with("unified")))
+        .map(|p| p.to_path_buf())
+        .expect("a cgroup2 directory");
+    let at_start: Vec<(u64, Option<Burner>)> = (0..n)
+        .map(|i| {
+            let d = unified_dir.join(format!("c{i}"));
+            (some_total(&d), burner(&d))
+        })
+        .collect();
     let log_start = std::fs::metadata(&log)
         .map(|m| m.len() as usize)
         .unwrap_or(0);
@@ -372,7 +430,7 @@ fn main() {
 
     println!("storm: {n} cgroups, CPU pressure in each (rule cpu some 100ms/2s)");
     println!(
-        "- alerts before the storm (stalls while spawning the loops, resolved before it): {quiet}"
+        "- alerts before the storm (stalls while spawning the loops, resolved before it): {quiet} at most at once"
     );
     println!(
         "- alerts in Alertmanager: {} of {n} within {:.1} s of the burners starting; triggers fired {:.1}-{:.1} s after the start",
@@ -414,6 +472,57 @@ fn main() {
         pct(&mut during, 1.0),
         during.len()
     );
+    // Cgroups whose alert never reached Alertmanager: what the agent and
+    // the kernel say about them.
+    let errors = metric(&text, "psi_trigger_errors_total", &[]);
+    let silent: Vec<usize> = (0..n)
+        .filter(|i| !seen_am.contains_key(&format!("{}/c{i}", parent.path())))
+        .collect();
+    println!(
+        "- silent cgroups: {} (psi_trigger_errors_total {errors}, psi_triggers_armed {})",
+        silent.len(),
+        metric(&text, "psi_triggers_armed", &["StormCpuPressure"])
+    );
+    let switches = |i: usize| -> Option<(u64, u64)> {
+        let d = unified_dir.join(format!("c{i}"));
+        let (_, run0, sw0) = at_start[i].1?;
+        let (_, run1, sw1) = burner(&d)?;
+        Some((
+            run1.saturating_sub(run0) / 1_000_000,
+            sw1.saturating_sub(sw0),
+        ))
+    };
+    let mut heard: Vec<f64> = (0..n)
+        .filter(|i| !silent.contains(i))
+        .filter_map(|i| switches(i).map(|s| s.1 as f64))
+        .collect();
+    println!(
+        "  (the alerted cgroups' burners were switched in median {:.0}, min {:.0} times during the storm)",
+        pct(&mut heard, 0.5),
+        pct(&mut heard, 0.0)
+    );
+    let am_end = am_alerts(am_port, "StormCpuPressure");
+    for i in silent.iter().take(10) {
+        let d = unified_dir.join(format!("c{i}"));
+        let cg = format!("{}/c{i}", parent.path());
+        let events = metric(
+            &text,
+            "psi_trigger_events_total",
+            &[&format!("cgroup=\"{cg}\"")],
+        );
+        let stall = some_total(&d).saturating_sub(at_start[*i].0) / 1000;
+        let line = std::fs::read_to_string(d.join("cpu.pressure")).unwrap_or_default();
+        // Negative: an alert firing since before the storm.
+        let am_start = am_end.get(&cg).map(|t| match t.duration_since(started) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        });
+        println!(
+            "  {cg}: trigger events {events}, kernel some stall +{stall} ms during the storm, burner (ms on CPU, switch-ins) {:?}, cpu.pressure {:?}, Alertmanager startsAt - storm start {am_start:?} s",
+            switches(*i),
+            line.lines().next().unwrap_or("")
+        );
+    }
     drop(_burners);
     // The parent's guard kills every burner and removes the children.
     drop(parent);

@@ -2,8 +2,8 @@
 //! `anyhow` lives here and nowhere else: below this, errors are typed.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -264,20 +264,35 @@ async fn run(
         });
     }
 
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
-    let reload = make_reload(args.config_file.clone(), args.procfs.clone(), config_tx);
+    // Both files, one reload path (SIGHUP, POST /-/reload), and every
+    // consumer handed new config through a watch channel.
+    let web = tls
+        .zip(args.web_config_file.clone())
+        .map(|(web, file)| Arc::new(crate::http::tls::LiveWebConfig::new(file, web)));
+    let procfs = args.procfs.clone();
+    let mut config = crate::config::Watch::new(config, args.config_file.clone(), move || {
+        validation_context(&procfs)
+    });
+    if let Some(w) = &web {
+        config = config.with_web(w.clone());
+        // Certificates and users changed on disk apply within a second,
+        // without a signal, as with exporter-toolkit.
+        w.clone().watch(shutdown.clone());
+    }
+    let config = Arc::new(config);
+    let web = web.map(|w| w.subscribe());
     // The PSI agent: triggers armed from registry events, alerts out.
     let listen = crate::psi::Listen {
         port: listener
             .local_addr()
             .map(|a| a.port())
             .unwrap_or(addr.port()),
-        https: tls.as_ref().is_some_and(|t| t.has_tls()),
+        https: web.as_ref().is_some_and(|w| w.borrow().has_tls()),
     };
     let agent = crate::psi::spawn_listening(
         ex.registry.clone(),
         args.procfs.clone(),
-        config_rx,
+        config.subscribe(),
         ex.psi.clone(),
         shutdown.clone(),
         Some(listen),
@@ -287,15 +302,13 @@ async fn run(
         registry: Arc::new(ex.prom),
         telemetry_path: args.telemetry_path.clone(),
         ready,
-        reload: reload.clone(),
-        tls: tls
-            .zip(args.web_config_file.clone())
-            .map(|(web, file)| Arc::new(crate::http::tls::LiveWebConfig::new(file, web))),
+        config: config.clone(),
+        web,
         last_size: Arc::new(std::sync::atomic::AtomicUsize::new(256 * 1024)),
     };
     let http = tokio::spawn(server.serve(listener, shutdown.clone(), SHUTDOWN_GRACE));
 
-    wait_for_signals(signals, reload, shutdown.clone()).await;
+    wait_for_signals(signals, config, shutdown.clone()).await;
     shutdown.cancel();
     // HTTP drains and queued alerts flush at the same time, each within
     // the grace period.
@@ -342,38 +355,6 @@ fn spawn_kubelet_notifier(
     });
 }
 
-type Reload = Option<crate::http::ReloadFn>;
-
-/// SIGHUP and `POST /-/reload` both re-read the config file: a valid one
-/// replaces the running config, a broken one is refused with a log line and
-/// the old one keeps running.
-fn make_reload(file: Option<PathBuf>, procfs: PathBuf, tx: watch::Sender<Arc<Config>>) -> Reload {
-    let file = file?;
-    let tx = Arc::new(Mutex::new(tx));
-    Some(Arc::new(move || {
-        match Config::load_with(&file, &validation_context(&procfs)) {
-            Ok(c) => {
-                let tx = tx.lock().unwrap_or_else(|e| e.into_inner());
-                let old = tx.borrow().clone();
-                if old.cgroups != c.cgroups
-                    || old.metrics != c.metrics
-                    || old.namespaces != c.namespaces
-                    || old.kubernetes != c.kubernetes
-                {
-                    warn!("cgroups, metrics, namespaces and kubernetes sections take effect on restart only");
-                }
-                tx.send_replace(Arc::new(c));
-                info!(file = %file.display(), "config reloaded");
-                Ok(())
-            }
-            Err(e) => {
-                error!(error = %e, "config reload refused; the running config stays");
-                Err(e.to_string())
-            }
-        }
-    }))
-}
-
 /// The signals the exporter handles, installed at start.
 struct Signals {
     term: tokio::signal::unix::Signal,
@@ -395,17 +376,23 @@ impl Signals {
     }
 }
 
-async fn wait_for_signals(mut s: Signals, reload: Reload, shutdown: CancellationToken) {
+async fn wait_for_signals(
+    mut s: Signals,
+    config: Arc<crate::config::Watch>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = s.term.recv() => { info!(signal = "SIGTERM", "shutting down"); break; }
             _ = s.int.recv() => { info!(signal = "SIGINT", "shutting down"); break; }
             _ = s.hup.recv() => {
-                match &reload {
-                    // Reading the file blocks: the blocking pool, not this worker.
-                    Some(f) => { let f = f.clone(); let _ = tokio::task::spawn_blocking(move || f()).await; }
-                    None => warn!("SIGHUP: no --config.file to reload"),
+                if !config.has_config_file() {
+                    warn!("SIGHUP: no --config.file to reload");
                 }
+                // The same reload as POST /-/reload. Reading files blocks:
+                // the blocking pool, not this worker.
+                let c = config.clone();
+                let _ = tokio::task::spawn_blocking(move || c.reload()).await;
             }
             () = shutdown.cancelled() => break,
         }

@@ -32,9 +32,10 @@
 //!      never the threads that collect and encode;
 //!    - the web config: reloaded by a task that stats and loads its files
 //!      in `spawn_blocking` once a second (`http::tls::LiveWebConfig`); a
-//!      request only clones an `Arc`;
-//!    - `POST /-/reload` and `SIGHUP`: the config file is loaded in
-//!      `spawn_blocking`;
+//!      request only clones an `Arc` from its watch channel;
+//!    - `POST /-/reload` and `SIGHUP`: one reload path
+//!      (`config::Watch::reload`), run in `spawn_blocking`, loads the web
+//!      config and the config file;
 //!    - discovery: its own OS thread, `cgpe-discovery`, blocked in `poll(2)`
 //!      on inotify (`registry::watcher`); a scrape applies the events queued
 //!      before it from inside its own `spawn_blocking`;
@@ -95,6 +96,7 @@ pub mod logging;
     reason = "synchronous by design: /proc scans from the namespace collector, inside the scrape's spawn_blocking"
 )]
 pub mod namespaces;
+pub mod net;
 pub mod pem;
 pub mod psi;
 #[allow(
@@ -102,4 +104,3 @@ pub mod psi;
     reason = "synchronous by design: discovery runs on its own OS thread (registry::watcher), and a scrape applies pending events inside its spawn_blocking"
 )]
 pub mod registry;
-pub mod tlsclient;

@@ -772,10 +772,15 @@ struct OomAgent {
 
 impl OomAgent {
     async fn start() -> OomAgent {
+        Self::start_with("  oom_kills: true\n").await
+    }
+
+    /// With `alerting` lines added to the receiver's.
+    async fn start_with(alerting: &str) -> OomAgent {
         let hook = Capture::start().await;
         let registry = support_psi::registry();
         let cfg = config(&format!(
-            "alerting:\n  webhooks: ['{}']\n  oom_kills: true\n  timeout: 2s\n",
+            "alerting:\n  webhooks: ['{}']\n  timeout: 2s\n{alerting}",
             hook.url
         ));
         let (tx, rx) = watch::channel(cfg);
@@ -876,6 +881,155 @@ async fn oom_kills_reach_the_receiver_with_oom_group_and_after_rmdir() {
         assert!(!r.v2.exists(), "removed right after the kill");
         let alert = a.alert_for(r.path().as_ref()).await;
         assert!(oom_kill_count(&alert) >= 1, "{alert}");
+        a.agent.shutdown(Duration::from_secs(2)).await;
+    }
+}
+
+/// The firing states of `alertname` for `cgroup` at the receiver: their
+/// distinct `startsAt` (one per episode: re-sends repeat it), and how many
+/// resolves arrived.
+fn episodes(hook: &Capture, alertname: &str, cgroup: &str) -> (Vec<String>, usize) {
+    let mine: Vec<serde_json::Value> = hook
+        .alerts()
+        .into_iter()
+        .filter(|a| a["labels"]["alertname"] == alertname && a["labels"]["cgroup"] == cgroup)
+        .collect();
+    let mut starts: Vec<String> = mine
+        .iter()
+        .filter(|a| a["status"] == "firing")
+        .filter_map(|a| a["startsAt"].as_str().map(str::to_string))
+        .collect();
+    starts.sort();
+    starts.dedup();
+    let resolved = mine.iter().filter(|a| a["status"] == "resolved").count();
+    (starts, resolved)
+}
+
+/// The last `status` state of `alertname` for `cgroup` at the receiver.
+fn last_state(hook: &Capture, alertname: &str, cgroup: &str, status: &str) -> serde_json::Value {
+    hook.alerts()
+        .into_iter()
+        .rfind(|x| {
+            x["labels"]["alertname"] == alertname
+                && x["labels"]["cgroup"] == cgroup
+                && x["status"] == status
+        })
+        .unwrap_or_else(|| panic!("a {status} {alertname} for {cgroup}"))
+}
+
+/// One episode at a memory limit: page cache read through `cg` for `secs`
+/// (a 64 MiB file, its cache dropped first, re-read by two readers), so
+/// the kernel reclaims at the limit over and over.
+fn limit_episode(cg: &support_psi::TestCgroup, file: &Path, secs: u64) {
+    let f = file.display();
+    let _ = std::process::Command::new("dd")
+        .args([
+            format!("if={f}"),
+            "iflag=nocache".into(),
+            "count=0".into(),
+            "status=none".into(),
+        ])
+        .status();
+    let mut p = support_psi::Proc::sh(&format!(
+        "{} || exit 1; end=$(( $(date +%s) + {secs} )); \
+         for i in 1 2; do ( while [ $(date +%s) -lt $end ]; do dd if={f} of=/dev/null bs=1M status=none; done ) & done; wait",
+        cg.enter_script()
+    ));
+    assert!(
+        p.wait_timeout(Duration::from_secs(secs + 30)),
+        "the readers ended"
+    );
+}
+
+/// Issue 15: `alerting.memory_events` alerts on the kernel's own
+/// `memory.events` `high` and `max`, once per episode: the first increase
+/// fires, the many that follow while the cgroup sits at its limit do not,
+/// and the alert resolves `hold_off` after the last one. A second episode
+/// is a second alert. With the feature off no alert comes (checked by hand:
+/// the waits below then fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_high_and_max_alert_once_per_episode_as_memory_events_count() {
+    require_v2!();
+    {
+        support_psi::sweep();
+        let hold_off = Duration::from_secs(3);
+        let a = OomAgent::start_with(
+            "  oom_kills: false\n  resend_interval: 10m\n  memory_events: { high: true, max: true, hold_off: 3s }\n",
+        )
+        .await;
+        let file = support_psi::BigFile::new(64 << 20);
+        let counters =
+            |cg: &support_psi::TestCgroup| flat_keyed(&read(&cg.v2.join("memory.events")));
+
+        for (limit, alertname, counter) in [
+            ("memory.high", "CgroupMemoryHigh", "high"),
+            ("memory.max", "CgroupMemoryMax", "max"),
+        ] {
+            let cg = support_psi::TestCgroup::new(&support_psi::unique(counter), true);
+            write(&cg.v2.join("memory.swap.max"), "0");
+            write(&cg.v2.join(limit), &(16u64 << 20).to_string());
+            a.watch(&cg).await;
+            let want = cg.path().to_string();
+            let mut count = counters(&cg)[counter];
+            for episode in 1..=2usize {
+                let t0 = Instant::now();
+                limit_episode(&cg, &file.0, 4);
+                let after = counters(&cg)[counter];
+                println!(
+                    "{alertname} episode {episode}: memory.events {counter} {count} -> {after} in {:?}",
+                    t0.elapsed()
+                );
+                assert!(
+                    after >= count + 2.0,
+                    "{limit} was exceeded again and again: {counter} {count} -> {after}"
+                );
+                // Fired once, for the first increase, then resolved after
+                // the hold-off.
+                let (starts, resolved) = support_psi::wait_for(Duration::from_secs(20), || {
+                    let e = episodes(&a.hook, alertname, &want);
+                    (e.1 >= episode).then_some(e)
+                })
+                .await
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{alertname} episode {episode} fired and resolved at the receiver: {:?}",
+                        episodes(&a.hook, alertname, &want)
+                    )
+                });
+                assert_eq!(
+                    (starts.len(), resolved),
+                    (episode, episode),
+                    "one alert per episode, though {counter} grew {} times: {starts:?}",
+                    after - count
+                );
+                // The resolve ends the alert `hold_off` after the last
+                // increase, which came after the first.
+                let ended = last_state(&a.hook, alertname, &want, "resolved");
+                let time = |k: &str| {
+                    ended[k]
+                        .as_str()
+                        .and_then(|v| humantime::parse_rfc3339_weak(v).ok())
+                        .unwrap_or_else(|| panic!("{k} in {ended}"))
+                };
+                let lasted = time("endsAt")
+                    .duration_since(time("startsAt"))
+                    .unwrap_or_default();
+                assert!(
+                    lasted >= hold_off,
+                    "resolved {lasted:?} after it started, the hold-off is {hold_off:?}"
+                );
+                let alert = last_state(&a.hook, alertname, &want, "firing");
+                let at_start: f64 = alert["annotations"][counter]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{counter} annotation in {alert}"));
+                assert!(
+                    at_start > count && at_start <= after,
+                    "the alert names the kernel's count as it started: {at_start} in ({count}, {after}]"
+                );
+                count = counters(&cg)[counter];
+            }
+        }
         a.agent.shutdown(Duration::from_secs(2)).await;
     }
 }

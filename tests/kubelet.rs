@@ -19,8 +19,8 @@ use bytes::Bytes;
 use cgroup_psi_exporter::kubernetes::{
     Kubelet, KubeletError, KubeletOptions, PodNames, RefreshIntervals, DEFAULT_MAX_BODY_BYTES,
 };
+use cgroup_psi_exporter::net::{HttpUrl, TlsClientError};
 use cgroup_psi_exporter::pem::PemError;
-use cgroup_psi_exporter::tlsclient::TlsClientError;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -181,7 +181,7 @@ fn state(token: &str, extra_pod: bool) -> Arc<State> {
 
 fn options(url: String, token_file: &Path) -> KubeletOptions {
     KubeletOptions {
-        url,
+        url: HttpUrl::parse(&url).expect("test URL"),
         token_file: Some(token_file.to_path_buf()),
         ca_file: None,
         insecure_skip_verify: false,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use capture::Capture;
 use cgroup_psi_exporter::alerting::{Alert, AlertingMetrics, NotificationLabels, Notifier};
-use cgroup_psi_exporter::config::{AlertingConfig, Config, TlsClientConfig};
+use cgroup_psi_exporter::config::{AlertingConfig, Config, HttpUrl, TlsClientConfig};
 
 fn alert(name: &str, resolved: bool) -> Alert {
     let mut labels = BTreeMap::new();
@@ -33,7 +33,7 @@ fn alert(name: &str, resolved: bool) -> Alert {
 
 fn cfg(url: &str, capacity: usize) -> AlertingConfig {
     AlertingConfig {
-        webhooks: vec![url.to_string()],
+        webhooks: vec![HttpUrl::parse(url).unwrap()],
         timeout: Duration::from_secs(2),
         queue_capacity: capacity,
         ..AlertingConfig::default()
@@ -177,7 +177,7 @@ async fn every_alertmanager_url_gets_the_alerts_as_a_v2_array() {
     let b = Capture::start().await;
     // Capture URLs end in /hook; an Alertmanager base URL gets
     // /api/v2/alerts appended, which the capture server accepts too.
-    let base = |c: &Capture| c.url.trim_end_matches("/hook").to_string();
+    let base = |c: &Capture| HttpUrl::parse(c.url.trim_end_matches("/hook")).unwrap();
     let conf = AlertingConfig {
         alertmanagers: vec![base(&a), base(&b)],
         timeout: Duration::from_secs(2),

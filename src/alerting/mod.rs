@@ -8,6 +8,7 @@
 //! nothing is lost unless more distinct alerts pile up than the queue holds
 //! (those drops are counted).
 
+mod pacing;
 pub mod payload;
 pub mod queue;
 mod receiver;
@@ -144,13 +145,12 @@ impl Notifier {
     /// One receiver per Alertmanager URL and per webhook URL. Spawns their
     /// tasks: must run inside a tokio runtime.
     pub fn new(cfg: &AlertingConfig, metrics: Arc<AlertingMetrics>) -> Notifier {
-        let client = receiver::http_client(&cfg.tls_config.client_tls());
+        let client = receiver::http_client(&cfg.tls_config.client_tls(), cfg.timeout);
         let mut receivers = Vec::new();
         for url in &cfg.alertmanagers {
             receivers.push(Receiver::spawn(
                 ReceiverKind::Alertmanager,
                 url,
-                cfg.timeout,
                 cfg.queue_capacity,
                 client.clone(),
                 metrics.clone(),
@@ -160,7 +160,6 @@ impl Notifier {
             receivers.push(Receiver::spawn(
                 ReceiverKind::Webhook,
                 url,
-                cfg.timeout,
                 cfg.queue_capacity,
                 client.clone(),
                 metrics.clone(),

@@ -5,9 +5,11 @@
 //! replaces the queued one instead of taking a second slot. So while a
 //! receiver is away, nothing is lost as long as the number of distinct
 //! alerts stays within the capacity; beyond it the oldest entry is dropped
-//! and counted.
+//! and counted. Each entry keeps when it was first queued (time passed in),
+//! so a storm's batching can bound how long an alert waits.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use super::Alert;
 
@@ -15,8 +17,8 @@ use super::Alert;
 pub struct AlertQueue {
     capacity: usize,
     next_seq: u64,
-    /// Oldest first.
-    by_seq: BTreeMap<u64, Alert>,
+    /// Oldest first, with when the alert (any state of it) was queued.
+    by_seq: BTreeMap<u64, (Alert, Instant)>,
     seq_of: HashMap<String, u64>,
 }
 
@@ -47,20 +49,24 @@ impl AlertQueue {
         self.by_seq.is_empty()
     }
 
-    /// Queues the newest state of an alert.
-    pub fn push(&mut self, alert: Alert) -> PushOutcome {
+    /// Queues the newest state of an alert at `now`. A state that replaces
+    /// a queued one keeps the older time: the alert has waited since then.
+    pub fn push(&mut self, alert: Alert, now: Instant) -> PushOutcome {
         let mut out = PushOutcome::default();
         let key = alert.key();
+        let mut queued = now;
         if let Some(old) = self.seq_of.remove(&key) {
-            self.by_seq.remove(&old);
+            if let Some((_, at)) = self.by_seq.remove(&old) {
+                queued = queued.min(at);
+            }
             out.replaced = true;
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_seq.insert(seq, alert);
+        self.by_seq.insert(seq, (alert, queued));
         self.seq_of.insert(key, seq);
         while self.by_seq.len() > self.capacity {
-            if let Some((_, dropped)) = self.by_seq.pop_first() {
+            if let Some((_, (dropped, _))) = self.by_seq.pop_first() {
                 self.seq_of.remove(&dropped.key());
                 out.dropped += 1;
             }
@@ -74,8 +80,13 @@ impl AlertQueue {
         self.by_seq
             .iter()
             .take(max)
-            .map(|(s, a)| (*s, a.clone()))
+            .map(|(s, (a, _))| (*s, a.clone()))
             .collect()
+    }
+
+    /// When the longest-waiting entry was queued.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.by_seq.values().map(|(_, at)| *at).min()
     }
 
     /// Removes entries that were delivered (or given up on). An entry that
@@ -84,7 +95,7 @@ impl AlertQueue {
     pub fn ack(&mut self, seqs: &[u64]) -> usize {
         let mut n = 0;
         for s in seqs {
-            if let Some(a) = self.by_seq.remove(s) {
+            if let Some((a, _)) = self.by_seq.remove(s) {
                 let key = a.key();
                 if self.seq_of.get(&key) == Some(s) {
                     self.seq_of.remove(&key);
@@ -101,7 +112,7 @@ mod tests {
     use super::*;
     use crate::alerting::{Alert, AlertStatus};
     use std::collections::BTreeMap;
-    use std::time::{Duration, SystemTime};
+    use std::time::{Duration, Instant, SystemTime};
 
     fn alert(name: &str, status: AlertStatus) -> Alert {
         let mut labels = BTreeMap::new();
@@ -122,9 +133,9 @@ mod tests {
     #[test]
     fn resolved_replaces_queued_firing_of_the_same_alert() {
         let mut q = AlertQueue::new(10);
-        q.push(alert("a", AlertStatus::Firing));
-        q.push(alert("b", AlertStatus::Firing));
-        let out = q.push(alert("a", AlertStatus::Resolved));
+        q.push(alert("a", AlertStatus::Firing), Instant::now());
+        q.push(alert("b", AlertStatus::Firing), Instant::now());
+        let out = q.push(alert("a", AlertStatus::Resolved), Instant::now());
         assert!(out.replaced);
         assert_eq!(q.len(), 2);
         let batch = q.peek_batch(10);
@@ -135,9 +146,21 @@ mod tests {
     #[test]
     fn overflow_drops_the_oldest_and_counts() {
         let mut q = AlertQueue::new(2);
-        assert_eq!(q.push(alert("a", AlertStatus::Firing)).dropped, 0);
-        assert_eq!(q.push(alert("b", AlertStatus::Firing)).dropped, 0);
-        assert_eq!(q.push(alert("c", AlertStatus::Firing)).dropped, 1);
+        assert_eq!(
+            q.push(alert("a", AlertStatus::Firing), Instant::now())
+                .dropped,
+            0
+        );
+        assert_eq!(
+            q.push(alert("b", AlertStatus::Firing), Instant::now())
+                .dropped,
+            0
+        );
+        assert_eq!(
+            q.push(alert("c", AlertStatus::Firing), Instant::now())
+                .dropped,
+            1
+        );
         let names: Vec<String> = q
             .peek_batch(10)
             .into_iter()
@@ -145,16 +168,19 @@ mod tests {
             .collect();
         assert_eq!(names, ["b", "c"]);
         // The dropped key is forgotten: pushing it again is a fresh entry.
-        assert!(!q.push(alert("a", AlertStatus::Firing)).replaced);
+        assert!(
+            !q.push(alert("a", AlertStatus::Firing), Instant::now())
+                .replaced
+        );
     }
 
     #[test]
     fn ack_keeps_a_state_queued_while_the_batch_was_in_flight() {
         let mut q = AlertQueue::new(10);
-        q.push(alert("a", AlertStatus::Firing));
+        q.push(alert("a", AlertStatus::Firing), Instant::now());
         let batch = q.peek_batch(10);
         // While the batch is being sent, the alert resolves.
-        q.push(alert("a", AlertStatus::Resolved));
+        q.push(alert("a", AlertStatus::Resolved), Instant::now());
         let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
         assert_eq!(q.ack(&seqs), 0, "the sent state was already replaced");
         assert_eq!(q.len(), 1);
@@ -165,9 +191,28 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_state_keeps_the_time_its_alert_was_first_queued() {
+        let mut q = AlertQueue::new(10);
+        let t0 = Instant::now();
+        q.push(alert("a", AlertStatus::Firing), t0);
+        q.push(alert("b", AlertStatus::Firing), t0 + Duration::from_secs(1));
+        q.push(
+            alert("a", AlertStatus::Resolved),
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(q.oldest(), Some(t0));
+        let first: Vec<u64> = q.peek_batch(1).iter().map(|(s, _)| *s).collect();
+        q.ack(&first);
+        assert_eq!(q.oldest(), Some(t0), "a's resolve, queued since a fired");
+        let rest: Vec<u64> = q.peek_batch(10).iter().map(|(s, _)| *s).collect();
+        q.ack(&rest);
+        assert_eq!(q.oldest(), None);
+    }
+
+    #[test]
     fn failed_send_leaves_the_batch_queued() {
         let mut q = AlertQueue::new(10);
-        q.push(alert("a", AlertStatus::Firing));
+        q.push(alert("a", AlertStatus::Firing), Instant::now());
         let _ = q.peek_batch(10); // send failed: no ack
         assert_eq!(q.peek_batch(10).len(), 1);
     }

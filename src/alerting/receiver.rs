@@ -5,59 +5,49 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, USER_AGENT};
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::pacing::{Pacer, BATCH};
 use super::payload;
 use super::queue::AlertQueue;
 use super::{Alert, AlertingMetrics, ReceiverLabels};
-use crate::tlsclient::ClientTls;
+use crate::net::{ClientTls, HttpClient, HttpUrl, Limits, SendError as NetError};
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// At most this many alerts per request.
-const BATCH: usize = 64;
-/// After a request, the next one waits at least this long unless a full
-/// batch is ready, so alerts arriving together share a request; a first
-/// alert after a quiet spell is sent at once.
-const PACING: Duration = Duration::from_millis(100);
-/// In a storm (every pod's rule firing over a few seconds, at most one
-/// event per trigger window each), requests are spaced this far apart once
-/// [`STORM_POSTS`] went out within [`STORM_SPAN`]: a thousand alerts then
-/// take ~20 requests, each at most a second late, instead of hundreds.
-const STORM_PACING: Duration = Duration::from_secs(1);
-const STORM_POSTS: usize = 4;
-const STORM_SPAN: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 /// Kept short so a receiver that comes back (an Alertmanager restart) gets
 /// the queue within seconds.
 const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A receiver's reply is only read to explain a refusal (its first 200
+/// characters are logged) and to reuse the connection.
+const MAX_REPLY_BYTES: usize = 64 << 10;
+/// Alertmanager keeps idle connections; a minute covers a resend interval.
+const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// One client for every receiver, so they share the connection pool. The
 /// TLS files were already read once by config validation; should they have
 /// gone since, the public roots are used and deliveries to a private-CA
 /// receiver fail loudly (counted, retried) instead of the agent stopping.
-pub(crate) fn http_client(tls: &ClientTls) -> HttpClient {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match tls.build() {
-        Ok(config) => builder.with_tls_config(config),
+pub(crate) fn http_client(tls: &ClientTls, timeout: Duration) -> HttpClient {
+    let tls = match tls.build() {
+        Ok(config) => Some(config),
         Err(e) => {
             error!(error = %e, "alerting.tls_config: falling back to the public web roots");
-            builder.with_webpki_roots()
+            None
         }
     };
-    let https = builder.https_or_http().enable_http1().build();
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(https)
+    HttpClient::new(
+        tls,
+        Limits {
+            timeout,
+            max_body_bytes: MAX_REPLY_BYTES,
+            pool_idle: POOL_IDLE,
+        },
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,14 +91,13 @@ pub struct Receiver {
 impl Receiver {
     pub(crate) fn spawn(
         kind: ReceiverKind,
-        url: &str,
-        timeout: Duration,
+        url: &HttpUrl,
         capacity: usize,
         client: HttpClient,
         metrics: Arc<AlertingMetrics>,
     ) -> Receiver {
         let shared = Arc::new(Shared {
-            name: url.to_string(),
+            name: url.as_str().to_string(),
             queue: Mutex::new(AlertQueue::new(capacity)),
             wake: Notify::new(),
             closing: AtomicBool::new(false),
@@ -116,10 +105,10 @@ impl Receiver {
         });
         shared.set_gauge(0);
         let target = match kind {
-            ReceiverKind::Alertmanager => format!("{}/api/v2/alerts", url.trim_end_matches('/')),
-            ReceiverKind::Webhook => url.to_string(),
+            ReceiverKind::Alertmanager => url.join("api/v2/alerts"),
+            ReceiverKind::Webhook => url.uri().clone(),
         };
-        let task = tokio::spawn(run(shared.clone(), kind, target, timeout, client));
+        let task = tokio::spawn(run(shared.clone(), kind, target, client));
         Receiver { shared, task }
     }
 
@@ -131,7 +120,7 @@ impl Receiver {
     pub fn push(&self, alert: Alert) {
         let (out, len) = {
             let mut q = self.shared.lock();
-            let out = q.push(alert);
+            let out = q.push(alert, tokio::time::Instant::now().into_std());
             (out, q.len())
         };
         if out.dropped > 0 {
@@ -182,26 +171,18 @@ enum SendError {
     Permanent(String),
 }
 
-async fn run(
-    shared: Arc<Shared>,
-    kind: ReceiverKind,
-    target: String,
-    timeout: Duration,
-    client: HttpClient,
-) {
-    let uri: Option<Uri> = match target.parse() {
-        Ok(u) => Some(u),
-        Err(e) => {
-            warn!(receiver = %shared.name, error = %e, "receiver URL does not parse: alerts to it are dropped");
-            None
-        }
-    };
+async fn run(shared: Arc<Shared>, kind: ReceiverKind, target: Uri, client: HttpClient) {
     let mut jitter = Jitter::seeded();
     let mut attempt: u32 = 0;
-    let mut recent: std::collections::VecDeque<tokio::time::Instant> = Default::default();
+    let mut pacer = Pacer::default();
     loop {
-        let batch = shared.lock().peek_batch(BATCH);
-        if batch.is_empty() {
+        // Every push wakes this loop: look at the queue's size and age
+        // only, and copy the batch out once it goes.
+        let (queued, oldest) = {
+            let q = shared.lock();
+            (q.len(), q.oldest())
+        };
+        let Some(oldest) = oldest else {
             if shared.closing.load(Ordering::SeqCst) {
                 return;
             }
@@ -209,37 +190,23 @@ async fn run(
             // is lost between the peek and here.
             shared.wake.notified().await;
             continue;
-        }
-        let now = tokio::time::Instant::now();
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > STORM_SPAN)
-        {
-            recent.pop_front();
-        }
-        let pacing = if recent.len() >= STORM_POSTS {
-            STORM_PACING
-        } else {
-            PACING
         };
-        if let Some(ready) = recent.back().map(|t| *t + pacing) {
-            if batch.len() < BATCH
-                && !shared.closing.load(Ordering::SeqCst)
-                && tokio::time::Instant::now() < ready
-            {
-                tokio::time::sleep_until(ready).await;
-                continue;
+        let now = tokio::time::Instant::now();
+        let due = tokio::time::Instant::from_std(pacer.due(now.into_std(), queued, oldest));
+        if due > now && !shared.closing.load(Ordering::SeqCst) {
+            // Until due, or until a push (a batch may be full now) or close.
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = shared.wake.notified() => {}
             }
+            continue;
         }
-        recent.push_back(tokio::time::Instant::now());
+        pacer.sent(now.into_std());
+        let batch = shared.lock().peek_batch(BATCH);
         let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
         let alerts: Vec<Alert> = batch.into_iter().map(|(_, a)| a).collect();
         let n = alerts.len() as u64;
-        let result = match &uri {
-            Some(uri) => send(&client, uri, kind, &alerts, timeout).await,
-            None => Err(SendError::Permanent("invalid URL".to_string())),
-        };
-        match result {
+        match send(&client, &target, kind, &alerts).await {
             Ok(()) => {
                 if attempt > 0 {
                     info!(receiver = %shared.name, attempts = attempt + 1, "receiver reachable again");
@@ -284,42 +251,34 @@ async fn send(
     uri: &Uri,
     kind: ReceiverKind,
     alerts: &[Alert],
-    timeout: Duration,
 ) -> Result<(), SendError> {
     let body = match kind {
         ReceiverKind::Alertmanager => payload::alertmanager_body(alerts),
         ReceiverKind::Webhook => payload::webhook_body(alerts),
     };
     let body = serde_json::to_vec(&body).map_err(|e| SendError::Permanent(e.to_string()))?;
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(uri.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header(
-            USER_AGENT,
-            concat!("cgroup-psi-exporter/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| SendError::Permanent(e.to_string()))?;
-    let exchange = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| SendError::Retry(format!("{e:#}")))?;
-        let status = resp.status();
-        // Read the body so the connection can be reused; its text helps
-        // explain a refusal.
-        let text = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        classify(status, &text)
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(r) => r,
-        Err(_) => Err(SendError::Retry(format!("timed out after {timeout:?}"))),
+    let mut req = Request::new(Full::new(Bytes::from(body)));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = uri.clone();
+    let headers = req.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("cgroup-psi-exporter/", env!("CARGO_PKG_VERSION"))),
+    );
+    match client.send(req).await {
+        Ok(reply) => {
+            // The text, when it could be read, helps explain a refusal.
+            let text = reply
+                .body
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            classify(reply.status, &text)
+        }
+        Err(NetError::Request(e)) => Err(SendError::Retry(format!("{e:#}"))),
+        Err(NetError::Timeout(timeout)) => {
+            Err(SendError::Retry(format!("timed out after {timeout:?}")))
+        }
     }
 }
 

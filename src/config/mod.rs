@@ -8,16 +8,18 @@
 //!   shared with `--web.config.file`;
 //! - [`template`]: the annotation template language (checked here, rendered
 //!   by the PSI agent);
-//! - [`url`]: receiver and kubelet URLs.
+//! - [`watch`]: the config in force, handed to every consumer, and the one
+//!   reload path;
+//! - receiver URLs are [`HttpUrl`]s, checked as they are deserialized;
+//!   `kubernetes.kubelet_url` is resolved by [`KubernetesConfig::kubelet_url`].
 
 mod diagnostics;
 mod template;
-mod url;
 mod validate;
+pub mod watch;
 
 pub(crate) use diagnostics::yaml_error;
 pub use template::{render_template, TEMPLATE_PLACEHOLDERS};
-pub use url::{parse_http_url, HttpUrl};
 pub use validate::{
     has_cap_sys_resource, ValidationContext, ValidationError, PSI_UNPRIVILEGED_WINDOW_STEP,
     PSI_WINDOW_MAX, PSI_WINDOW_MIN, RESERVED_LABELS,
@@ -30,6 +32,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+pub use crate::net::HttpUrl;
+pub use watch::{Companion, Refused, Watch};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -248,9 +253,9 @@ fn default_resolve_after() -> Duration {
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingConfig {
     /// Alertmanager base URLs; alerts are POSTed to `<url>/api/v2/alerts`.
-    pub alertmanagers: Vec<String>,
+    pub alertmanagers: Vec<HttpUrl>,
     /// URLs that receive each alert as JSON.
-    pub webhooks: Vec<String>,
+    pub webhooks: Vec<HttpUrl>,
     /// Per-request timeout towards each receiver.
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
@@ -260,8 +265,9 @@ pub struct AlertingConfig {
     /// oldest are dropped and counted.
     pub queue_capacity: usize,
     /// Base URL the alerts' `generatorURL` points at (defaults to the
-    /// exporter's own address).
-    pub external_url: String,
+    /// exporter's own address). Written `""` when unset.
+    #[serde(with = "crate::net::url::optional")]
+    pub external_url: Option<HttpUrl>,
     /// How often firing alerts are sent again, so that Alertmanager (whose
     /// `resolve_timeout` defaults to 5m) never resolves them on its own.
     #[serde(with = "humantime_serde_compat")]
@@ -318,9 +324,9 @@ pub struct TlsClientConfig {
 }
 
 impl TlsClientConfig {
-    pub fn client_tls(&self) -> crate::tlsclient::ClientTls {
+    pub fn client_tls(&self) -> crate::net::ClientTls {
         let path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
-        crate::tlsclient::ClientTls {
+        crate::net::ClientTls {
             ca_file: path(&self.ca_file),
             cert_file: path(&self.cert_file),
             key_file: path(&self.key_file),
@@ -348,7 +354,7 @@ impl Default for AlertingConfig {
             oom_kills: true,
             queue_capacity: 10000,
             resend_interval: Duration::from_secs(30),
-            external_url: String::new(),
+            external_url: None,
             tls_config: TlsClientConfig::default(),
             memory_events: MemoryEventsConfig::default(),
         }
@@ -374,6 +380,41 @@ pub struct KubernetesConfig {
     /// Skip TLS verification of the kubelet's serving certificate (kubelets
     /// commonly use self-signed ones).
     pub insecure_skip_verify: bool,
+}
+
+impl KubernetesConfig {
+    /// The kubelet's URL, or `None` when `kubelet_url` is empty (enrichment
+    /// off): `${VAR}` references expanded with `env`, then parsed. Config
+    /// validation and the kubelet client both get it from here, so what
+    /// `--check-config` accepts is what the client uses.
+    pub fn kubelet_url(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<HttpUrl>, KubeletUrlError> {
+        if self.kubelet_url.is_empty() {
+            return Ok(None);
+        }
+        let expanded = expand_env_refs(&self.kubelet_url, env)?;
+        let invalid = |why: String| KubeletUrlError::Url {
+            expanded: expanded.clone(),
+            why,
+        };
+        let url = HttpUrl::parse(&expanded).map_err(invalid)?;
+        if url.uri().query().is_some() {
+            return Err(invalid("no query string allowed".to_string()));
+        }
+        Ok(Some(url))
+    }
+}
+
+/// Why `kubernetes.kubelet_url` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KubeletUrlError {
+    #[error(transparent)]
+    Env(#[from] EnvRefError),
+    /// The URL after expansion, and what is wrong with it.
+    #[error("{why}")]
+    Url { expanded: String, why: String },
 }
 
 /// Why a `${VAR}` reference cannot be expanded.

@@ -8,10 +8,7 @@ use std::time::Duration;
 
 use super::diagnostics::{locate, suggest, FieldPath, PathSegment};
 use super::template::check_template;
-use super::{
-    expand_env_refs, parse_http_url, process_env, Config, PressureLevelRule, PsiKind, PsiRule,
-    Resource,
-};
+use super::{process_env, Config, KubeletUrlError, PressureLevelRule, PsiKind, PsiRule, Resource};
 use crate::glob::Glob;
 use crate::psi::trigger::{SpecProblem, TriggerSpec};
 
@@ -158,23 +155,17 @@ impl Config {
         errs: &mut Vec<ValidationError>,
     ) {
         let kubelet = &self.kubernetes.kubelet_url;
-        if kubelet.is_empty() {
-            return;
-        }
-        let at = path.key("kubelet_url");
-        match expand_env_refs(kubelet, env) {
-            Err(why) => errs.push(ValidationError::new(&at, format!("{kubelet:?}: {why}"))),
-            Ok(url) => {
-                if let Err(why) = parse_http_url(&url) {
-                    let shown = if url == *kubelet {
-                        format!("{kubelet:?}")
-                    } else {
-                        format!("{kubelet:?} (expanded to {url:?})")
-                    };
-                    errs.push(ValidationError::new(&at, format!("{shown}: {why}")));
-                }
+        let message = match self.kubernetes.kubelet_url(env) {
+            Ok(_) => return,
+            Err(KubeletUrlError::Env(why)) => format!("{kubelet:?}: {why}"),
+            Err(KubeletUrlError::Url { expanded, why }) if expanded == *kubelet => {
+                format!("{kubelet:?}: {why}")
             }
-        }
+            Err(KubeletUrlError::Url { expanded, why }) => {
+                format!("{kubelet:?} (expanded to {expanded:?}): {why}")
+            }
+        };
+        errs.push(ValidationError::new(&path.key("kubelet_url"), message));
     }
 
     fn validate_cgroups(&self, path: &FieldPath, errs: &mut Vec<ValidationError>) {
@@ -225,27 +216,6 @@ impl Config {
 
     fn validate_alerting(&self, path: &FieldPath, errs: &mut Vec<ValidationError>) {
         let a = &self.alerting;
-        for (key, urls) in [
-            ("alertmanagers", &a.alertmanagers),
-            ("webhooks", &a.webhooks),
-        ] {
-            for (i, url) in urls.iter().enumerate() {
-                if let Err(why) = parse_http_url(url) {
-                    errs.push(ValidationError::new(
-                        &path.key(key).index(i),
-                        format!("{url:?}: {why}"),
-                    ));
-                }
-            }
-        }
-        if !a.external_url.is_empty() {
-            if let Err(why) = parse_http_url(&a.external_url) {
-                errs.push(ValidationError::new(
-                    &path.key("external_url"),
-                    format!("{:?}: {why}", a.external_url),
-                ));
-            }
-        }
         if a.timeout.is_zero() {
             errs.push(ValidationError::new(
                 &path.key("timeout"),

@@ -50,17 +50,15 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Called by `POST /-/reload`; returns an error message when the new config
-/// was refused.
-pub type ReloadFn = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
-
 pub struct Server {
     pub registry: Arc<PromRegistry>,
     pub telemetry_path: String,
     /// Turns true once the initial discovery walk is done.
     pub ready: tokio::sync::watch::Receiver<bool>,
-    pub reload: Option<ReloadFn>,
-    pub tls: Option<Arc<crate::http::tls::LiveWebConfig>>,
+    /// The config in force; `POST /-/reload` runs its reload.
+    pub config: Arc<crate::config::Watch>,
+    /// The web config in force, with `--web.config.file`.
+    pub web: Option<tokio::sync::watch::Receiver<Arc<tls::WebConfig>>>,
     /// Size of the last exposition, to size the next one's buffer.
     pub last_size: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -98,11 +96,8 @@ impl Server {
         let graceful = GracefulShutdown::new();
         let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         // Whether the port speaks TLS is fixed at start; the certificates
-        // are taken from the live config per connection.
-        let tls = this.tls.clone().filter(|t| t.current().has_tls());
-        if let Some(live) = &this.tls {
-            live.clone().watch(shutdown.clone());
-        }
+        // are taken from the web config in force per connection.
+        let tls = this.web.clone().filter(|w| w.borrow().has_tls());
         loop {
             let accepted = tokio::select! {
                 r = listener.accept() => r,
@@ -142,8 +137,8 @@ impl Server {
                         drop(permit);
                     });
                 }
-                Some(live) => {
-                    let Some(acceptor) = live.current().acceptor() else {
+                Some(web) => {
+                    let Some(acceptor) = web.borrow().acceptor() else {
                         continue;
                     };
                     let watcher = graceful.watcher();
@@ -181,10 +176,10 @@ impl Server {
     /// The web config's gate (rate limit, basic auth), the route, then the
     /// web config's response headers on whatever is answered.
     async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
-        let Some(live) = &self.tls else {
+        let Some(web) = &self.web else {
             return self.route(req).await;
         };
-        let web = live.current();
+        let web = web.borrow().clone();
         let authorization = req
             .headers()
             .get(hyper::header::AUTHORIZATION)
@@ -223,30 +218,21 @@ impl Server {
             if req.method() != Method::POST && req.method() != Method::PUT {
                 return simple(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
             }
-            let (config, web) = (self.reload.clone(), self.tls.clone());
-            if config.is_none() && web.is_none() {
+            let config = self.config.clone();
+            if !config.has_files() {
                 return simple(StatusCode::NOT_FOUND, "no config file to reload\n");
             }
-            // One reload path for both files (SIGHUP does the config, the
-            // watcher the web config within a second). Reading and
+            // The one reload path, as SIGHUP's: both files. Reading and
             // checking files blocks: the blocking pool.
-            let done = tokio::task::spawn_blocking(move || {
-                let mut refused = Vec::new();
-                if let Some(Err(e)) = web.as_ref().map(|w| w.refresh()) {
-                    refused.push(format!("web config refused: {e}"));
+            return match tokio::task::spawn_blocking(move || config.reload()).await {
+                Ok(Ok(())) => simple(StatusCode::OK, "config reloaded\n"),
+                Ok(Err(refused)) => {
+                    let lines: Vec<String> = refused.iter().map(|r| r.to_string()).collect();
+                    simple(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &format!("{}\n", lines.join("\n")),
+                    )
                 }
-                if let Some(Err(e)) = config.as_ref().map(|f| f()) {
-                    refused.push(format!("config refused: {e}"));
-                }
-                refused
-            })
-            .await;
-            return match done {
-                Ok(refused) if refused.is_empty() => simple(StatusCode::OK, "config reloaded\n"),
-                Ok(refused) => simple(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("{}\n", refused.join("\n")),
-                ),
                 Err(_) => simple(StatusCode::INTERNAL_SERVER_ERROR, "reload failed\n"),
             };
         }

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -412,19 +412,22 @@ fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.ino(), m.len()))
 }
 
-/// The web config in force. A background task ([`LiveWebConfig::watch`])
-/// looks at its files (a `stat` each) once a second on the blocking pool
-/// and loads them again when one changed: certificates rotated by
-/// cert-manager or a Secret update, and edited users or headers, apply
-/// without a restart, as with exporter-toolkit (which reads the file on
-/// every request). A changed file that does not load is refused with a log
-/// line and the running config stays; so is turning TLS on or off, which
-/// would change what the port speaks. Requests only read the current
-/// config ([`LiveWebConfig::current`]): no file system work, no lock held
-/// for longer than an `Arc` clone.
+/// The web config in force, published on a `tokio::sync::watch` channel:
+/// the server holds a receiver ([`LiveWebConfig::subscribe`]) and clones
+/// the current `Arc` per connection and request, with no file system work.
+/// New ones come from [`LiveWebConfig::refresh`], which two callers share:
+/// the one reload path (`config::Watch::reload`, for SIGHUP and
+/// `POST /-/reload`), and a task ([`LiveWebConfig::watch`]) that looks at
+/// the files (a `stat` each) once a second on the blocking pool, so that
+/// certificates rotated by cert-manager or a Secret update, and edited
+/// users or headers, apply without a restart or a signal, as with
+/// exporter-toolkit (which reads the file on every request). A changed
+/// file that does not load is refused with a log line and the running
+/// config stays; so is turning TLS on or off, which would change what the
+/// port speaks.
 pub struct LiveWebConfig {
     file: PathBuf,
-    current: RwLock<Arc<WebConfig>>,
+    current: tokio::sync::watch::Sender<Arc<WebConfig>>,
     /// Held by a refresh, so two never interleave; holds the stamps of a
     /// load that was refused, so it is reported once, not every second.
     refused: Mutex<Option<(Vec<Stamp>, String)>>,
@@ -434,16 +437,18 @@ impl LiveWebConfig {
     pub fn new(file: PathBuf, initial: WebConfig) -> LiveWebConfig {
         LiveWebConfig {
             file,
-            current: RwLock::new(Arc::new(initial)),
+            current: tokio::sync::watch::Sender::new(Arc::new(initial)),
             refused: Mutex::new(None),
         }
     }
 
     pub fn current(&self) -> Arc<WebConfig> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.borrow().clone()
+    }
+
+    /// A receiver of every web config put in force from now on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Arc<WebConfig>> {
+        self.current.subscribe()
     }
 
     /// Looks at the files and loads them again if one changed. Blocking
@@ -479,7 +484,7 @@ impl LiveWebConfig {
                 )
             }
             Ok(new) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+                self.current.send_replace(Arc::new(new));
                 *refused = None;
                 tracing::info!(file = %self.file.display(), "web config reloaded");
                 return Ok(true);
@@ -505,6 +510,12 @@ impl LiveWebConfig {
                 let _ = tokio::task::spawn_blocking(move || this.refresh()).await;
             }
         });
+    }
+}
+
+impl crate::config::Companion for LiveWebConfig {
+    fn refresh(&self) -> Result<bool, String> {
+        LiveWebConfig::refresh(self)
     }
 }
 

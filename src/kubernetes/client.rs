@@ -10,13 +10,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::header::{HeaderValue, ACCEPT, AUTHORIZATION};
 use hyper::{Request, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -27,8 +23,8 @@ use tracing::{debug, info, warn};
 
 use super::path::PathLabels;
 use super::pods::{parse_pod_list, ParseError, PodIndex, PodNames};
-use crate::config::{expand_env_refs, KubernetesConfig};
-use crate::tlsclient::{ClientTls, TlsClientError};
+use crate::config::{KubeletUrlError, KubernetesConfig};
+use crate::net::{BodyError, ClientTls, HttpClient, HttpUrl, Limits, SendError, TlsClientError};
 
 /// Where Kubernetes mounts the pod's service account token. Used when
 /// `kubernetes.token_file` is empty and the file exists (in a pod).
@@ -43,6 +39,9 @@ pub const SERVICE_ACCOUNT_CA: &str = "/var/run/secrets/kubernetes.io/serviceacco
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
 /// One request, headers and body included.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// hyper-util's default: longer than the refresh period, so the periodic
+/// fetch reuses its connection (no new TLS handshake each minute).
+const POOL_IDLE: Duration = Duration::from_secs(90);
 
 // === Errors ===
 
@@ -160,7 +159,7 @@ impl Default for RefreshIntervals {
 #[derive(Debug, Clone)]
 pub struct KubeletOptions {
     /// Base URL, `https://NODE_IP:10250`; `/pods` is appended.
-    pub url: String,
+    pub url: HttpUrl,
     /// Bearer token file, re-read on every refresh: projected service
     /// account tokens are rotated by the kubelet (about hourly).
     pub token_file: Option<PathBuf>,
@@ -168,7 +167,7 @@ pub struct KubeletOptions {
     /// `None`: the public web PKI roots (which a kubelet cert rarely chains to).
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate. See
-    /// [`crate::tlsclient::AcceptAnyServerCert`].
+    /// [`crate::net::AcceptAnyServerCert`].
     pub insecure_skip_verify: bool,
     pub timeout: Duration,
     pub max_body_bytes: usize,
@@ -192,14 +191,19 @@ impl KubeletOptions {
         cfg: &KubernetesConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, KubeletError> {
-        if cfg.kubelet_url.trim().is_empty() {
-            return Ok(None);
-        }
-        let url = expand_env_refs(&cfg.kubelet_url, env).map_err(|e| KubeletError::InvalidUrl {
-            url: cfg.kubelet_url.clone(),
-            reason: e.to_string(),
-        })?;
-        let url = url.trim();
+        let url = match cfg.kubelet_url(env) {
+            Ok(Some(url)) => url,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                return Err(KubeletError::InvalidUrl {
+                    url: cfg.kubelet_url.clone(),
+                    reason: match e {
+                        KubeletUrlError::Env(e) => e.to_string(),
+                        KubeletUrlError::Url { why, .. } => why,
+                    },
+                })
+            }
+        };
         let token_file = if cfg.token_file.is_empty() {
             let default = Path::new(SERVICE_ACCOUNT_TOKEN);
             default.exists().then(|| default.to_path_buf())
@@ -208,7 +212,7 @@ impl KubeletOptions {
         };
         let ca = Path::new(SERVICE_ACCOUNT_CA);
         Ok(Some(KubeletOptions {
-            url: url.to_string(),
+            url,
             token_file,
             ca_file: ca.exists().then(|| ca.to_path_buf()),
             insecure_skip_verify: cfg.insecure_skip_verify,
@@ -228,26 +232,6 @@ impl KubeletOptions {
 }
 
 // === Kubelet ===
-
-type Body = Empty<Bytes>;
-
-/// `http://` gets a plain connector: no TLS setup (or CA file) needed.
-enum HttpClient {
-    Http(Client<HttpConnector, Body>),
-    Https(Client<HttpsConnector<HttpConnector>, Body>),
-}
-
-impl HttpClient {
-    async fn get(
-        &self,
-        req: Request<Body>,
-    ) -> Result<hyper::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error> {
-        match self {
-            HttpClient::Http(c) => c.request(req).await,
-            HttpClient::Https(c) => c.request(req).await,
-        }
-    }
-}
 
 struct Metrics {
     up: Gauge,
@@ -273,8 +257,6 @@ pub struct Kubelet {
     token_file: Option<PathBuf>,
     /// The last token read, kept for when a re-read fails mid-rotation.
     token: Mutex<Option<HeaderValue>>,
-    timeout: Duration,
-    max_body_bytes: usize,
     intervals: RefreshIntervals,
     names: RwLock<Arc<PodIndex>>,
     notify: Notify,
@@ -305,47 +287,26 @@ impl Kubelet {
         KubeletOptions::from_config(cfg)?.map(Self::new).transpose()
     }
 
-    /// Checks the URL, builds the HTTP(S) client and reads the token once,
-    /// so a wrong path or URL fails at startup rather than at the first
-    /// refresh. Does no network I/O.
+    /// Builds the HTTP(S) client and reads the token once, so a wrong path
+    /// fails at startup rather than at the first refresh. Does no network
+    /// I/O.
     pub fn new(opts: KubeletOptions) -> Result<Self, KubeletError> {
-        let invalid = |reason: &str| KubeletError::InvalidUrl {
-            url: opts.url.clone(),
-            reason: reason.to_string(),
-        };
-        let base: Uri = opts
-            .url
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| invalid(&e.to_string()))?;
-        let https = match base.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(invalid("scheme must be http or https")),
-        };
-        if base.host().is_none() {
-            return Err(invalid("no host"));
-        }
-        if base.query().is_some() {
-            return Err(invalid("no query string allowed"));
-        }
-        let pods_url: Uri = format!("{}/pods", opts.url.trim().trim_end_matches('/'))
-            .parse()
-            .map_err(|e: hyper::http::uri::InvalidUri| invalid(&e.to_string()))?;
-
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(opts.timeout));
-        http.set_nodelay(true);
-        let client = if https {
-            http.enforce_http(false);
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(opts.client_tls().build()?)
-                .https_only()
-                .enable_http1()
-                .wrap_connector(http);
-            HttpClient::Https(Client::builder(TokioExecutor::new()).build(connector))
+        let https = opts.url.is_https();
+        let pods_url = opts.url.join("pods");
+        // `http://` needs no TLS setup (or CA file).
+        let tls = if https {
+            Some(opts.client_tls().build()?)
         } else {
-            HttpClient::Http(Client::builder(TokioExecutor::new()).build(http))
+            None
         };
+        let client = HttpClient::new(
+            tls,
+            Limits {
+                timeout: opts.timeout,
+                max_body_bytes: opts.max_body_bytes,
+                pool_idle: POOL_IDLE,
+            },
+        );
         let token = match &opts.token_file {
             Some(path) => Some(read_token(path)?),
             None => None,
@@ -366,8 +327,6 @@ impl Kubelet {
             pods_url,
             token_file: opts.token_file,
             token: Mutex::new(token),
-            timeout: opts.timeout,
-            max_body_bytes: opts.max_body_bytes,
             intervals: opts.intervals,
             names: RwLock::new(Arc::new(PodIndex::default())),
             notify: Notify::new(),
@@ -663,66 +622,44 @@ impl Kubelet {
 
     async fn fetch(&self) -> Result<PodIndex, KubeletError> {
         let url = self.pods_url_str.clone();
-        let mut req = Request::get(self.pods_url.clone());
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = self.pods_url.clone();
         if let Some(auth) = self.authorization().await? {
-            req = req.header(AUTHORIZATION, auth);
+            req.headers_mut().insert(AUTHORIZATION, auth);
         }
-        let req = req
-            .header(ACCEPT, "application/json")
-            .body(Empty::new())
-            .map_err(|e| KubeletError::InvalidUrl {
-                url: url.to_string(),
-                reason: e.to_string(),
-            })?;
-        let limit = self.max_body_bytes;
-        let exchange = async {
-            let resp = self
-                .client
-                .get(req)
-                .await
-                .map_err(|source| KubeletError::Request {
-                    url: url.clone(),
-                    source: Box::new(source),
-                })?;
-            let status = resp.status();
-            if !status.is_success() {
-                let hint = match status {
-                    StatusCode::UNAUTHORIZED => " (token rejected: check kubernetes.token_file)",
-                    StatusCode::FORBIDDEN => {
-                        " (RBAC: the service account needs get on nodes/pods, or nodes/proxy before Kubernetes 1.33)"
-                    }
-                    _ => "",
-                };
-                return Err(KubeletError::Status {
-                    url: url.clone(),
-                    status,
-                    hint,
-                });
-            }
-            let body = Limited::new(resp.into_body(), limit)
-                .collect()
-                .await
-                .map_err(|source| {
-                    if source.is::<LengthLimitError>() {
-                        KubeletError::TooLarge {
-                            url: url.clone(),
-                            limit,
-                        }
-                    } else {
-                        KubeletError::Body {
-                            url: url.clone(),
-                            source,
-                        }
-                    }
-                })?;
-            Ok(body.to_bytes())
-        };
-        let body = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| KubeletError::Timeout {
+        req.headers_mut()
+            .insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let reply = self.client.send(req).await.map_err(|e| match e {
+            SendError::Request(source) => KubeletError::Request {
                 url: url.clone(),
-                timeout: self.timeout,
-            })??;
+                source: Box::new(source),
+            },
+            SendError::Timeout(timeout) => KubeletError::Timeout {
+                url: url.clone(),
+                timeout,
+            },
+        })?;
+        let status = reply.status;
+        if !status.is_success() {
+            let hint = match status {
+                StatusCode::UNAUTHORIZED => " (token rejected: check kubernetes.token_file)",
+                StatusCode::FORBIDDEN => {
+                    " (RBAC: the service account needs get on nodes/pods, or nodes/proxy before Kubernetes 1.33)"
+                }
+                _ => "",
+            };
+            return Err(KubeletError::Status { url, status, hint });
+        }
+        let body = reply.body.map_err(|e| match e {
+            BodyError::TooLarge { limit } => KubeletError::TooLarge {
+                url: url.clone(),
+                limit,
+            },
+            BodyError::Read(source) => KubeletError::Body {
+                url: url.clone(),
+                source,
+            },
+        })?;
         // Parsing megabytes of JSON takes milliseconds: keep it off the
         // async workers.
         let parsed = tokio::task::spawn_blocking(move || parse_pod_list(&body)).await;
@@ -768,7 +705,7 @@ mod tests {
 
     fn opts(url: &str) -> KubeletOptions {
         KubeletOptions {
-            url: url.to_string(),
+            url: HttpUrl::parse(url).expect("test URL"),
             token_file: None,
             ca_file: None,
             insecure_skip_verify: false,
@@ -782,17 +719,20 @@ mod tests {
     fn urls_are_checked_and_pods_appended() {
         let k = Kubelet::new(opts("http://10.0.0.1:10255/")).expect("valid");
         assert_eq!(k.pods_url().to_string(), "http://10.0.0.1:10255/pods");
+        let cfg = |url: &str| KubernetesConfig {
+            kubelet_url: url.to_string(),
+            ..KubernetesConfig::default()
+        };
         for bad in ["10.0.0.1:10250", "ftp://x/", "https://", "http://x/?a=b"] {
             assert!(
                 matches!(
-                    Kubelet::new(opts(bad)),
+                    Kubelet::from_config(&cfg(bad)),
                     Err(KubeletError::InvalidUrl { .. })
                 ),
                 "{bad}"
             );
         }
-        let cfg = KubernetesConfig::default();
-        assert!(Kubelet::from_config(&cfg).expect("off").is_none());
+        assert!(Kubelet::from_config(&cfg("")).expect("off").is_none());
     }
 
     #[test]
@@ -806,7 +746,7 @@ mod tests {
         let o = KubeletOptions::from_config_with(&cfg, env)
             .expect("expands")
             .expect("on");
-        assert_eq!(o.url, "https://10.0.0.5:10250");
+        assert_eq!(o.url.as_str(), "https://10.0.0.5:10250");
         let err = KubeletOptions::from_config_with(&cfg, |_| None).unwrap_err();
         assert_eq!(
             err.to_string(),

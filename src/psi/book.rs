@@ -418,7 +418,7 @@ mod tests {
             resend_interval: RESEND,
             ..AlertingConfig::default()
         };
-        Book::new(Builder::new("n1".into(), "", None), &alerting)
+        Book::new(Builder::new("n1".into(), &None, None), &alerting)
     }
 
     fn key(rule: &str, path: &str) -> AlertKey {
@@ -529,7 +529,7 @@ mod tests {
         let mut alerting = AlertingConfig::default();
         alerting.memory_events.high = true;
         alerting.memory_events.hold_off = Duration::from_secs(60);
-        let mut b = Book::new(Builder::new("n1".into(), "", None), &alerting);
+        let mut b = Book::new(Builder::new("n1".into(), &None, None), &alerting);
         let p = CgroupPath::new("/a");
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
@@ -565,7 +565,7 @@ mod tests {
             (t0 + Duration::from_secs(200), w),
         );
         let ended = b.reload(
-            Builder::new("n1".into(), "", None),
+            Builder::new("n1".into(), &None, None),
             &AlertingConfig::default(),
             w,
         );

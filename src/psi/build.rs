@@ -44,9 +44,13 @@ pub struct Listen {
 
 /// `alerting.external_url`, else the exporter's own address: the node
 /// name with the port (and scheme) it really listens on.
-pub(crate) fn generator_url(external_url: &str, listen: Option<Listen>, node: &str) -> String {
-    if !external_url.is_empty() {
-        return external_url.to_string();
+pub(crate) fn generator_url(
+    external_url: &Option<crate::config::HttpUrl>,
+    listen: Option<Listen>,
+    node: &str,
+) -> String {
+    if let Some(url) = external_url {
+        return url.as_str().to_string();
     }
     let (scheme, port) = match listen {
         Some(l) => (if l.https { "https" } else { "http" }, l.port),
@@ -63,7 +67,11 @@ pub(crate) struct Builder {
 }
 
 impl Builder {
-    pub(crate) fn new(node: String, external_url: &str, listen: Option<Listen>) -> Builder {
+    pub(crate) fn new(
+        node: String,
+        external_url: &Option<crate::config::HttpUrl>,
+        listen: Option<Listen>,
+    ) -> Builder {
         Builder {
             generator_url: generator_url(external_url, listen, &node),
             node,
@@ -317,7 +325,7 @@ mod tests {
     #[test]
     fn level_alert_carries_level_path_labels_and_generator() {
         let p = CgroupPath::new("/kubepods/burstable/pod0d4e1f2a-3b5c/c1");
-        let b = Builder::new("n1".into(), "", None);
+        let b = Builder::new("n1".into(), &None, None);
         let a = b.level_alert(&level_rule(), &p, SystemTime::UNIX_EPOCH);
         assert_eq!(a.labels["alertname"], "Lvl");
         assert_eq!(a.labels["level"], "critical");
@@ -344,7 +352,7 @@ mod tests {
             port: 9999,
             https: true,
         });
-        let b = Builder::new("n1".into(), "", listen);
+        let b = Builder::new("n1".into(), &None, listen);
         let top = vec![Contributor {
             cgroup: "/a/b/c".into(),
             share: 1.0,
@@ -367,7 +375,8 @@ mod tests {
         ] {
             assert_eq!(a.labels[k], v, "{k}");
         }
-        let b = Builder::new("n1".into(), "https://am.example/x", listen);
+        let url = crate::config::HttpUrl::parse("https://am.example/x").expect("url");
+        let b = Builder::new("n1".into(), &Some(url), listen);
         let a = b.limit_alert(LimitCounter::Max, &p, 3, SystemTime::UNIX_EPOCH);
         assert_eq!(a.generator_url, "https://am.example/x");
         assert_eq!(a.labels["alertname"], MAX_ALERTNAME);

@@ -1,4 +1,5 @@
-//! Helpers: templates, URLs, the capability probe, YAML round trips.
+//! Helpers: templates, the capability probe, YAML round trips. (The URL
+//! parser's own tests are in `net::url`.)
 
 use super::*;
 
@@ -20,44 +21,6 @@ fn render_template_fills_known_and_keeps_unknown() {
         render_template("é {{ cgroup }} ü", &vars),
         "é /kubepods.slice ü"
     );
-}
-
-#[test]
-fn http_urls_are_parsed() {
-    let u = parse_http_url("http://alertmanager:9093").unwrap();
-    assert_eq!(
-        (u.scheme, u.host, u.port, u.path),
-        ("http", "alertmanager", Some(9093), "")
-    );
-    let u = parse_http_url("HTTPS://[::1]:8443/hook?t=1").unwrap();
-    assert_eq!(
-        (u.scheme, u.host, u.port, u.path),
-        ("https", "::1", Some(8443), "/hook?t=1")
-    );
-    let u = parse_http_url("https://am.example.com/prefix/").unwrap();
-    assert_eq!(
-        (u.host, u.port, u.path),
-        ("am.example.com", None, "/prefix/")
-    );
-    for (bad, why) in [
-        ("alertmanager:9093", "expected a URL"),
-        ("ftp://x", "not http or https"),
-        ("http://", "missing host"),
-        ("http://:80", "missing host"),
-        ("http://a:0", "invalid port"),
-        ("http://a:", "invalid port"),
-        ("http://a:+80", "invalid port"),
-        ("http://a b", "whitespace"),
-        ("http://a/#x", "fragments"),
-        ("http://u@a", "credentials"),
-        ("http://[::1", "unclosed"),
-        ("http://[zz]", "invalid IPv6"),
-        ("http://[::1]x", "expected \":port\""),
-        ("http://a%b", "invalid host"),
-    ] {
-        let err = parse_http_url(bad).unwrap_err();
-        assert!(err.contains(why), "{bad}: {err}");
-    }
 }
 
 #[test]
@@ -98,13 +61,17 @@ fn to_yaml_round_trips_defaults() {
 #[test]
 fn to_yaml_round_trips_a_full_config() {
     let text = rule_with(
-            "      kind: full\n      window: 4s\n      resolve_after: 1m 30s\n      labels: {severity: page}\n      annotations: {summary: \"{{ cgroup }} stalls\"}\ncgroups:\n  include: [\"/kubepods.slice/**\"]\n  exclude: [\"**/*.mount\"]\n  max_depth: 6\nmetrics:\n  disable: [cgroup_memory_stat_bytes]\nalerting:\n  alertmanagers: [\"http://am:9093\"]\n  webhooks: [\"https://hook/x\"]\n  timeout: 1500ms\n  queue_capacity: 10\nkubernetes:\n  kubelet_url: \"https://127.0.0.1:10250\"\n  insecure_skip_verify: true\n",
+            "      kind: full\n      window: 4s\n      resolve_after: 1m 30s\n      labels: {severity: page}\n      annotations: {summary: \"{{ cgroup }} stalls\"}\ncgroups:\n  include: [\"/kubepods.slice/**\"]\n  exclude: [\"**/*.mount\"]\n  max_depth: 6\nmetrics:\n  disable: [cgroup_memory_stat_bytes]\nalerting:\n  alertmanagers: [\"http://am:9093\"]\n  webhooks: [\"https://hook/x\"]\n  timeout: 1500ms\n  queue_capacity: 10\n  external_url: \"https://exporter.example:9753/\"\nkubernetes:\n  kubelet_url: \"https://127.0.0.1:10250\"\n  insecure_skip_verify: true\n",
         );
     let cfg = assert_valid(&text, &strict());
     assert_eq!(cfg.psi.rules[0].resolve_after, Duration::from_secs(90));
     let yaml = cfg.to_yaml();
     assert!(yaml.contains("threshold: 150ms"), "{yaml}");
     assert!(yaml.contains("timeout: 1s 500ms"), "{yaml}");
+    assert!(
+        yaml.contains("external_url: https://exporter.example:9753/"),
+        "{yaml}"
+    );
     let again = assert_valid(&yaml, &strict());
     assert_eq!(again, cfg);
     assert_eq!(again.to_yaml(), yaml);
