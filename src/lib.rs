@@ -41,15 +41,20 @@
 //!      before it from inside its own `spawn_blocking`;
 //!    - the kubelet's pod list is parsed, and its token file re-read, in
 //!      `spawn_blocking` (`kubernetes::client`).
+//!    - the PSI agent: its owners (`psi::triggers`, `psi::oom_watch`,
+//!      `psi::levels`) await only registered fds (trigger fds, eventfds,
+//!      the inotify fd); trigger arming, the hidden-file check, the
+//!      attribution and OOM-counter reads and the v1 registrations run in
+//!      one `spawn_blocking` batch per burst of events, awaited by the
+//!      owner so its events stay in order.
 //!
 //! clippy enforces what it can (`clippy.toml`): in this library, blocking
 //! `std::fs` calls, `std::thread::sleep`, DNS through `ToSocketAddrs` and
 //! bcrypt are disallowed methods, and tracing span guards may not be held
 //! across `.await`. A synchronous module says so with an `#[allow]` and its
 //! reason on its `mod` line below; any other blocking call needs an
-//! `#[allow]` saying why it is off the workers. The modules marked "not yet"
-//! still block on a worker somewhere and are being moved (issue 12): narrow
-//! their `#[allow]` to the synchronous functions when they are.
+//! `#[allow]` saying why it is off the workers (the agent's few blocking
+//! functions carry one each, naming the batch that calls them).
 #![deny(rust_2018_idioms, unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![cfg_attr(not(test), warn(clippy::disallowed_methods))]
@@ -93,10 +98,6 @@ pub mod logging;
 pub mod namespaces;
 pub mod net;
 pub mod pem;
-#[allow(
-    clippy::disallowed_methods,
-    reason = "not yet (issue 12): the agent reads pressure and OOM files and arms triggers on async workers"
-)]
 pub mod psi;
 #[allow(
     clippy::disallowed_methods,

@@ -405,6 +405,11 @@ fn validate_labels(
                 p,
                 "alertname is set from the rule name: rename the rule instead".to_string(),
             );
+        } else if key == "generator" {
+            err(
+                p,
+                "\"generator\" is set to \"cgroup-psi-exporter\" on every alert the agent sends (it marks them for an Alertmanager route) and cannot be overridden".to_string(),
+            );
         } else if RESERVED_LABELS.contains(&key.as_str()) {
             err(
                 p,

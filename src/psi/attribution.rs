@@ -132,7 +132,12 @@ pub fn leaves_below<'a>(
 }
 
 /// Reads the line of `file` that matches `kind` (`full` falls back to
-/// `some` when absent). `None` when unreadable or unparsable.
+/// `some` when absent). `None` when unreadable or unparsable. Blocking:
+/// the agent reads on the blocking pool, one batch per burst of fires.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "called only on the blocking pool (psi::triggers)"
+)]
 pub fn read_pressure(file: &Path, kind: PsiKind) -> Option<Reading> {
     let text = std::fs::read_to_string(file).ok()?;
     let psi = parse_psi(&text).ok()?;

@@ -15,30 +15,29 @@
 //!   as PSI rules do. The eventfd is also signalled when the cgroup goes;
 //!   the file being gone then tells removal from pressure.
 //!
-//! [`LevelRules`] owns the rules' watches and alert states; the agent
-//! feeds it the v1 memory hierarchy's cgroups and the watches' messages.
+//! [`Levels`] owns the rules' watches and tells the agent loop when one
+//! fires or goes; the alert states live in the alert book.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
-
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::alerting::Alert;
-use crate::cgroupfs::CgroupPath;
-use crate::config::{render_template, PressureLevelRule};
+use crate::cgroupfs::{CgroupPath, Controller, HierarchyId};
+use crate::config::{Config, PressureLevelRule};
 use crate::glob::Glob;
+use crate::registry::{Registry, RegistryEvent};
 
-use super::agent::GENERATOR_LABEL;
-use super::state::{AlertState, Transition};
+use super::book::News;
+use super::{Input, Inputs};
 
 /// Why a level watch could not be armed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +69,12 @@ pub struct LevelWatch {
 
 impl LevelWatch {
     /// Registers for `level` notifications of the v1 memory cgroup `dir`.
+    /// Blocking (opens and writes cgroup files): call it on the blocking
+    /// pool, inside the runtime (the eventfd is registered with it).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "called only on the blocking pool (Levels::arm)"
+    )]
     pub fn arm(dir: &Path, level: crate::config::PressureLevel) -> Result<LevelWatch, LevelError> {
         let err = |path: &Path, op, source| LevelError {
             path: path.to_path_buf(),
@@ -112,18 +117,22 @@ impl LevelWatch {
                 Ok(Err(e)) => return LevelEvent::Failed(e.to_string()),
                 Err(_would_block) => continue,
             }
-            return if self.level_file.exists() {
-                LevelEvent::Fired
-            } else {
-                LevelEvent::Gone
+            // The eventfd is also signalled as the cgroup goes: the file
+            // being gone tells removal from pressure (a stat, off the
+            // async workers).
+            let file = self.level_file.clone();
+            return match tokio::task::spawn_blocking(move || file.exists()).await {
+                Ok(true) => LevelEvent::Fired,
+                Ok(false) => LevelEvent::Gone,
+                Err(e) => LevelEvent::Failed(e.to_string()),
             };
         }
     }
 }
 
-/// A watch's message to the agent.
+/// A watch's message to the owner.
 #[derive(Debug)]
-pub struct LevelMsg {
+struct LevelMsg {
     key: Key,
     id: u64,
     event: LevelEvent,
@@ -132,7 +141,7 @@ pub struct LevelMsg {
 type Key = (Arc<str>, CgroupPath);
 
 struct Rule {
-    rule: PressureLevelRule,
+    rule: Arc<PressureLevelRule>,
     root: bool,
     globs: Vec<Glob>,
 }
@@ -146,69 +155,156 @@ impl Rule {
     }
 }
 
-struct Entry {
-    id: u64,
-    abort: AbortHandle,
-    state: AlertState,
-    alert: Option<Alert>,
-}
-
-/// The level rules, their watches (rule x v1 memory cgroup) and alerts.
-pub(crate) struct LevelRules {
+/// The level watches owner: rule x v1 memory cgroup -> armed eventfds ->
+/// `LevelFired` / `LevelEnded` news for the alert book. Its own task, with its own registry subscription and
+/// config receiver; arming runs on the blocking pool, one batch per burst
+/// of events.
+pub(crate) struct Levels {
+    registry: Arc<Registry>,
+    /// The v1 memory hierarchy (none: nothing is armed).
+    hierarchy: Option<(HierarchyId, PathBuf)>,
     rules: Vec<Arc<Rule>>,
-    root: Option<PathBuf>,
-    armed: HashMap<Key, Entry>,
+    paths: BTreeSet<CgroupPath>,
+    armed: HashMap<Key, (u64, AbortHandle)>,
     next_id: u64,
     tx: mpsc::UnboundedSender<LevelMsg>,
-    node: String,
+    rx: mpsc::UnboundedReceiver<LevelMsg>,
+    out: mpsc::UnboundedSender<News>,
 }
 
-impl LevelRules {
-    /// `root`: the v1 memory hierarchy's mount (none: nothing is armed).
+impl Levels {
     pub(crate) fn new(
+        registry: Arc<Registry>,
         rules: &[PressureLevelRule],
-        root: Option<PathBuf>,
-        node: String,
-        tx: mpsc::UnboundedSender<LevelMsg>,
-    ) -> LevelRules {
-        LevelRules {
+        out: mpsc::UnboundedSender<News>,
+    ) -> Levels {
+        let hierarchy = registry
+            .layout()
+            .v1(Controller::Memory)
+            .map(|h| (h.id, h.root.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        Levels {
+            registry,
+            hierarchy,
             rules: compile(rules),
-            root,
+            paths: BTreeSet::new(),
             armed: HashMap::new(),
             next_id: 0,
             tx,
-            node,
+            rx,
+            out,
         }
     }
 
-    pub(crate) fn armed(&self) -> usize {
-        self.armed.len()
+    pub(crate) async fn run(
+        mut self,
+        config: watch::Receiver<Arc<Config>>,
+        shutdown: CancellationToken,
+    ) {
+        let (initial, mut inputs) = Inputs::new(&self.registry, config);
+        for ev in initial {
+            if let RegistryEvent::Added { path, hierarchy } = ev {
+                if self.ours(hierarchy) {
+                    self.paths.insert(path);
+                }
+            }
+        }
+        let all: Vec<CgroupPath> = self.paths.iter().cloned().collect();
+        self.arm(all).await;
+        if !self.rules.is_empty() {
+            info!(
+                pressure_level_watches = self.armed.len(),
+                "pressure level watches armed"
+            );
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                input = inputs.next() => match input {
+                    Input::Registry(batch) => self.on_registry(batch).await,
+                    Input::Config(cfg) => self.reload(&cfg.psi.pressure_levels).await,
+                },
+                Some(msg) = self.rx.recv() => self.on_msg(msg),
+            }
+        }
+        for (_, (_, abort)) in self.armed.drain() {
+            abort.abort();
+        }
     }
 
-    /// Arms every matching rule on a cgroup of the v1 memory hierarchy.
-    pub(crate) fn track(&mut self, path: &CgroupPath) {
-        for rule in self.rules.clone() {
-            if rule.matches(path) {
-                self.arm(&rule, path);
+    fn ours(&self, hierarchy: HierarchyId) -> bool {
+        self.hierarchy.as_ref().is_some_and(|h| h.0 == hierarchy)
+    }
+
+    async fn on_registry(&mut self, batch: Vec<RegistryEvent>) {
+        let mut added = Vec::new();
+        for ev in batch {
+            match ev {
+                RegistryEvent::Added { path, hierarchy } if self.ours(hierarchy) => {
+                    self.paths.insert(path.clone());
+                    added.push(path);
+                }
+                RegistryEvent::Removed { path, hierarchy } if self.ours(hierarchy) => {
+                    self.arm(std::mem::take(&mut added)).await;
+                    self.paths.remove(&path);
+                    let keys: Vec<Key> =
+                        self.armed.keys().filter(|k| k.1 == path).cloned().collect();
+                    for k in keys {
+                        self.disarm(&k);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.arm(added).await;
+    }
+
+    /// Arms every matching rule on `paths`, on the blocking pool.
+    async fn arm(&mut self, paths: Vec<CgroupPath>) {
+        let Some((_, root)) = &self.hierarchy else {
+            return;
+        };
+        let mut jobs = Vec::new();
+        for path in paths {
+            for rule in &self.rules {
+                let key: Key = (rule.rule.name.as_str().into(), path.clone());
+                if rule.matches(&path) && !self.armed.contains_key(&key) {
+                    jobs.push((key, rule.clone(), root.join(path.relative())));
+                }
+            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let done = tokio::task::spawn_blocking(move || {
+            jobs.into_iter()
+                .map(|(key, rule, dir)| {
+                    let w = LevelWatch::arm(&dir, rule.rule.level);
+                    (key, rule, w)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let Ok(done) = done else {
+            warn!("pressure level arming task failed");
+            return;
+        };
+        for (key, rule, watch) in done {
+            let current = self.rules.iter().any(|r| Arc::ptr_eq(r, &rule));
+            if !current || !self.paths.contains(&key.1) || self.armed.contains_key(&key) {
+                continue; // dropping the watch closes its eventfd
+            }
+            match watch {
+                Ok(w) => self.start(key, &rule, w),
+                Err(e) => {
+                    debug!(rule = %key.0, cgroup = %key.1, error = %e, "pressure level watch not armed")
+                }
             }
         }
     }
 
-    fn arm(&mut self, rule: &Arc<Rule>, path: &CgroupPath) {
-        let key: Key = (rule.rule.name.as_str().into(), path.clone());
-        if self.armed.contains_key(&key) {
-            return;
-        }
-        let Some(root) = &self.root else {
-            return;
-        };
-        let mut watch = match LevelWatch::arm(&root.join(path.relative()), rule.rule.level) {
-            Ok(w) => w,
-            Err(e) => {
-                debug!(rule = %rule.rule.name, cgroup = %path, error = %e, "pressure level watch not armed");
-                return;
-            }
-        };
+    fn start(&mut self, key: Key, rule: &Rule, mut watch: LevelWatch) {
         self.next_id += 1;
         let id = self.next_id;
         let tx = self.tx.clone();
@@ -227,56 +323,32 @@ impl LevelRules {
                 }
             }
         });
-        self.armed.insert(
-            key,
-            Entry {
-                id,
-                abort: task.abort_handle(),
-                state: AlertState::new(rule.rule.resolve_after),
-                alert: None,
-            },
-        );
-        debug!(rule = %rule.rule.name, cgroup = %path, level = rule.rule.level.name(), "pressure level watch armed");
+        debug!(rule = %key.0, cgroup = %key.1, level = rule.rule.level.name(), "pressure level watch armed");
+        self.armed.insert(key, (id, task.abort_handle()));
     }
 
-    /// Drops every watch of a cgroup; returns the alerts that resolve.
-    pub(crate) fn untrack(&mut self, path: &CgroupPath) -> Vec<Alert> {
-        let keys: Vec<Key> = self
-            .armed
-            .keys()
-            .filter(|k| &k.1 == path)
-            .cloned()
-            .collect();
-        keys.iter().filter_map(|k| self.disarm(k)).collect()
-    }
-
-    fn disarm(&mut self, key: &Key) -> Option<Alert> {
-        let mut e = self.armed.remove(key)?;
-        e.abort.abort();
-        match e.state.force_resolve(SystemTime::now()) {
-            Some(Transition::Resolved { ends_at, .. }) => resolved(e.alert.take(), ends_at),
-            _ => None,
+    fn disarm(&mut self, key: &Key) {
+        if let Some((_, abort)) = self.armed.remove(key) {
+            abort.abort();
+            let _ = self.out.send(News::LevelEnded {
+                rule: key.0.clone(),
+                path: key.1.clone(),
+            });
         }
     }
 
-    /// A watch's message: the alert to send, if its state changed.
-    pub(crate) fn on_msg(&mut self, msg: LevelMsg, generator_url: &str) -> Option<Alert> {
-        let entry = self.armed.get_mut(&msg.key)?;
-        if entry.id != msg.id {
-            return None;
+    fn on_msg(&mut self, msg: LevelMsg) {
+        if self.armed.get(&msg.key).map(|e| e.0) != Some(msg.id) {
+            return;
         }
         match msg.event {
             LevelEvent::Fired => {
-                let starts_at = match entry.state.fired(Instant::now(), SystemTime::now()) {
-                    Some(Transition::Fired { starts_at }) => starts_at,
-                    _ => return None,
-                };
-                let rule = self.rules.iter().find(|r| *r.rule.name == *msg.key.0)?;
-                let alert = build(&rule.rule, &msg.key.1, starts_at, &self.node, generator_url);
-                info!(alertname = %rule.rule.name, cgroup = %msg.key.1, level = rule.rule.level.name(), "alert firing");
-                let entry = self.armed.get_mut(&msg.key)?;
-                entry.alert = Some(alert.clone());
-                Some(alert)
+                if let Some(rule) = self.rules.iter().find(|r| *r.rule.name == *msg.key.0) {
+                    let _ = self.out.send(News::LevelFired {
+                        rule: rule.rule.clone(),
+                        path: msg.key.1,
+                    });
+                }
             }
             LevelEvent::Gone => self.disarm(&msg.key),
             LevelEvent::Failed(e) => {
@@ -286,62 +358,37 @@ impl LevelRules {
         }
     }
 
-    /// The earliest moment an alert may resolve.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.armed.values().filter_map(|e| e.state.deadline()).min()
-    }
-
-    /// Resolves the alerts quiet for their `resolve_after`.
-    pub(crate) fn poll(&mut self, now: Instant) -> Vec<Alert> {
-        let mut out = Vec::new();
-        for (key, e) in &mut self.armed {
-            if let Some(Transition::Resolved { ends_at, .. }) = e.state.poll(now) {
-                info!(alertname = %key.0, cgroup = %key.1, "alert resolved");
-                out.extend(resolved(e.alert.take(), ends_at));
-            }
-        }
-        out
-    }
-
-    /// The alerts firing now (for re-sends).
-    pub(crate) fn firing(&self) -> impl Iterator<Item = &Alert> {
-        self.armed.values().filter_map(|e| e.alert.as_ref())
-    }
-
     /// New rules: changed or removed rules are dropped (their alerts
-    /// resolve), new ones armed on `paths`. Returns the resolved alerts.
-    pub(crate) fn reload(
-        &mut self,
-        rules: &[PressureLevelRule],
-        paths: impl Iterator<Item = CgroupPath>,
-    ) -> Vec<Alert> {
+    /// resolve), new ones armed.
+    async fn reload(&mut self, rules: &[PressureLevelRule]) {
         let new = compile(rules);
+        // Keep the running `Arc` of unchanged rules: a batch in flight
+        // checks its rule by identity.
+        let new: Vec<Arc<Rule>> = new
+            .into_iter()
+            .map(|n| {
+                self.rules
+                    .iter()
+                    .find(|o| o.rule == n.rule)
+                    .cloned()
+                    .unwrap_or(n)
+            })
+            .collect();
         let gone: Vec<Key> = self
             .armed
             .keys()
             .filter(|k| {
-                let old = self.rules.iter().find(|r| *r.rule.name == *k.0);
-                let now = new.iter().find(|r| *r.rule.name == *k.0);
-                match (old, now) {
-                    (Some(o), Some(n)) => o.rule != n.rule,
-                    _ => true,
-                }
+                !new.iter()
+                    .any(|n| *n.rule.name == *k.0 && self.rules.iter().any(|o| Arc::ptr_eq(o, n)))
             })
             .cloned()
             .collect();
-        let out = gone.iter().filter_map(|k| self.disarm(k)).collect();
+        for k in &gone {
+            self.disarm(k);
+        }
         self.rules = new;
-        for p in paths {
-            self.track(&p);
-        }
-        out
-    }
-
-    /// Stops every watch.
-    pub(crate) fn stop(&mut self) {
-        for (_, e) in self.armed.drain() {
-            e.abort.abort();
-        }
+        let all: Vec<CgroupPath> = self.paths.iter().cloned().collect();
+        self.arm(all).await;
     }
 }
 
@@ -357,56 +404,10 @@ fn compile(rules: &[PressureLevelRule]) -> Vec<Arc<Rule>> {
                     .filter(|g| g.as_str() != super::rules::HOST)
                     .filter_map(|g| Glob::new(g).ok())
                     .collect(),
-                rule: r.clone(),
+                rule: Arc::new(r.clone()),
             })
         })
         .collect()
-}
-
-fn resolved(alert: Option<Alert>, ends_at: SystemTime) -> Option<Alert> {
-    let mut a = alert?;
-    a.ends_at = Some(ends_at);
-    Some(a)
-}
-
-/// The alert of a level rule: `alertname`, `cgroup`, `resource="memory"`,
-/// `level`, `node`, the path's Kubernetes/systemd labels, `generator`, the
-/// rule's labels; annotations rendered with the same placeholders as PSI
-/// rules plus `{{ level }}`.
-fn build(
-    rule: &PressureLevelRule,
-    path: &CgroupPath,
-    starts_at: SystemTime,
-    node: &str,
-    generator_url: &str,
-) -> Alert {
-    let mut labels: BTreeMap<String, String> = rule.labels.clone();
-    labels.insert("alertname".into(), rule.name.clone());
-    labels.insert("resource".into(), "memory".into());
-    labels.insert("level".into(), rule.level.name().into());
-    labels.insert("cgroup".into(), path.to_string());
-    labels.insert("node".into(), node.to_string());
-    for (k, v) in crate::kubernetes::path::from_path(path).pairs() {
-        labels.insert(k.into(), v.into());
-    }
-    labels.insert(GENERATOR_LABEL.0.into(), GENERATOR_LABEL.1.into());
-    let mut vars: Vec<(&str, &str)> = vec![("rule", rule.name.as_str())];
-    for (k, v) in &labels {
-        vars.push((k.as_str(), v.as_str()));
-    }
-    let annotations = rule
-        .annotations
-        .iter()
-        .map(|(k, v)| (k.clone(), render_template(v, &vars)))
-        .collect();
-    Alert {
-        labels,
-        annotations,
-        starts_at,
-        ends_at: None,
-        generator_url: generator_url.to_string(),
-        contributors: Vec::new(),
-    }
 }
 
 #[cfg(test)]
@@ -420,12 +421,8 @@ mod tests {
             cgroups: cgroups.iter().map(|s| s.to_string()).collect(),
             level: PressureLevel::Critical,
             resolve_after: std::time::Duration::from_secs(30),
-            labels: [("severity".to_string(), "page".to_string())].into(),
-            annotations: [(
-                "summary".to_string(),
-                "{{ level }} in {{ cgroup }} ({{ pod_uid }})".to_string(),
-            )]
-            .into(),
+            labels: Default::default(),
+            annotations: Default::default(),
         }
     }
 
@@ -439,28 +436,6 @@ mod tests {
         assert!(
             !r.matches(&CgroupPath::root()),
             "globs never match the root"
-        );
-    }
-
-    #[test]
-    fn alert_carries_level_path_labels_and_generator() {
-        let p = CgroupPath::new("/kubepods/burstable/pod0d4e1f2a-3b5c/c1");
-        let a = build(
-            &rule(&["/kubepods/**"]),
-            &p,
-            SystemTime::UNIX_EPOCH,
-            "n1",
-            "http://n1:9753/",
-        );
-        assert_eq!(a.labels["alertname"], "Lvl");
-        assert_eq!(a.labels["level"], "critical");
-        assert_eq!(a.labels["resource"], "memory");
-        assert_eq!(a.labels["pod_uid"], "0d4e1f2a-3b5c");
-        assert_eq!(a.labels["severity"], "page");
-        assert_eq!(a.labels[GENERATOR_LABEL.0], GENERATOR_LABEL.1);
-        assert_eq!(
-            a.annotations["summary"],
-            format!("critical in {p} (0d4e1f2a-3b5c)")
         );
     }
 }

@@ -30,18 +30,21 @@
 //! - Config updates on the watch channel re-arm changed rules only; the app
 //!   validates before sending.
 
-pub mod agent;
+mod agent;
 pub mod attribution;
+mod book;
 mod build;
 pub mod levels;
-pub mod limits;
+mod limits;
 pub mod metrics;
 pub mod oom;
+mod oom_watch;
 pub mod rules;
 pub mod state;
-mod status;
 pub mod trigger;
+mod triggers;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,12 +56,37 @@ use tracing::warn;
 
 use crate::alerting::Notifier;
 use crate::config::Config;
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryEvent};
 
-pub use agent::{GENERATOR_LABEL, OOM_ALERTNAME};
-pub use build::Listen;
+pub use build::{
+    Listen, GENERATOR_LABEL, HIGH_ALERTNAME, MAX_ALERTNAME, OOM_ALERTNAME, OOM_ALERT_TTL,
+};
 pub use metrics::PsiMetrics;
-pub use status::ArmedInfo;
+
+/// One armed trigger, as seen from outside (for tests and debugging).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ArmedInfo {
+    pub rule: String,
+    pub cgroup: String,
+    /// Changes whenever the trigger is re-armed (a new fd).
+    pub id: u64,
+}
+
+/// What each owner publishes for the handle: its own state, as a
+/// `watch` snapshot (no lock shared with the agent's work).
+pub(crate) struct Views {
+    pub armed: watch::Sender<triggers::ArmedView>,
+    pub oom_watched: watch::Sender<oom_watch::WatchedView>,
+    pub firing: watch::Sender<agent::FiringView>,
+}
+
+/// The handle's ends of [`Views`].
+#[derive(Debug)]
+struct ViewsRx {
+    armed: watch::Receiver<triggers::ArmedView>,
+    oom_watched: watch::Receiver<oom_watch::WatchedView>,
+    firing: watch::Receiver<agent::FiringView>,
+}
 
 /// Grace used by [`AgentHandle::join`] to flush the alert queues.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -68,7 +96,7 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 pub struct AgentHandle {
     task: JoinHandle<Notifier>,
     shutdown: CancellationToken,
-    status: status::SharedStatus,
+    views: ViewsRx,
 }
 
 /// Starts the agent. It stops when `shutdown` is cancelled (or via
@@ -93,17 +121,35 @@ pub fn spawn_listening(
     shutdown: CancellationToken,
     listen: Option<Listen>,
 ) -> AgentHandle {
-    let status = status::SharedStatus::default();
+    let (armed, armed_rx) = watch::channel(Default::default());
+    let (oom_watched, oom_rx) = watch::channel(BTreeSet::new());
+    let (firing, firing_rx) = watch::channel(BTreeSet::new());
+    let views = Views {
+        armed,
+        oom_watched,
+        firing,
+    };
     let mut config = config;
     // Mark the starting config seen here, not in the task: an update sent
     // before the task first runs must still count as a change.
-    let cfg = config.borrow_and_update().clone();
-    let agent = agent::Agent::new(registry, procfs, &cfg, metrics, status.clone(), listen);
-    let task = tokio::spawn(agent.run(config, shutdown.clone()));
+    config.borrow_and_update();
+    let task = tokio::spawn(agent::run(
+        registry,
+        procfs,
+        config,
+        metrics,
+        listen,
+        views,
+        shutdown.clone(),
+    ));
     AgentHandle {
         task,
         shutdown,
-        status,
+        views: ViewsRx {
+            armed: armed_rx,
+            oom_watched: oom_rx,
+            firing: firing_rx,
+        },
     }
 }
 
@@ -130,8 +176,9 @@ impl AgentHandle {
 
     /// The triggers armed now.
     pub fn armed(&self) -> Vec<ArmedInfo> {
-        let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        s.armed
+        self.views
+            .armed
+            .borrow()
             .iter()
             .map(|((rule, cgroup), id)| ArmedInfo {
                 rule: rule.clone(),
@@ -143,13 +190,76 @@ impl AgentHandle {
 
     /// `(rule, cgroup)` of the alerts firing now.
     pub fn firing(&self) -> Vec<(String, String)> {
-        let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        s.firing.iter().cloned().collect()
+        self.views.firing.borrow().iter().cloned().collect()
     }
 
     /// Cgroups with an OOM watch.
     pub fn oom_watched(&self) -> Vec<String> {
-        let s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        s.oom_watched.iter().cloned().collect()
+        self.views.oom_watched.borrow().iter().cloned().collect()
+    }
+}
+
+/// Sleeps until `t`, or forever without one (a `select!` arm that only
+/// wakes when something is due).
+pub(crate) async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What an owner hears besides its own fds: the registry's events, in
+/// bursts (so one blocking batch serves them all), and config updates.
+pub(crate) struct Inputs {
+    registry: tokio::sync::mpsc::UnboundedReceiver<RegistryEvent>,
+    config: watch::Receiver<Arc<Config>>,
+    registry_open: bool,
+    config_open: bool,
+}
+
+pub(crate) enum Input {
+    Registry(Vec<RegistryEvent>),
+    Config(Arc<Config>),
+}
+
+impl Inputs {
+    /// Subscribes to `registry`; returns the cgroups tracked now first.
+    pub(crate) fn new(
+        registry: &Registry,
+        config: watch::Receiver<Arc<Config>>,
+    ) -> (Vec<RegistryEvent>, Inputs) {
+        let (initial, rx) = registry.subscribe();
+        let inputs = Inputs {
+            registry: rx,
+            config,
+            registry_open: true,
+            config_open: true,
+        };
+        (initial, inputs)
+    }
+
+    /// The next burst of registry events, or the newest config. Cancel
+    /// safe (both receivers are), so it can be a `select!` arm.
+    pub(crate) async fn next(&mut self) -> Input {
+        loop {
+            tokio::select! {
+                biased;
+                ev = self.registry.recv(), if self.registry_open => match ev {
+                    Some(ev) => {
+                        let mut batch = vec![ev];
+                        while let Ok(ev) = self.registry.try_recv() {
+                            batch.push(ev);
+                        }
+                        return Input::Registry(batch);
+                    }
+                    None => self.registry_open = false,
+                },
+                changed = self.config.changed(), if self.config_open => match changed {
+                    Ok(()) => return Input::Config(self.config.borrow_and_update().clone()),
+                    Err(_) => self.config_open = false,
+                },
+                else => std::future::pending::<()>().await,
+            }
+        }
     }
 }

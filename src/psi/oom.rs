@@ -96,6 +96,10 @@ impl OomError {
 }
 
 /// Reads the `oom_kill` count from v1 `memory.oom_control`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "called only on the blocking pool (see `blocking`)"
+)]
 pub fn read_oom_kill_v1(file: &Path) -> Result<u64, OomError> {
     let text = std::fs::read_to_string(file).map_err(|e| OomError::from_io(file, "read", e))?;
     parse_oom_control(&text)
@@ -107,6 +111,10 @@ pub fn read_oom_kill_v1(file: &Path) -> Result<u64, OomError> {
 }
 
 /// Reads the `oom_kill` count from v2 `memory.events`.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "called only on the blocking pool (see `blocking`)"
+)]
 pub fn read_oom_kill_v2(file: &Path) -> Result<u64, OomError> {
     let text = std::fs::read_to_string(file).map_err(|e| OomError::from_io(file, "read", e))?;
     parse_memory_events(&text)
@@ -136,7 +144,13 @@ pub struct OomV1 {
 const REMOVAL_SIGNAL_WAIT: Duration = Duration::from_secs(1);
 
 impl OomV1 {
-    /// Registers for OOM notifications of the cgroup at `dir`.
+    /// Registers for OOM notifications of the cgroup at `dir`. Blocking
+    /// (reads, opens and writes cgroup files): call it on the blocking
+    /// pool, inside the runtime (the eventfd is registered with it).
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "called only on the blocking pool (psi::oom_watch)"
+    )]
     pub fn arm(dir: &Path) -> Result<OomV1, OomError> {
         let oom_control = dir.join("memory.oom_control");
         let control = dir.join("cgroup.event_control");
@@ -203,7 +217,8 @@ impl OomV1 {
                 if delay_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                 }
-                match read_oom_kill_v1(&self.oom_control) {
+                let file = self.oom_control.clone();
+                match blocking(move || read_oom_kill_v1(&file)).await {
                     Ok(n) if n > self.last => {
                         let delta = n - self.last;
                         self.last = n;
@@ -258,6 +273,20 @@ impl OomV1 {
             removed: true,
         }
     }
+}
+
+/// Runs a counter read on the blocking pool: async code here waits only
+/// on registered fds (the eventfd, the inotify fd).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, OomError> + Send + 'static,
+) -> Result<T, OomError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(OomError::Io {
+            path: PathBuf::new(),
+            op: "spawn_blocking",
+            source: io::Error::other(e),
+        })
+    })
 }
 
 /// A new non-blocking, close-on-exec eventfd.
@@ -349,6 +378,10 @@ struct Counts {
     max: u64,
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "called only on the blocking pool (see `blocking`)"
+)]
 fn read_counts_v2(file: &Path) -> Result<Counts, OomError> {
     let text = std::fs::read_to_string(file).map_err(|e| OomError::from_io(file, "read", e))?;
     let ev = parse_memory_events(&text).map_err(|_| OomError::NoCounter {
@@ -400,7 +433,8 @@ async fn run_v2(
             c = cmd.recv() => match c {
                 None => return,
                 Some(Cmd::Add(path, file)) => {
-                    let last = match read_counts_v2(&file) {
+                    let f = file.clone();
+                    let last = match blocking(move || read_counts_v2(&f)).await {
                         Ok(n) => n,
                         Err(e) => {
                             debug!(cgroup = %path, error = %e, "no OOM watch");
@@ -446,8 +480,12 @@ async fn run_v2(
                         }
                         continue;
                     }
+                    let Some(w) = by_wd.get(&ev.wd) else { continue };
+                    let f = w.file.clone();
+                    let read = blocking(move || read_counts_v2(&f)).await;
+                    // The watch may have gone while the read ran.
                     let Some(w) = by_wd.get_mut(&ev.wd) else { continue };
-                    match read_counts_v2(&w.file) {
+                    match read {
                         Ok(n) => {
                             for ev in changes(w.last, n) {
                                 let _ = out.send((w.path.clone(), ev));

@@ -212,7 +212,13 @@ pub struct Trigger {
 
 impl Trigger {
     /// Opens `path`, writes the trigger and registers the fd with tokio.
-    /// Must run inside a tokio runtime.
+    /// Must run inside a tokio runtime; blocking (an open and a write of a
+    /// kernel file), so the agent calls it on the blocking pool, whose
+    /// threads are inside the runtime.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "called only on the blocking pool (psi::triggers)"
+    )]
     pub fn arm(path: &Path, spec: &TriggerSpec) -> Result<Trigger, TriggerError> {
         let mut file = OpenOptions::new()
             .read(true)

@@ -266,6 +266,27 @@ fn reserved_and_invalid_label_names_are_rejected() {
 }
 
 #[test]
+fn the_generator_label_is_reserved_in_psi_and_level_rules() {
+    let text = rule_with("      labels:\n        generator: mine\n");
+    assert_invalid(
+        &text,
+        &strict(),
+        "psi.rules[0].labels.generator",
+        8,
+        20,
+        "\"generator\" is set to \"cgroup-psi-exporter\"",
+    );
+    assert_invalid(
+        &format!("{LEVELS}      labels: {{ generator: x }}\n"),
+        &strict(),
+        "psi.pressure_levels[0].labels.generator",
+        6,
+        28,
+        "cannot be overridden",
+    );
+}
+
+#[test]
 fn label_keys_with_dots_are_located_exactly() {
     let text = rule_with("      labels:\n        app.kubernetes.io/name: x\n");
     assert_invalid(
