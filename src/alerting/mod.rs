@@ -22,6 +22,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use tracing::error;
+
 use crate::config::AlertingConfig;
 
 pub use receiver::{Receiver, ReceiverKind};
@@ -146,6 +148,30 @@ impl Notifier {
     /// tasks: must run inside a tokio runtime.
     pub fn new(cfg: &AlertingConfig, metrics: Arc<AlertingMetrics>) -> Notifier {
         let client = receiver::http_client(&cfg.tls_config.client_tls(), cfg.timeout);
+        Notifier::with_client(cfg, client, metrics)
+    }
+
+    /// [`Notifier::new`] for async callers: building the client reads the
+    /// `tls_config` files, so that part runs on the blocking pool (the
+    /// agent rebuilds its notifier on every reload that touches alerting).
+    pub async fn start(cfg: &AlertingConfig, metrics: Arc<AlertingMetrics>) -> Notifier {
+        let (tls, timeout) = (cfg.tls_config.client_tls(), cfg.timeout);
+        let client =
+            match tokio::task::spawn_blocking(move || receiver::http_client(&tls, timeout)).await {
+                Ok(client) => client,
+                Err(e) => {
+                    error!(error = %e, "alerting.tls_config: falling back to the public web roots");
+                    receiver::http_client(&Default::default(), cfg.timeout)
+                }
+            };
+        Notifier::with_client(cfg, client, metrics)
+    }
+
+    fn with_client(
+        cfg: &AlertingConfig,
+        client: crate::net::HttpClient,
+        metrics: Arc<AlertingMetrics>,
+    ) -> Notifier {
         let mut receivers = Vec::new();
         for url in &cfg.alertmanagers {
             receivers.push(Receiver::spawn(

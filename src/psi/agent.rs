@@ -79,7 +79,7 @@ pub(crate) async fn run(
     let mut agent = Agent {
         book: Book::new(builder, &cfg.alerting),
         listen,
-        notifier: Notifier::new(&cfg.alerting, metrics.alerting.clone()),
+        notifier: Notifier::start(&cfg.alerting, metrics.alerting.clone()).await,
         alerting: cfg.alerting.clone(),
         metrics,
         firing: views.firing,
@@ -98,7 +98,7 @@ pub(crate) async fn run(
             changed = config.changed(), if config_open => match changed {
                 Ok(()) => {
                     let cfg = config.borrow_and_update().clone();
-                    agent.reload(&cfg);
+                    agent.reload(&cfg).await;
                 }
                 Err(_) => config_open = false,
             },
@@ -165,11 +165,11 @@ impl Agent {
         }
     }
 
-    fn reload(&mut self, cfg: &Config) {
+    async fn reload(&mut self, cfg: &Config) {
         // With TLS files in play a reload also rebuilds the receivers, so
         // certificates rotated under the same paths are read again.
         if cfg.alerting != self.alerting || cfg.alerting.tls_config.client_tls().is_set() {
-            let notifier = Notifier::new(&cfg.alerting, self.metrics.alerting.clone());
+            let notifier = Notifier::start(&cfg.alerting, self.metrics.alerting.clone()).await;
             let old = std::mem::replace(&mut self.notifier, notifier);
             tokio::spawn(old.shutdown(RELOAD_GRACE));
             // Receivers are new: give them the alerts firing now.
