@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -101,16 +101,8 @@ fn load_config(file: Option<&Path>, procfs: &Path) -> anyhow::Result<Config> {
 /// What validation needs to know about this process: whether it holds
 /// `CAP_SYS_RESOURCE` (PSI windows), and the family names that exist.
 fn validation_context(procfs: &Path) -> ValidationContext {
-    static FAMILIES: OnceLock<Vec<&'static str>> = OnceLock::new();
-    let families = FAMILIES.get_or_init(|| {
-        // Leaked once per process: the names live as long as it does.
-        crate::collector::names::all_exported()
-            .into_iter()
-            .map(|n| &*Box::leak(n.into_boxed_str()))
-            .collect()
-    });
     ValidationContext {
-        known_families: families.clone(),
+        known_families: crate::metrics::ALL.iter().map(|d| d.exported).collect(),
         ..ValidationContext::detect(procfs)
     }
 }
