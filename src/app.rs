@@ -164,10 +164,12 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
     let kubelet = Kubelet::from_config(&config.kubernetes)
         .context("kubernetes.kubelet_url")?
         .map(Arc::new);
+    let families = Families::from_config(&config.metrics);
+    let on = families.selection().clone();
     let collector = CgroupCollector::new(
         registry.clone(),
         args.procfs.clone(),
-        Families::from_config(&config.metrics),
+        families,
         config.metrics.fd_cache,
     )
     .with_kubelet(kubelet.clone());
@@ -179,18 +181,20 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
         registry.clone(),
         scrape_stats,
         fd_cache,
+        on.clone(),
     )));
     if config.namespaces.enabled {
         prom.register_collector(Box::new(
             crate::namespaces::NamespaceCollector::new(args.procfs.clone())
-                .with_cgroup_layout(registry.layout().clone()),
+                .with_cgroup_layout(registry.layout().clone())
+                .with_selection(on.clone()),
         ));
     }
     if let Some(k) = &kubelet {
-        k.register_metrics(&mut prom);
+        k.register_selected(&mut prom, &on);
     }
     let psi = PsiMetrics::new();
-    psi.register_metrics(&mut prom);
+    psi.register_selected(&mut prom, &on);
     Ok(Exporter {
         registry,
         prom,

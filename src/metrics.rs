@@ -270,11 +270,42 @@ where
     L: EncodeLabelSet,
     M: EncodeMetric,
 {
+    write(enc, sel, d, series, false)
+}
+
+/// As [`family`], but the descriptor is written even with no series: for
+/// the exporter's own error counters, whose family says "none so far".
+pub fn declared_family<I, L, M>(
+    enc: &mut DescriptorEncoder<'_>,
+    sel: &Selection,
+    d: &Desc,
+    series: I,
+) -> fmt::Result
+where
+    I: IntoIterator<Item = (L, M)>,
+    L: EncodeLabelSet,
+    M: EncodeMetric,
+{
+    write(enc, sel, d, series, true)
+}
+
+fn write<I, L, M>(
+    enc: &mut DescriptorEncoder<'_>,
+    sel: &Selection,
+    d: &Desc,
+    series: I,
+    declare_empty: bool,
+) -> fmt::Result
+where
+    I: IntoIterator<Item = (L, M)>,
+    L: EncodeLabelSet,
+    M: EncodeMetric,
+{
     if !sel.on(d) {
         return Ok(());
     }
     let mut series = series.into_iter().peekable();
-    if series.peek().is_none() {
+    if series.peek().is_none() && !declare_empty {
         return Ok(());
     }
     let mut fam = enc.encode_descriptor(d.name, d.help, d.unit.as_ref(), d.ty)?;

@@ -8,7 +8,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use prometheus_client::registry::Registry;
+
 use crate::alerting::AlertingMetrics;
+use crate::metrics::{self as m, register, Selection};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct TriggerEventLabels {
@@ -50,28 +53,39 @@ impl PsiMetrics {
         Arc::new(PsiMetrics::default())
     }
 
-    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register(
-            "psi_trigger_events",
-            "PSI trigger notifications from the kernel, per rule and cgroup",
+    /// Registers every family (tests; the exporter uses
+    /// [`PsiMetrics::register_selected`]).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.register_selected(registry, &Selection::all_on());
+    }
+
+    /// Registers the families `on` leaves on.
+    pub fn register_selected(&self, registry: &mut Registry, on: &Selection) {
+        register(
+            registry,
+            on,
+            &m::PSI_TRIGGER_EVENTS,
             self.trigger_events.clone(),
         );
-        registry.register(
-            "psi_triggers_armed",
-            "PSI triggers currently armed, per rule",
+        register(
+            registry,
+            on,
+            &m::PSI_TRIGGERS_ARMED,
             self.triggers_armed.clone(),
         );
-        registry.register(
-            "psi_trigger_errors",
-            "PSI triggers that could not be armed or polled, by rule and reason",
+        register(
+            registry,
+            on,
+            &m::PSI_TRIGGER_ERRORS,
             self.trigger_errors.clone(),
         );
-        registry.register(
-            "psi_alerts_firing",
-            "PSI alerts firing now, per rule",
+        register(
+            registry,
+            on,
+            &m::PSI_ALERTS_FIRING,
             self.alerts_firing.clone(),
         );
-        self.alerting.register(registry);
+        self.alerting.register(registry, on);
     }
 
     pub(crate) fn rule_gauge(family: &Family<RuleLabels, Gauge>, rule: &str, delta: i64) {
@@ -111,7 +125,7 @@ mod tests {
         PsiMetrics::rule_gauge(&m.alerts_firing, "r", 1);
         m.trigger_error("r", "invalid");
         m.alerting.count("http://am", "success", 1);
-        let mut reg = prometheus_client::registry::Registry::default();
+        let mut reg = Registry::default();
         m.register_metrics(&mut reg);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
