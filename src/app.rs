@@ -94,16 +94,7 @@ pub fn main() -> i32 {
 fn load_config(file: Option<&Path>, procfs: &Path) -> anyhow::Result<Config> {
     match file {
         None => Ok(Config::default()),
-        Some(f) => Ok(Config::load_with(f, &validation_context(procfs))?),
-    }
-}
-
-/// What validation needs to know about this process: whether it holds
-/// `CAP_SYS_RESOURCE` (PSI windows), and the family names that exist.
-fn validation_context(procfs: &Path) -> ValidationContext {
-    ValidationContext {
-        known_families: crate::metrics::ALL.iter().map(|d| d.exported).collect(),
-        ..ValidationContext::detect(procfs)
+        Some(f) => Ok(Config::load_with(f, &ValidationContext::detect(procfs))?),
     }
 }
 
@@ -267,7 +258,7 @@ async fn run(
         .map(|(web, file)| Arc::new(crate::http::tls::LiveWebConfig::new(file, web)));
     let procfs = args.procfs.clone();
     let mut config = crate::config::Watch::new(config, args.config_file.clone(), move || {
-        validation_context(&procfs)
+        ValidationContext::detect(&procfs)
     });
     if let Some(w) = &web {
         config = config.with_web(w.clone());

@@ -139,4 +139,66 @@ mod tests {
             assert!(out.contains(want), "missing {want} in\n{out}");
         }
     }
+
+    #[test]
+    fn disabled_psi_and_alerting_families_are_not_registered_and_the_others_are() {
+        let m = PsiMetrics::new();
+        m.trigger_events
+            .get_or_create(&TriggerEventLabels {
+                rule: "r".into(),
+                cgroup: "/a".into(),
+                resource: "memory",
+                kind: "some",
+            })
+            .inc();
+        PsiMetrics::rule_gauge(&m.triggers_armed, "r", 1);
+        PsiMetrics::rule_gauge(&m.alerts_firing, "r", 1);
+        m.trigger_error("r", "invalid");
+        m.alerting.count("http://am", "success", 1);
+        m.alerting
+            .queue_length
+            .get_or_create(&crate::alerting::ReceiverLabels {
+                receiver: "http://am".into(),
+            })
+            .set(2);
+        let off = Selection::new(
+            &[
+                "psi_trigger_events_total".into(),
+                "psi_alert_queue_length".into(),
+            ],
+            &[],
+        );
+        let encode = |on: &Selection| {
+            let mut reg = Registry::default();
+            m.register_selected(&mut reg, on);
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
+            out.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let all = encode(&Selection::all_on());
+        assert_eq!(
+            all,
+            [
+                "psi_trigger_events",
+                "psi_triggers_armed",
+                "psi_trigger_errors",
+                "psi_alerts_firing",
+                "psi_alert_notifications",
+                "psi_alert_queue_length",
+            ]
+        );
+        assert_eq!(
+            encode(&off),
+            [
+                "psi_triggers_armed",
+                "psi_trigger_errors",
+                "psi_alerts_firing",
+                "psi_alert_notifications",
+            ]
+        );
+    }
 }
