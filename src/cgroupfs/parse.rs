@@ -900,9 +900,9 @@ pub fn parse_freezer_state(text: &str) -> Result<FreezerState, ParseError> {
 /// `/proc/partitions`: maps device numbers to names for the `device` label.
 ///
 /// Infallible because a missing name only costs a label: the header, blank
-/// lines and malformed rows are skipped.
-/// Not procfs-core's `PartitionEntry`: it holds minors in a `u16` (the
-/// kernel's are 20 bits) and fails the whole file on one bad row.
+/// lines and malformed rows are skipped. Not procfs-core's `PartitionEntry`:
+/// it holds minors in a `u16` (the kernel's are 20 bits) and fails the whole
+/// file on one bad row.
 pub fn parse_partitions(text: &str) -> Vec<Partition> {
     let mut out = Vec::new();
     for line in text.lines() {
