@@ -259,53 +259,35 @@ impl Selection {
 /// The one way a collector writes a family: its descriptor, then one
 /// series per item, or nothing when it is off or has no items (an absent
 /// family, not an empty one).
-pub fn family<I, L, M>(
+pub fn family<L: EncodeLabelSet, M: EncodeMetric>(
     enc: &mut DescriptorEncoder<'_>,
     sel: &Selection,
     d: &Desc,
-    series: I,
-) -> fmt::Result
-where
-    I: IntoIterator<Item = (L, M)>,
-    L: EncodeLabelSet,
-    M: EncodeMetric,
-{
-    write(enc, sel, d, series, false)
+    series: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result {
+    write(enc, sel, d, series.into_iter().peekable(), false)
 }
 
 /// As [`family`], but the descriptor is written even with no series: for
-/// the exporter's own error counters, whose family says "none so far".
-pub fn declared_family<I, L, M>(
+/// the exporter's own counters by file or hierarchy, whose family says
+/// "none so far".
+pub fn declared_family<L: EncodeLabelSet, M: EncodeMetric>(
     enc: &mut DescriptorEncoder<'_>,
     sel: &Selection,
     d: &Desc,
-    series: I,
-) -> fmt::Result
-where
-    I: IntoIterator<Item = (L, M)>,
-    L: EncodeLabelSet,
-    M: EncodeMetric,
-{
-    write(enc, sel, d, series, true)
+    series: impl IntoIterator<Item = (L, M)>,
+) -> fmt::Result {
+    write(enc, sel, d, series.into_iter().peekable(), true)
 }
 
-fn write<I, L, M>(
+fn write<L: EncodeLabelSet, M: EncodeMetric>(
     enc: &mut DescriptorEncoder<'_>,
     sel: &Selection,
     d: &Desc,
-    series: I,
+    mut series: std::iter::Peekable<impl Iterator<Item = (L, M)>>,
     declare_empty: bool,
-) -> fmt::Result
-where
-    I: IntoIterator<Item = (L, M)>,
-    L: EncodeLabelSet,
-    M: EncodeMetric,
-{
-    if !sel.on(d) {
-        return Ok(());
-    }
-    let mut series = series.into_iter().peekable();
-    if series.peek().is_none() && !declare_empty {
+) -> fmt::Result {
+    if !sel.on(d) || (series.peek().is_none() && !declare_empty) {
         return Ok(());
     }
     let mut fam = enc.encode_descriptor(d.name, d.help, d.unit.as_ref(), d.ty)?;

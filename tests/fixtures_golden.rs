@@ -423,31 +423,23 @@ fn families(text: &str) -> std::collections::BTreeSet<String> {
 #[test]
 fn disable_removes_exactly_the_named_families_whatever_collector_makes_them() {
     let tree = fixtures::v2();
+    // The namespace fixture's processes, next to the v2 tree's host files.
     let procfs_ns = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/procfs-ns");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", procfs_ns.display()))
+        .arg(tree.procfs())
+        .status()
+        .expect("cp runs");
+    assert!(cp.success(), "cp -a of the namespace fixture failed");
+    let cfg = tree.dir.path().join("c.yaml");
     let run = |disable: &str| {
-        let cfg = tree.dir.path().join("c.yaml");
         std::fs::write(
             &cfg,
             format!("kubernetes:\n  kubelet_url: http://127.0.0.1:9\nmetrics:\n  disable: [{disable}]\n"),
         )
         .expect("write");
-        let out = Command::new(env!("CARGO_BIN_EXE_cgroup-psi-exporter"))
-            .arg("--once")
-            .arg("--path.cgroupfs")
-            .arg(tree.cgroupfs())
-            .arg("--path.procfs")
-            .arg(&procfs_ns)
-            .arg("--config.file")
-            .arg(&cfg)
-            .output()
-            .expect("run the exporter");
-        assert!(
-            out.status.success(),
-            "exit {:?}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
+        once(&tree, &["--config.file", cfg.to_str().expect("utf8")]).0
     };
     let all = run("");
     let gone = [

@@ -424,12 +424,14 @@ impl CgroupCollector {
                 (labels, s)
             })
             .collect();
-        let rows = || cgroups.iter().copied();
+        let rows = &cgroups[..];
         let enc = &mut encoder;
         let sel = self.families.selection();
         for fam in SCALARS {
             let d = fam.desc;
-            let series = rows().filter_map(|(l, s)| (fam.get)(s).map(|v| (l, Value(d.ty, v))));
+            let series = rows
+                .iter()
+                .filter_map(|&(l, s)| (fam.get)(s).map(|v| (l, Value(d.ty, v))));
             metrics::family(enc, sel, d, series)?;
         }
         let devices = self.device_names(c);
@@ -440,22 +442,17 @@ impl CgroupCollector {
                 .unwrap_or_else(|| Arc::from(d.to_string().as_str()))
         };
 
-        let d = &metrics::MEMORY_STAT;
-        let series = rows().flat_map(|(l, s)| {
-            s.memory_stat
-                .iter()
-                .map(move |(k, v)| ((l, [("stat", *k)]), Value(d.ty, *v as f64)))
-        });
-        metrics::family(enc, sel, d, series)?;
-        let d = &metrics::MEMORY_EVENTS;
-        let series = rows().flat_map(|(l, s)| {
-            s.memory_events
-                .iter()
-                .map(move |(k, v)| ((l, [("event", *k)]), Value(d.ty, *v as f64)))
-        });
-        metrics::family(enc, sel, d, series)?;
+        type Keyed = fn(&CgroupStats) -> &[(&'static str, u64)];
+        let keyed: [(&Desc, &str, Keyed); 2] = [
+            (&metrics::MEMORY_STAT, "stat", |s| &s.memory_stat),
+            (&metrics::MEMORY_EVENTS, "event", |s| &s.memory_events),
+        ];
+        for (d, key, items) in keyed {
+            let series = per_item(rows, d, items, move |(k, _)| (key, *k), |m| Some(m.1));
+            metrics::family(enc, sel, d, series)?;
+        }
         let d = &metrics::MEMORY_NUMA;
-        let series = rows().flat_map(|(l, s)| {
+        let series = rows.iter().flat_map(|&(l, s)| {
             s.memory_numa.iter().map(move |(node, stat, v)| {
                 let extra = ([("node", *node)], [("stat", stat.as_str())]);
                 ((l, extra), Value(d.ty, *v as f64))
@@ -470,12 +467,7 @@ impl CgroupCollector {
             (&metrics::IO_WRITES, |d| d.writes),
         ];
         for (d, get) in io_fams {
-            let series = rows().flat_map(|(l, s)| {
-                s.io.iter().filter_map(move |io| {
-                    let v = get(io)?;
-                    Some(((l, [("device", dev(&io.dev))]), Value(d.ty, v as f64)))
-                })
-            });
+            let series = per_item(rows, d, |s| &s.io, |io| ("device", dev(&io.dev)), get);
             metrics::family(enc, sel, d, series)?;
         }
         type LimGet = fn(&sample::IoLimit) -> Option<u64>;
@@ -486,12 +478,7 @@ impl CgroupCollector {
             (&metrics::IO_LIMIT_WRITE_IOPS, |l| l.write_iops),
         ];
         for (d, get) in lim_fams {
-            let series = rows().flat_map(|(l, s)| {
-                s.io_limits.iter().filter_map(move |lim| {
-                    let v = get(lim)?;
-                    Some(((l, [("device", dev(&lim.dev))]), Value(d.ty, v as f64)))
-                })
-            });
+            let series = per_item(rows, d, |s| &s.io_limits, |l| ("device", dev(&l.dev)), get);
             metrics::family(enc, sel, d, series)?;
         }
         type HugeGet = fn(&(Arc<str>, Option<u64>, Option<u64>)) -> Option<u64>;
@@ -500,16 +487,31 @@ impl CgroupCollector {
             (&metrics::HUGETLB_LIMIT, |h| h.2),
         ];
         for (d, get) in huge_fams {
-            let series = rows().flat_map(|(l, s)| {
-                s.hugetlb.iter().filter_map(move |h| {
-                    let v = get(h)?;
-                    Some(((l, [("pagesize", h.0.clone())]), Value(d.ty, v as f64)))
-                })
-            });
+            let series = per_item(rows, d, |s| &s.hugetlb, |h| ("pagesize", h.0.clone()), get);
             metrics::family(enc, sel, d, series)?;
         }
         Ok(())
     }
+}
+
+/// A cgroup's labels and one more.
+type ItemLabels<'a, V> = (CgroupLabels<'a>, [(&'static str, V); 1]);
+
+/// The series of a family with one extra label per item of a list in each
+/// cgroup's sample (memory.stat keys, devices, page sizes): `label` names
+/// the item, `get` gives its value or skips it.
+fn per_item<'a, T: 'a, V: 'a>(
+    rows: &'a [(CgroupLabels<'a>, &'a CgroupStats)],
+    d: &'a Desc,
+    items: fn(&CgroupStats) -> &[T],
+    label: impl Fn(&T) -> (&'static str, V) + Copy + 'a,
+    get: fn(&T) -> Option<u64>,
+) -> impl Iterator<Item = (ItemLabels<'a, V>, Value)> + 'a {
+    rows.iter().flat_map(move |&(l, s)| {
+        items(s)
+            .iter()
+            .filter_map(move |it| Some(((l, [label(it)]), Value(d.ty, get(it)? as f64))))
+    })
 }
 
 impl Collector for CgroupCollector {

@@ -110,38 +110,8 @@ impl PsiMetrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn exposition_uses_the_contract_names() {
-        let m = PsiMetrics::new();
-        m.trigger_events
-            .get_or_create(&TriggerEventLabels {
-                rule: "r".into(),
-                cgroup: "/a".into(),
-                resource: "memory",
-                kind: "some",
-            })
-            .inc();
-        PsiMetrics::rule_gauge(&m.triggers_armed, "r", 1);
-        PsiMetrics::rule_gauge(&m.alerts_firing, "r", 1);
-        m.trigger_error("r", "invalid");
-        m.alerting.count("http://am", "success", 1);
-        let mut reg = Registry::default();
-        m.register_metrics(&mut reg);
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
-        for want in [
-            "psi_trigger_events_total{rule=\"r\",cgroup=\"/a\",resource=\"memory\",kind=\"some\"} 1",
-            "psi_triggers_armed{rule=\"r\"} 1",
-            "psi_trigger_errors_total{rule=\"r\",reason=\"invalid\"} 1",
-            "psi_alerts_firing{rule=\"r\"} 1",
-            "psi_alert_notifications_total{receiver=\"http://am\",outcome=\"success\"} 1",
-        ] {
-            assert!(out.contains(want), "missing {want} in\n{out}");
-        }
-    }
-
-    #[test]
-    fn disabled_psi_and_alerting_families_are_not_registered_and_the_others_are() {
+    /// One series in every family.
+    fn filled() -> Arc<PsiMetrics> {
         let m = PsiMetrics::new();
         m.trigger_events
             .get_or_create(&TriggerEventLabels {
@@ -161,6 +131,30 @@ mod tests {
                 receiver: "http://am".into(),
             })
             .set(2);
+        m
+    }
+
+    #[test]
+    fn exposition_uses_the_contract_names() {
+        let m = filled();
+        let mut reg = Registry::default();
+        m.register_metrics(&mut reg);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
+        for want in [
+            "psi_trigger_events_total{rule=\"r\",cgroup=\"/a\",resource=\"memory\",kind=\"some\"} 1",
+            "psi_triggers_armed{rule=\"r\"} 1",
+            "psi_trigger_errors_total{rule=\"r\",reason=\"invalid\"} 1",
+            "psi_alerts_firing{rule=\"r\"} 1",
+            "psi_alert_notifications_total{receiver=\"http://am\",outcome=\"success\"} 1",
+        ] {
+            assert!(out.contains(want), "missing {want} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn disabled_psi_and_alerting_families_are_not_registered_and_the_others_are() {
+        let m = filled();
         let off = Selection::new(
             &[
                 "psi_trigger_events_total".into(),
