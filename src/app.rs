@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -94,24 +94,7 @@ pub fn main() -> i32 {
 fn load_config(file: Option<&Path>, procfs: &Path) -> anyhow::Result<Config> {
     match file {
         None => Ok(Config::default()),
-        Some(f) => Ok(Config::load_with(f, &validation_context(procfs))?),
-    }
-}
-
-/// What validation needs to know about this process: whether it holds
-/// `CAP_SYS_RESOURCE` (PSI windows), and the family names that exist.
-fn validation_context(procfs: &Path) -> ValidationContext {
-    static FAMILIES: OnceLock<Vec<&'static str>> = OnceLock::new();
-    let families = FAMILIES.get_or_init(|| {
-        // Leaked once per process: the names live as long as it does.
-        crate::collector::names::all_exported()
-            .into_iter()
-            .map(|n| &*Box::leak(n.into_boxed_str()))
-            .collect()
-    });
-    ValidationContext {
-        known_families: families.clone(),
-        ..ValidationContext::detect(procfs)
+        Some(f) => Ok(Config::load_with(f, &ValidationContext::detect(procfs))?),
     }
 }
 
@@ -172,10 +155,12 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
     let kubelet = Kubelet::from_config(&config.kubernetes)
         .context("kubernetes.kubelet_url")?
         .map(Arc::new);
+    let families = Families::from_config(&config.metrics);
+    let on = families.selection().clone();
     let collector = CgroupCollector::new(
         registry.clone(),
         args.procfs.clone(),
-        Families::from_config(&config.metrics),
+        families,
         config.metrics.fd_cache,
     )
     .with_kubelet(kubelet.clone());
@@ -187,18 +172,20 @@ fn build_exporter(args: &Args, config: &Config, layout: Arc<Layout>) -> anyhow::
         registry.clone(),
         scrape_stats,
         fd_cache,
+        on.clone(),
     )));
     if config.namespaces.enabled {
         prom.register_collector(Box::new(
             crate::namespaces::NamespaceCollector::new(args.procfs.clone())
-                .with_cgroup_layout(registry.layout().clone()),
+                .with_cgroup_layout(registry.layout().clone())
+                .with_selection(on.clone()),
         ));
     }
     if let Some(k) = &kubelet {
-        k.register_metrics(&mut prom);
+        k.register_selected(&mut prom, &on);
     }
     let psi = PsiMetrics::new();
-    psi.register_metrics(&mut prom);
+    psi.register_selected(&mut prom, &on);
     Ok(Exporter {
         registry,
         prom,
@@ -271,7 +258,7 @@ async fn run(
         .map(|(web, file)| Arc::new(crate::http::tls::LiveWebConfig::new(file, web)));
     let procfs = args.procfs.clone();
     let mut config = crate::config::Watch::new(config, args.config_file.clone(), move || {
-        validation_context(&procfs)
+        ValidationContext::detect(&procfs)
     });
     if let Some(w) = &web {
         config = config.with_web(w.clone());

@@ -91,6 +91,7 @@ pub mod kernel;
 pub mod kubernetes;
 pub mod labels;
 pub mod logging;
+pub mod metrics;
 #[allow(
     clippy::disallowed_methods,
     reason = "synchronous by design: /proc scans from the namespace collector, inside the scrape's spawn_blocking"

@@ -403,3 +403,95 @@ fn v1_swap_limit_is_memsw_minus_memory_and_absent_when_memsw_is_below_it() {
     assert_eq!(swap_limit("67108864\n"), None);
     assert_eq!(swap_limit("9223372036854771712\n"), None, "unlimited");
 }
+
+/// The families of a `--once` exposition, as its `# TYPE` lines name them
+/// (the Prometheus text format: counters with `_total`).
+fn families(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `metrics.disable` takes any family of the one table, whatever collector
+/// makes it: a namespace family, two of the exporter's own (the scrape's
+/// and the kubelet client's) and PSI/alerting families go, and nothing
+/// else does. The PSI agent does not run under `--once`, so its families
+/// have no series here; that they go is checked on the registry in
+/// `psi::metrics`, and here that the names are accepted.
+#[test]
+fn disable_removes_exactly_the_named_families_whatever_collector_makes_them() {
+    let tree = fixtures::v2();
+    // The namespace fixture's processes, next to the v2 tree's host files.
+    let procfs_ns = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/procfs-ns");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", procfs_ns.display()))
+        .arg(tree.procfs())
+        .status()
+        .expect("cp runs");
+    assert!(cp.success(), "cp -a of the namespace fixture failed");
+    let cfg = tree.dir.path().join("c.yaml");
+    let run = |disable: &str| {
+        std::fs::write(
+            &cfg,
+            format!("kubernetes:\n  kubelet_url: http://127.0.0.1:9\nmetrics:\n  disable: [{disable}]\n"),
+        )
+        .expect("write");
+        once(&tree, &["--config.file", cfg.to_str().expect("utf8")]).0
+    };
+    let all = run("");
+    let gone = [
+        "namespace_info",
+        "cgroup_psi_exporter_fd_cache_fds",
+        "cgroup_psi_exporter_kubelet_up",
+        "cgroup_psi_exporter_namespace_read_errors_total",
+    ];
+    let some = run(
+        "namespace_info, cgroup_psi_exporter_fd_cache_fds, cgroup_psi_exporter_kubelet_up, \
+         cgroup_psi_exporter_namespace_read_errors_total, psi_trigger_events_total, psi_alert_queue_length",
+    );
+    let (all, some) = (families(&all), families(&some));
+    for g in gone {
+        assert!(all.contains(g), "{g} is exported by default: {all:?}");
+    }
+    let removed: Vec<&str> = all.difference(&some).map(String::as_str).collect();
+    assert_eq!(removed, {
+        let mut g = gone.to_vec();
+        g.sort_unstable();
+        g
+    });
+    assert!(some.is_subset(&all), "nothing appears either");
+
+    // Every family the exporter wrote is a row of the table.
+    for name in &all {
+        assert!(
+            cgroup_psi_exporter::metrics::ALL
+                .iter()
+                .any(|d| d.exported == name),
+            "{name} is exported but not in metrics::ALL"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_family_in_metrics_disable_is_refused_with_a_suggestion() {
+    let tree = fixtures::v2();
+    let cfg = tree.dir.path().join("c.yaml");
+    std::fs::write(&cfg, "metrics:\n  disable: [namespace_infos]\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_cgroup-psi-exporter"))
+        .arg("--check-config")
+        .arg("--config.file")
+        .arg(&cfg)
+        .output()
+        .expect("run the exporter");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "accepted: {err}");
+    assert!(
+        err.contains(
+            "unknown metric family \"namespace_infos\" (did you mean \"namespace_info\"?)"
+        ),
+        "{err}"
+    );
+}

@@ -111,15 +111,22 @@ pub struct AlertingMetrics {
 }
 
 impl AlertingMetrics {
-    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register(
-            "psi_alert_notifications",
-            "Alert notifications by receiver and outcome (success, retry, failure, dropped)",
+    pub fn register(
+        &self,
+        registry: &mut prometheus_client::registry::Registry,
+        on: &crate::metrics::Selection,
+    ) {
+        use crate::metrics::{register, PSI_ALERT_NOTIFICATIONS, PSI_ALERT_QUEUE_LENGTH};
+        register(
+            registry,
+            on,
+            &PSI_ALERT_NOTIFICATIONS,
             self.notifications.clone(),
         );
-        registry.register(
-            "psi_alert_queue_length",
-            "Alerts waiting to be delivered, per receiver",
+        register(
+            registry,
+            on,
+            &PSI_ALERT_QUEUE_LENGTH,
             self.queue_length.clone(),
         );
     }

@@ -225,7 +225,7 @@ impl Layout {
             let dir = given.join(rel);
             match m.fs_type.as_str() {
                 "cgroup2" => unified = Some(dir),
-                "cgroup" => add_v1(&mut hierarchies, &mut seen, dir, &m.super_options),
+                "cgroup" => add_v1(&mut hierarchies, &mut seen, dir, m.controllers.clone()),
                 _ => {}
             }
         }
@@ -277,7 +277,8 @@ impl Layout {
             if is_link || !dir.join("cgroup.procs").is_file() {
                 continue;
             }
-            add_v1(&mut hierarchies, &mut seen, dir, &name);
+            let controllers = name.split(',').filter_map(Controller::from_name);
+            add_v1(&mut hierarchies, &mut seen, dir, controllers);
         }
         if unified.is_none() && hierarchies.is_empty() {
             return Err(LayoutError::NoHierarchy {
@@ -338,17 +339,16 @@ impl Layout {
     }
 }
 
-/// Adds the v1 hierarchy at `dir` carrying the controllers named in
-/// `names` (`cpu,cpuacct`), those not already seen elsewhere.
+/// Adds the v1 hierarchy at `dir` carrying `controllers` (`cpu,cpuacct`),
+/// those not already seen elsewhere.
 fn add_v1(
     hierarchies: &mut Vec<(PathBuf, Vec<Controller>)>,
     seen: &mut BTreeSet<Controller>,
     dir: PathBuf,
-    names: &str,
+    controllers: impl IntoIterator<Item = Controller>,
 ) {
-    let controllers: Vec<Controller> = names
-        .split(',')
-        .filter_map(Controller::from_name)
+    let controllers: Vec<Controller> = controllers
+        .into_iter()
         .filter(|c| seen.insert(*c))
         .collect();
     if !controllers.is_empty() {
@@ -356,33 +356,52 @@ fn add_v1(
     }
 }
 
-/// One line of `/proc/<pid>/mountinfo` (proc(5)), only the fields we use.
+/// One mount of `/proc/<pid>/mountinfo` (proc(5)), the fields we use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountInfo {
     pub mount_point: String,
     pub fs_type: String,
-    pub super_options: String,
+    /// The v1 controllers among the superblock options, in the kernel's
+    /// order (the order it prints them in, `cpu,cpuacct`).
+    pub controllers: Vec<Controller>,
 }
 
-/// Parses mountinfo, skipping malformed lines. Mount points have spaces and
-/// other bytes escaped as octal (`\040`); they are unescaped here.
+/// The order of the kernel's cgroup subsystems
+/// (`include/linux/cgroup_subsys.h`), in which a v1 mount lists them.
+const KERNEL_ORDER: [Controller; 8] = [
+    Controller::Cpuset,
+    Controller::Cpu,
+    Controller::Cpuacct,
+    Controller::Blkio,
+    Controller::Memory,
+    Controller::Freezer,
+    Controller::Hugetlb,
+    Controller::Pids,
+];
+
+/// Parses mountinfo with procfs-core, line by line so that a malformed line
+/// is skipped, not fatal. procfs-core leaves the mount point as the kernel
+/// escapes it (`\040` for a space) and the superblock options as a map, so
+/// the mount point is unescaped here and the controllers put back in the
+/// kernel's order.
 pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        if sep < 5 || fields.len() < sep + 4 {
-            continue;
-        }
-        out.push(MountInfo {
-            mount_point: unescape_octal(fields[4]),
-            fs_type: fields[sep + 1].to_string(),
-            super_options: fields[sep + 3].to_string(),
-        });
-    }
-    out
+    let parse = procfs::process::MountInfo::from_line;
+    text.lines()
+        .filter_map(|line| parse(line).ok())
+        .map(|m| {
+            let mut controllers: Vec<Controller> = m
+                .super_options
+                .keys()
+                .filter_map(|k| Controller::from_name(k))
+                .collect();
+            controllers.sort_by_key(|c| KERNEL_ORDER.iter().position(|k| k == c));
+            MountInfo {
+                mount_point: unescape_octal(&m.mount_point.to_string_lossy()),
+                fs_type: m.fs_type,
+                controllers,
+            }
+        })
+        .collect()
 }
 
 fn unescape_octal(s: &str) -> String {
@@ -470,6 +489,17 @@ mod tests {
             l.v1(Controller::Cpu).map(|h| h.name()),
             Some("cpu,cpuacct".to_string())
         );
+    }
+
+    #[test]
+    fn comounted_controllers_are_named_in_the_kernels_order() {
+        // The superblock options come back as a map: the name must not
+        // depend on its order.
+        let text =
+            "29 25 0:26 / /sys/fs/cgroup/x rw - cgroup cgroup rw,cpuacct,memory,cpu,cpuset\n";
+        let m = parse_mountinfo(text);
+        use Controller::*;
+        assert_eq!(m[0].controllers, [Cpuset, Cpu, Cpuacct, Memory]);
     }
 
     #[test]

@@ -900,7 +900,9 @@ pub fn parse_freezer_state(text: &str) -> Result<FreezerState, ParseError> {
 /// `/proc/partitions`: maps device numbers to names for the `device` label.
 ///
 /// Infallible because a missing name only costs a label: the header, blank
-/// lines and malformed rows are skipped.
+/// lines and malformed rows are skipped. Not procfs-core's `PartitionEntry`:
+/// it holds minors in a `u16` (the kernel's are 20 bits) and fails the whole
+/// file on one bad row.
 pub fn parse_partitions(text: &str) -> Vec<Partition> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -929,31 +931,26 @@ pub fn parse_partitions(text: &str) -> Vec<Partition> {
 /// sector size; the file has no partition flag, so a partition is told by
 /// its name: a disk's name plus a number (`sda1`), or plus `p` and a number
 /// when the disk's name ends in a digit (`nvme0n1p1`, `mmcblk0p1`).
-/// Infallible: malformed rows are skipped.
+/// Rows are parsed by procfs-core (`DiskStat::from_line`); infallible:
+/// malformed rows are skipped.
 pub fn parse_diskstats(text: &str) -> Vec<DiskStat> {
-    let mut rows = Vec::new();
-    for line in text.lines() {
-        let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        if f.len() < 14 {
-            continue;
-        }
-        let (Some(major), Some(minor)) = (dec_u32(f[0]), dec_u32(f[1])) else {
-            continue;
-        };
-        let (Some(reads), Some(rsect), Some(writes), Some(wsect)) =
-            (dec_u64(f[3]), dec_u64(f[5]), dec_u64(f[7]), dec_u64(f[9]))
-        else {
-            continue;
-        };
-        rows.push(DiskStat {
-            dev: DevNum { major, minor },
-            name: f[2].to_owned(),
-            reads,
-            read_bytes: rsect.saturating_mul(512),
-            writes,
-            write_bytes: wsect.saturating_mul(512),
-        });
-    }
+    let mut rows: Vec<DiskStat> = text
+        .lines()
+        .filter_map(|line| procfs::DiskStat::from_line(line).ok())
+        .filter_map(|d| {
+            Some(DiskStat {
+                dev: DevNum {
+                    major: u32::try_from(d.major).ok()?,
+                    minor: u32::try_from(d.minor).ok()?,
+                },
+                name: d.name,
+                reads: d.reads,
+                read_bytes: d.sectors_read.saturating_mul(512),
+                writes: d.writes,
+                write_bytes: d.sectors_written.saturating_mul(512),
+            })
+        })
+        .collect();
     let names: std::collections::HashSet<String> = rows.iter().map(|r| r.name.clone()).collect();
     rows.retain(|r| !is_partition(&r.name, &names));
     rows

@@ -21,10 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
+use prometheus_client::encoding::DescriptorEncoder;
 use tracing::{debug, warn};
 
 use crate::cgroupfs::files::{FileSet, Plan};
@@ -35,8 +32,9 @@ use crate::kubernetes::{Kubelet, PodNames};
 use crate::labels::CgroupLabels;
 use crate::registry::{CgroupEntry, Registry};
 
+use crate::metrics::{self, Desc, Selection, Value};
 use host::HostFiles;
-use names::{Labeled, SCALARS};
+use names::SCALARS;
 use sample::CgroupStats;
 
 /// Default time budget of one collection when the scraper states none.
@@ -81,75 +79,44 @@ struct Flight {
 
 /// Which families are on (`metrics.disable` / `metrics.enable`), resolved
 /// once from the config: a scrape only looks names up, and reads the files
-/// the families that are on declare they need ([`names::Scalar::needs`]).
+/// the families that are on declare they need ([`Desc::needs`]).
 #[derive(Debug, Clone)]
 pub struct Families {
-    /// Registered (base) names of the families that are off.
-    off: Vec<&'static str>,
+    selection: Selection,
     files: FileSet,
 }
 
 impl Default for Families {
     fn default() -> Families {
-        Families::with_off(Vec::new())
+        Families::new(Selection::all_on())
     }
 }
 
 impl Families {
     pub fn from_config(m: &crate::config::MetricsConfig) -> Families {
-        let mut disabled: Vec<String> = m
-            .disable
-            .iter()
-            .map(|s| s.trim_end_matches("_total").to_string())
-            .collect();
-        for off in names::OFF_BY_DEFAULT {
-            if !m.enable.iter().any(|e| e == off) {
-                disabled.push(off.to_string());
-            }
-        }
-        let is_off =
-            |name: &str, unit: &Option<prometheus_client::registry::Unit>, ty: &MetricType| {
-                let full = names::exported(name, unit, ty);
-                disabled
-                    .iter()
-                    .any(|d| d == full.trim_end_matches("_total"))
-            };
-        let mut off: Vec<&'static str> = SCALARS
-            .iter()
-            .filter(|f| is_off(f.name, &f.unit, &f.ty))
-            .map(|f| f.name)
-            .collect();
-        off.extend(
-            names::LABELED
-                .iter()
-                .filter(|f| is_off(f.name, &f.unit, &f.ty))
-                .map(|f| f.name),
-        );
-        Families::with_off(off)
+        Families::new(Selection::new(&m.disable, &m.enable))
     }
 
-    fn with_off(off: Vec<&'static str>) -> Families {
-        let needs = SCALARS
+    pub fn new(selection: Selection) -> Families {
+        let files = metrics::ALL
             .iter()
-            .filter(|f| !off.contains(&f.name))
-            .map(|f| f.needs)
-            .chain(
-                names::LABELED
-                    .iter()
-                    .filter(|f| !off.contains(&f.name))
-                    .map(|f| f.needs),
-            );
-        let files = needs.fold(FileSet::EMPTY, |s, n| s.union(FileSet::of(n)));
-        Families { off, files }
+            .filter(|d| selection.on(d))
+            .fold(FileSet::EMPTY, |s, d| s.union(FileSet::of(d.needs)));
+        Families { selection, files }
     }
 
     pub fn all_on() -> Families {
         Families::default()
     }
 
-    /// Whether the family registered as `name` is exported.
-    pub fn on(&self, name: &str) -> bool {
-        !self.off.contains(&name)
+    /// Whether the family is exported.
+    pub fn on(&self, d: &Desc) -> bool {
+        self.selection.on(d)
+    }
+
+    /// The selection the other collectors share.
+    pub fn selection(&self) -> &Selection {
+        &self.selection
     }
 
     /// What to read in each cgroup.
@@ -444,29 +411,28 @@ impl CgroupCollector {
                 .collect(),
             None => vec![None; c.rows.len()],
         };
-        for fam in SCALARS {
-            if !self.families.on(fam.name) {
-                continue;
-            }
-            let mut any = c
-                .rows
-                .iter()
-                .zip(pods.iter())
-                .filter_map(|((e, s), pod)| (fam.get)(s).map(|v| (e, pod, v)))
-                .peekable();
-            if any.peek().is_none() {
-                continue;
-            }
-            let mut me =
-                encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty)?;
-            for (e, pod, v) in any {
+        let cgroups: Vec<(CgroupLabels<'_>, &CgroupStats)> = c
+            .rows
+            .iter()
+            .zip(pods.iter())
+            .map(|((e, s), pod)| {
                 let labels = CgroupLabels {
                     path: &e.path,
                     labels: &e.labels,
                     pod: pod.as_ref(),
                 };
-                encode_value(me.encode_family(&labels)?, &fam.ty, v)?;
-            }
+                (labels, s)
+            })
+            .collect();
+        let rows = &cgroups[..];
+        let enc = &mut encoder;
+        let sel = self.families.selection();
+        for fam in SCALARS {
+            let d = fam.desc;
+            let series = rows
+                .iter()
+                .filter_map(|&(l, s)| (fam.get)(s).map(|v| (l, Value(d.ty, v))));
+            metrics::family(enc, sel, d, series)?;
         }
         let devices = self.device_names(c);
         let dev = |d: &DevNum| {
@@ -476,136 +442,76 @@ impl CgroupCollector {
                 .unwrap_or_else(|| Arc::from(d.to_string().as_str()))
         };
 
-        self.encode_labeled(&mut encoder, &names::MEMORY_STAT, c, &pods, |s, emit| {
-            for (k, v) in &s.memory_stat {
-                emit(&[("stat", k)], *v as f64)?;
-            }
-            Ok(())
-        })?;
-        self.encode_labeled(&mut encoder, &names::MEMORY_EVENTS, c, &pods, |s, emit| {
-            for (k, v) in &s.memory_events {
-                emit(&[("event", k)], *v as f64)?;
-            }
-            Ok(())
-        })?;
-        self.encode_labeled(&mut encoder, &names::MEMORY_NUMA, c, &pods, |s, emit| {
-            for (node, stat, v) in &s.memory_numa {
-                emit(&[("node", &node.to_string()), ("stat", stat)], *v as f64)?;
-            }
-            Ok(())
-        })?;
-        type IoGet = fn(&sample::IoDevice) -> Option<u64>;
-        let io_fams: [(&Labeled, IoGet); 4] = [
-            (&names::IO_READ_BYTES, |d| d.read_bytes),
-            (&names::IO_WRITE_BYTES, |d| d.write_bytes),
-            (&names::IO_READS, |d| d.reads),
-            (&names::IO_WRITES, |d| d.writes),
+        type Keyed = fn(&CgroupStats) -> &[(&'static str, u64)];
+        let keyed: [(&Desc, &str, Keyed); 2] = [
+            (&metrics::MEMORY_STAT, "stat", |s| &s.memory_stat),
+            (&metrics::MEMORY_EVENTS, "event", |s| &s.memory_events),
         ];
-        for (fam, get) in io_fams {
-            self.encode_labeled(&mut encoder, fam, c, &pods, |s, emit| {
-                for d in &s.io {
-                    if let Some(v) = get(d) {
-                        emit(&[("device", &dev(&d.dev))], v as f64)?;
-                    }
-                }
-                Ok(())
-            })?;
+        for (d, key, items) in keyed {
+            let series = per_item(rows, d, items, move |(k, _)| (key, *k), |m| Some(m.1));
+            metrics::family(enc, sel, d, series)?;
+        }
+        let d = &metrics::MEMORY_NUMA;
+        let series = rows.iter().flat_map(|&(l, s)| {
+            s.memory_numa.iter().map(move |(node, stat, v)| {
+                let extra = ([("node", *node)], [("stat", stat.as_str())]);
+                ((l, extra), Value(d.ty, *v as f64))
+            })
+        });
+        metrics::family(enc, sel, d, series)?;
+        type IoGet = fn(&sample::IoDevice) -> Option<u64>;
+        let io_fams: [(&Desc, IoGet); 4] = [
+            (&metrics::IO_READ_BYTES, |d| d.read_bytes),
+            (&metrics::IO_WRITE_BYTES, |d| d.write_bytes),
+            (&metrics::IO_READS, |d| d.reads),
+            (&metrics::IO_WRITES, |d| d.writes),
+        ];
+        for (d, get) in io_fams {
+            let series = per_item(rows, d, |s| &s.io, |io| ("device", dev(&io.dev)), get);
+            metrics::family(enc, sel, d, series)?;
         }
         type LimGet = fn(&sample::IoLimit) -> Option<u64>;
-        let lim_fams: [(&Labeled, LimGet); 4] = [
-            (&names::IO_LIMIT_READ_BPS, |l| l.read_bps),
-            (&names::IO_LIMIT_WRITE_BPS, |l| l.write_bps),
-            (&names::IO_LIMIT_READ_IOPS, |l| l.read_iops),
-            (&names::IO_LIMIT_WRITE_IOPS, |l| l.write_iops),
+        let lim_fams: [(&Desc, LimGet); 4] = [
+            (&metrics::IO_LIMIT_READ_BPS, |l| l.read_bps),
+            (&metrics::IO_LIMIT_WRITE_BPS, |l| l.write_bps),
+            (&metrics::IO_LIMIT_READ_IOPS, |l| l.read_iops),
+            (&metrics::IO_LIMIT_WRITE_IOPS, |l| l.write_iops),
         ];
-        for (fam, get) in lim_fams {
-            self.encode_labeled(&mut encoder, fam, c, &pods, |s, emit| {
-                for l in &s.io_limits {
-                    if let Some(v) = get(l) {
-                        emit(&[("device", &dev(&l.dev))], v as f64)?;
-                    }
-                }
-                Ok(())
-            })?;
+        for (d, get) in lim_fams {
+            let series = per_item(rows, d, |s| &s.io_limits, |l| ("device", dev(&l.dev)), get);
+            metrics::family(enc, sel, d, series)?;
         }
-        self.encode_labeled(&mut encoder, &names::HUGETLB_USAGE, c, &pods, |s, emit| {
-            for (size, usage, _) in &s.hugetlb {
-                if let Some(v) = usage {
-                    emit(&[("pagesize", size)], *v as f64)?;
-                }
-            }
-            Ok(())
-        })?;
-        self.encode_labeled(&mut encoder, &names::HUGETLB_LIMIT, c, &pods, |s, emit| {
-            for (size, _, limit) in &s.hugetlb {
-                if let Some(v) = limit {
-                    emit(&[("pagesize", size)], *v as f64)?;
-                }
-            }
-            Ok(())
-        })?;
-        Ok(())
-    }
-
-    /// Encodes one labelled family: `rows` calls `emit(extra_labels, value)`
-    /// per series of a cgroup. It runs twice, a counting pass first, so the
-    /// descriptor is written once and only when some series exists.
-    fn encode_labeled(
-        &self,
-        encoder: &mut DescriptorEncoder<'_>,
-        fam: &Labeled,
-        c: &Collected,
-        pods: &[Option<PodNames>],
-        mut rows: impl FnMut(
-            &CgroupStats,
-            &mut dyn FnMut(&[(&str, &str)], f64) -> Result<(), fmt::Error>,
-        ) -> Result<(), fmt::Error>,
-    ) -> Result<(), fmt::Error> {
-        if !self.families.on(fam.name) {
-            return Ok(());
-        }
-        let mut any = false;
-        for (_, s) in &c.rows {
-            rows(s, &mut |_, _| {
-                any = true;
-                Ok(())
-            })?;
-            if any {
-                break;
-            }
-        }
-        if !any {
-            return Ok(());
-        }
-        let mut me = encoder.encode_descriptor(fam.name, fam.help, fam.unit.as_ref(), fam.ty)?;
-        for ((e, s), pod) in c.rows.iter().zip(pods.iter()) {
-            let labels = CgroupLabels {
-                path: &e.path,
-                labels: &e.labels,
-                pod: pod.as_ref(),
-            };
-            rows(s, &mut |extra, v| {
-                encode_value(me.encode_family(&(labels, extra))?, &fam.ty, v)
-            })?;
+        type HugeGet = fn(&(Arc<str>, Option<u64>, Option<u64>)) -> Option<u64>;
+        let huge_fams: [(&Desc, HugeGet); 2] = [
+            (&metrics::HUGETLB_USAGE, |h| h.1),
+            (&metrics::HUGETLB_LIMIT, |h| h.2),
+        ];
+        for (d, get) in huge_fams {
+            let series = per_item(rows, d, |s| &s.hugetlb, |h| ("pagesize", h.0.clone()), get);
+            metrics::family(enc, sel, d, series)?;
         }
         Ok(())
     }
 }
 
-/// Whole numbers (bytes, counts) are written as integers, the rest as
-/// floats: `268435456`, not `268435456.0`.
-fn encode_value(
-    me: prometheus_client::encoding::MetricEncoder<'_>,
-    ty: &MetricType,
-    v: f64,
-) -> Result<(), fmt::Error> {
-    let whole = v.fract() == 0.0 && v.abs() < 9.0e15;
-    match (ty, whole) {
-        (MetricType::Counter, true) if v >= 0.0 => ConstCounter::new(v as u64).encode(me),
-        (MetricType::Counter, _) => ConstCounter::new(v).encode(me),
-        (_, true) => ConstGauge::new(v as i64).encode(me),
-        (_, false) => ConstGauge::new(v).encode(me),
-    }
+/// A cgroup's labels and one more.
+type ItemLabels<'a, V> = (CgroupLabels<'a>, [(&'static str, V); 1]);
+
+/// The series of a family with one extra label per item of a list in each
+/// cgroup's sample (memory.stat keys, devices, page sizes): `label` names
+/// the item, `get` gives its value or skips it.
+fn per_item<'a, T: 'a, V: 'a>(
+    rows: &'a [(CgroupLabels<'a>, &'a CgroupStats)],
+    d: &'a Desc,
+    items: fn(&CgroupStats) -> &[T],
+    label: impl Fn(&T) -> (&'static str, V) + Copy + 'a,
+    get: fn(&T) -> Option<u64>,
+) -> impl Iterator<Item = (ItemLabels<'a, V>, Value)> + 'a {
+    rows.iter().flat_map(move |&(l, s)| {
+        items(s)
+            .iter()
+            .filter_map(move |it| Some(((l, [label(it)]), Value(d.ty, get(it)? as f64))))
+    })
 }
 
 impl Collector for CgroupCollector {

@@ -21,18 +21,18 @@ pub struct ValidationContext {
     /// Whether the process may arm PSI triggers with any window (not only
     /// multiples of 2s). See [`has_cap_sys_resource`].
     pub cap_sys_resource: bool,
-    /// Metric family names `metrics.disable`/`enable` may name; empty skips
-    /// the check.
+    /// Metric family names `metrics.disable`/`enable` may name (the
+    /// exported names of the one table); empty skips the check.
     pub known_families: Vec<&'static str>,
 }
 
 impl ValidationContext {
     /// The context of this process: its capabilities read from
-    /// `<procfs>/self/status`. Fill `known_families` from the collector.
+    /// `<procfs>/self/status`, and every family of [`crate::metrics::ALL`].
     pub fn detect(procfs: &Path) -> ValidationContext {
         ValidationContext {
             cap_sys_resource: has_cap_sys_resource(procfs),
-            known_families: Vec::new(),
+            known_families: crate::metrics::ALL.iter().map(|d| d.exported).collect(),
         }
     }
 }

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::path::PathLabels;
 use super::pods::{parse_pod_list, ParseError, PodIndex, PodNames};
 use crate::config::{KubeletUrlError, KubernetesConfig};
+use crate::metrics::{self, register, Selection};
 use crate::net::{BodyError, ClientTls, HttpClient, HttpUrl, Limits, SendError, TlsClientError};
 
 /// Where Kubernetes mounts the pod's service account token. Used when
@@ -350,21 +351,21 @@ impl Kubelet {
     /// `cgroup_psi_exporter_kubelet_refreshes_total{outcome}` and
     /// `cgroup_psi_exporter_kubelet_pods`.
     pub fn register_metrics(&self, registry: &mut Registry) {
-        registry.register(
-            "cgroup_psi_exporter_kubelet_up",
-            "1 when the last fetch of the kubelet pod list succeeded",
-            self.metrics.up.clone(),
+        self.register_selected(registry, &Selection::all_on());
+    }
+
+    /// As [`Kubelet::register_metrics`], leaving out the families `on`
+    /// turns off.
+    pub fn register_selected(&self, registry: &mut Registry, on: &Selection) {
+        let m = &self.metrics;
+        register(registry, on, &metrics::KUBELET_UP, m.up.clone());
+        register(
+            registry,
+            on,
+            &metrics::KUBELET_REFRESHES,
+            m.refreshes.clone(),
         );
-        registry.register(
-            "cgroup_psi_exporter_kubelet_refreshes",
-            "Fetches of the kubelet pod list, by outcome",
-            self.metrics.refreshes.clone(),
-        );
-        registry.register(
-            "cgroup_psi_exporter_kubelet_pods",
-            "Pods in the cached kubelet pod list",
-            self.metrics.pods.clone(),
-        );
+        register(registry, on, &metrics::KUBELET_PODS, m.pods.clone());
     }
 
     /// Whether the last fetch succeeded.

@@ -21,17 +21,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Unit;
 
 pub use parse::{NetDevLine, NsType};
 pub use scan::{CgroupNamespaces, HostSource, NamespaceSnapshot, ReadErrors, ScanError};
 
 use crate::cgroupfs::{CgroupPath, Layout};
 use crate::labels::CgroupLabels;
+use crate::metrics::{self as m, family, single, Desc, Selection};
 use scan::Scanner;
 
 /// Scans a procfs root at scrape time. The mutex serialises concurrent
@@ -39,6 +38,7 @@ use scan::Scanner;
 #[derive(Debug)]
 pub struct NamespaceCollector {
     scanner: Mutex<Scanner>,
+    selection: Selection,
 }
 
 impl NamespaceCollector {
@@ -47,7 +47,13 @@ impl NamespaceCollector {
     pub fn new(procfs: PathBuf) -> Self {
         Self {
             scanner: Mutex::new(Scanner::new(procfs)),
+            selection: Selection::default(),
         }
+    }
+
+    /// Leaves out the families `metrics.disable` names.
+    pub fn with_selection(self, selection: Selection) -> Self {
+        Self { selection, ..self }
     }
 
     /// Maps process cgroup paths to host paths when the exporter runs in a
@@ -59,6 +65,7 @@ impl NamespaceCollector {
         scanner.set_layout(layout);
         Self {
             scanner: Mutex::new(scanner),
+            selection: self.selection,
         }
     }
 
@@ -75,35 +82,8 @@ impl NamespaceCollector {
 impl Collector for NamespaceCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> fmt::Result {
         let snap = self.scan();
-        encode_snapshot(&snap, &mut encoder)
+        encode_snapshot(&snap, &self.selection, &mut encoder)
     }
-}
-
-/// Emits one descriptor, then one series per item, or nothing when there
-/// are no items (an absent family, not an empty one).
-fn family<I, L, M>(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    unit: Option<&Unit>,
-    metric_type: MetricType,
-    series: I,
-) -> fmt::Result
-where
-    I: IntoIterator<Item = (L, M)>,
-    L: EncodeLabelSet,
-    M: EncodeMetric,
-{
-    let mut series = series.into_iter().peekable();
-    if series.peek().is_none() {
-        return Ok(());
-    }
-    let mut fam = encoder.encode_descriptor(name, help, unit, metric_type)?;
-    for (labels, metric) in series {
-        let enc: MetricEncoder<'_> = fam.encode_family(&labels)?;
-        metric.encode(enc)?;
-    }
-    Ok(())
 }
 
 fn gauge(v: u64) -> ConstGauge<i64> {
@@ -112,56 +92,16 @@ fn gauge(v: u64) -> ConstGauge<i64> {
 
 type Getter = fn(&NetDevLine) -> u64;
 
-/// The eight per-interface families: (name without `_total`, unit, help, field).
-const NET_FAMILIES: [(&str, Option<Unit>, &str, Getter); 8] = [
-    (
-        "namespace_network_receive",
-        Some(Unit::Bytes),
-        "Bytes received by the interface, per network namespace.",
-        |l| l.rx_bytes,
-    ),
-    (
-        "namespace_network_receive_packets",
-        None,
-        "Packets received by the interface, per network namespace.",
-        |l| l.rx_packets,
-    ),
-    (
-        "namespace_network_receive_errors",
-        None,
-        "Receive errors of the interface, per network namespace.",
-        |l| l.rx_errs,
-    ),
-    (
-        "namespace_network_receive_drops",
-        None,
-        "Received packets dropped by the interface, per network namespace.",
-        |l| l.rx_drop,
-    ),
-    (
-        "namespace_network_transmit",
-        Some(Unit::Bytes),
-        "Bytes transmitted by the interface, per network namespace.",
-        |l| l.tx_bytes,
-    ),
-    (
-        "namespace_network_transmit_packets",
-        None,
-        "Packets transmitted by the interface, per network namespace.",
-        |l| l.tx_packets,
-    ),
-    (
-        "namespace_network_transmit_errors",
-        None,
-        "Transmit errors of the interface, per network namespace.",
-        |l| l.tx_errs,
-    ),
-    (
-        "namespace_network_transmit_drops",
-        None,
-        "Transmitted packets dropped by the interface, per network namespace.",
-        |l| l.tx_drop,
-    ),
+/// The eight per-interface families and the field each reports.
+const NET_FAMILIES: [(&Desc, Getter); 8] = [
+    (&m::NET_RECEIVE, |l| l.rx_bytes),
+    (&m::NET_RECEIVE_PACKETS, |l| l.rx_packets),
+    (&m::NET_RECEIVE_ERRORS, |l| l.rx_errs),
+    (&m::NET_RECEIVE_DROPS, |l| l.rx_drop),
+    (&m::NET_TRANSMIT, |l| l.tx_bytes),
+    (&m::NET_TRANSMIT_PACKETS, |l| l.tx_packets),
+    (&m::NET_TRANSMIT_ERRORS, |l| l.tx_errs),
+    (&m::NET_TRANSMIT_DROPS, |l| l.tx_drop),
 ];
 
 fn cg<'a>(
@@ -170,151 +110,60 @@ fn cg<'a>(
     (CgroupLabels::new(path, &c.labels), c)
 }
 
-/// Encodes a snapshot family by family. Public so tests and `--once` can
-/// encode a snapshot they already hold.
+/// Encodes a snapshot family by family, leaving out those `on` turns off.
+/// Public so tests and `--once` can encode a snapshot they already hold.
 pub fn encode_snapshot(
     snap: &NamespaceSnapshot,
-    encoder: &mut DescriptorEncoder<'_>,
+    on: &Selection,
+    e: &mut DescriptorEncoder<'_>,
 ) -> fmt::Result {
-    family(
-        encoder,
-        "namespaces",
-        "Distinct namespaces of each type among all processes.",
-        None,
-        MetricType::Gauge,
-        snap.count_by_type()
-            .into_iter()
-            .map(|(t, n)| ([("type", t.as_str())], gauge(n))),
-    )?;
-    family(
-        encoder,
-        "namespace_info",
-        "One series per namespace, value 1.",
-        None,
-        MetricType::Gauge,
-        snap.namespaces
-            .keys()
-            .map(|(t, inode)| (([("type", t.as_str())], [("inode", *inode)]), gauge(1))),
-    )?;
-    family(
-        encoder,
-        "namespace_processes",
-        "Processes in the namespace.",
-        None,
-        MetricType::Gauge,
-        snap.namespaces
-            .iter()
-            .map(|((t, inode), n)| (([("type", t.as_str())], [("inode", *inode)]), gauge(*n))),
-    )?;
-    family(
-        encoder,
-        "namespace_user_root_mapped_to_host",
-        "1 when uid 0 in the user namespace is uid 0 outside it (container root is real root).",
-        None,
-        MetricType::Gauge,
-        snap.user_root_mapped_to_host
-            .iter()
-            .map(|(inode, m)| ([("inode", *inode)], gauge(u64::from(*m)))),
-    )?;
-    for (name, unit, help, get) in &NET_FAMILIES {
-        family(
-            encoder,
-            name,
-            help,
-            unit.as_ref(),
-            MetricType::Counter,
-            snap.network.iter().flat_map(|(inode, lines)| {
-                lines.iter().map(move |l| {
-                    (
-                        (
-                            [("inode", inode.to_string())],
-                            [("interface", l.interface.as_str())],
-                        ),
-                        ConstCounter::new(get(l)),
-                    )
-                })
-            }),
-        )?;
-    }
-
-    family(
-        encoder,
-        "cgroup_processes",
-        "Processes in the cgroup (the most specific of the v2 and v1 resource paths).",
-        None,
-        MetricType::Gauge,
-        snap.cgroups
-            .iter()
-            .map(cg)
-            .map(|(l, c)| (l, gauge(c.processes))),
-    )?;
-    family(
-        encoder,
-        "cgroup_host_root_processes",
-        "Processes in the cgroup whose real uid is 0 in the exporter's user namespace.",
-        None,
-        MetricType::Gauge,
-        snap.cgroups
-            .iter()
-            .map(cg)
-            .map(|(l, c)| (l, gauge(c.host_root_processes))),
-    )?;
-    family(
-        encoder,
-        "cgroup_namespace_info",
-        "One series per namespace seen among the cgroup's processes, value 1.",
-        None,
-        MetricType::Gauge,
-        snap.cgroups.iter().map(cg).flat_map(|(l, c)| {
-            c.namespaces.iter().map(move |(t, inode)| {
-                ((l, ([("type", t.as_str())], [("inode", *inode)])), gauge(1))
+    let by_type = snap.count_by_type().into_iter();
+    let by_type = by_type.map(|(t, n)| ([("type", t.as_str())], gauge(n)));
+    family(e, on, &m::NAMESPACES, by_type)?;
+    let ns = |(t, inode): &(NsType, u64)| ([("type", t.as_str())], [("inode", *inode)]);
+    let info = snap.namespaces.keys().map(|k| (ns(k), gauge(1)));
+    family(e, on, &m::NAMESPACE_INFO, info)?;
+    let procs = snap.namespaces.iter().map(|(k, n)| (ns(k), gauge(*n)));
+    family(e, on, &m::NAMESPACE_PROCESSES, procs)?;
+    let root = snap.user_root_mapped_to_host.iter();
+    let root = root.map(|(inode, m)| ([("inode", *inode)], gauge(u64::from(*m))));
+    family(e, on, &m::NAMESPACE_USER_ROOT_MAPPED, root)?;
+    for (d, get) in &NET_FAMILIES {
+        let series = snap.network.iter().flat_map(|(inode, lines)| {
+            lines.iter().map(move |l| {
+                let labels = (
+                    [("inode", inode.to_string())],
+                    [("interface", l.interface.as_str())],
+                );
+                (labels, ConstCounter::new(get(l)))
             })
-        }),
-    )?;
-    family(
-        encoder,
-        "cgroup_host_namespace",
-        "1 when every process of the cgroup shares the host's namespace of this type.",
-        None,
-        MetricType::Gauge,
-        snap.cgroups.iter().map(cg).flat_map(|(l, c)| {
-            c.host_namespace
-                .iter()
-                .map(move |(t, shared)| ((l, [("type", t.as_str())]), gauge(u64::from(*shared))))
-        }),
-    )?;
+        });
+        family(e, on, d, series)?;
+    }
 
-    // Self metrics: always present.
-    {
-        let fam = encoder.encode_descriptor(
-            "cgroup_psi_exporter_namespace_scan_duration",
-            "Duration of the last procfs namespace scan.",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(snap.duration.as_secs_f64()).encode(fam)?;
-    }
-    family(
-        encoder,
-        "cgroup_psi_exporter_namespace_read_errors",
-        "procfs reads that failed during namespace scans, by reason (vanished processes are not errors).",
-        None,
-        MetricType::Counter,
-        snap.read_errors
-            .by_reason()
-            .into_iter()
-            .map(|(reason, n)| ([("reason", reason)], ConstCounter::new(n))),
-    )?;
-    {
-        let fam = encoder.encode_descriptor(
-            "cgroup_psi_exporter_namespace_processes_cached",
-            "Processes held in the namespace scan cache.",
-            None,
-            MetricType::Gauge,
-        )?;
-        gauge(snap.processes_cached as u64).encode(fam)?;
-    }
-    Ok(())
+    let cgroups = || snap.cgroups.iter().map(cg);
+    let procs = cgroups().map(|(l, c)| (l, gauge(c.processes)));
+    family(e, on, &m::CGROUP_PROCESSES, procs)?;
+    let root = cgroups().map(|(l, c)| (l, gauge(c.host_root_processes)));
+    family(e, on, &m::CGROUP_HOST_ROOT_PROCESSES, root)?;
+    let info =
+        cgroups().flat_map(|(l, c)| c.namespaces.iter().map(move |k| ((l, ns(k)), gauge(1))));
+    family(e, on, &m::CGROUP_NAMESPACE_INFO, info)?;
+    let host = cgroups().flat_map(|(l, c)| {
+        c.host_namespace
+            .iter()
+            .map(move |(t, shared)| ((l, [("type", t.as_str())]), gauge(u64::from(*shared))))
+    });
+    family(e, on, &m::CGROUP_HOST_NAMESPACE, host)?;
+
+    // Self metrics: present unless disabled.
+    let duration = ConstGauge::new(snap.duration.as_secs_f64());
+    single(e, on, &m::NAMESPACE_SCAN_DURATION, duration)?;
+    let errors = snap.read_errors.by_reason().into_iter();
+    let errors = errors.map(|(reason, n)| ([("reason", reason)], ConstCounter::new(n)));
+    family(e, on, &m::NAMESPACE_READ_ERRORS, errors)?;
+    let cached = gauge(snap.processes_cached as u64);
+    single(e, on, &m::NAMESPACE_PROCESSES_CACHED, cached)
 }
 
 #[cfg(test)]

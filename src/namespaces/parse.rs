@@ -105,7 +105,9 @@ const RESOURCE_CONTROLLERS: [&str; 8] = [
 /// line and the v1 lines of resource controllers. On a tie the v2 line wins,
 /// as it comes last and comparisons are strict.
 ///
-/// Returns the path as the kernel printed it, minus a ` (deleted)` suffix.
+/// Returns the path as the kernel printed it, minus a ` (deleted)` suffix,
+/// borrowed from `content`: procfs-core's `ProcessCGroups` would allocate a
+/// `String` per controller and path for every new process of a scan.
 pub fn parse_proc_cgroup(content: &str) -> Result<&str, ParseError> {
     let mut best: Option<&str> = None;
     let mut v2: Option<&str> = None;
@@ -253,7 +255,9 @@ pub struct NetDevLine {
 
 /// Parses `/proc/<pid>/net/dev`: two header lines, then
 /// `iface: rx_bytes rx_packets rx_errs rx_drop fifo frame compressed
-/// multicast tx_bytes tx_packets tx_errs tx_drop ...`.
+/// multicast tx_bytes tx_packets tx_errs tx_drop ...`. Not procfs-core's
+/// `InterfaceDeviceStatus`: a `HashMap` loses the kernel's interface order
+/// (the order of the series), and it splits `eth0:123` wrongly.
 pub fn parse_net_dev(content: &str) -> Result<Vec<NetDevLine>, ParseError> {
     let mut out = Vec::new();
     for (i, line) in content.lines().enumerate() {

@@ -8,7 +8,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
+use prometheus_client::registry::Registry;
+
 use crate::alerting::AlertingMetrics;
+use crate::metrics::{self as m, register, Selection};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct TriggerEventLabels {
@@ -50,28 +53,39 @@ impl PsiMetrics {
         Arc::new(PsiMetrics::default())
     }
 
-    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register(
-            "psi_trigger_events",
-            "PSI trigger notifications from the kernel, per rule and cgroup",
+    /// Registers every family (tests; the exporter uses
+    /// [`PsiMetrics::register_selected`]).
+    pub fn register_metrics(&self, registry: &mut Registry) {
+        self.register_selected(registry, &Selection::all_on());
+    }
+
+    /// Registers the families `on` leaves on.
+    pub fn register_selected(&self, registry: &mut Registry, on: &Selection) {
+        register(
+            registry,
+            on,
+            &m::PSI_TRIGGER_EVENTS,
             self.trigger_events.clone(),
         );
-        registry.register(
-            "psi_triggers_armed",
-            "PSI triggers currently armed, per rule",
+        register(
+            registry,
+            on,
+            &m::PSI_TRIGGERS_ARMED,
             self.triggers_armed.clone(),
         );
-        registry.register(
-            "psi_trigger_errors",
-            "PSI triggers that could not be armed or polled, by rule and reason",
+        register(
+            registry,
+            on,
+            &m::PSI_TRIGGER_ERRORS,
             self.trigger_errors.clone(),
         );
-        registry.register(
-            "psi_alerts_firing",
-            "PSI alerts firing now, per rule",
+        register(
+            registry,
+            on,
+            &m::PSI_ALERTS_FIRING,
             self.alerts_firing.clone(),
         );
-        self.alerting.register(registry);
+        self.alerting.register(registry, on);
     }
 
     pub(crate) fn rule_gauge(family: &Family<RuleLabels, Gauge>, rule: &str, delta: i64) {
@@ -96,8 +110,8 @@ impl PsiMetrics {
 mod tests {
     use super::*;
 
-    #[test]
-    fn exposition_uses_the_contract_names() {
+    /// One series in every family.
+    fn filled() -> Arc<PsiMetrics> {
         let m = PsiMetrics::new();
         m.trigger_events
             .get_or_create(&TriggerEventLabels {
@@ -111,7 +125,19 @@ mod tests {
         PsiMetrics::rule_gauge(&m.alerts_firing, "r", 1);
         m.trigger_error("r", "invalid");
         m.alerting.count("http://am", "success", 1);
-        let mut reg = prometheus_client::registry::Registry::default();
+        m.alerting
+            .queue_length
+            .get_or_create(&crate::alerting::ReceiverLabels {
+                receiver: "http://am".into(),
+            })
+            .set(2);
+        m
+    }
+
+    #[test]
+    fn exposition_uses_the_contract_names() {
+        let m = filled();
+        let mut reg = Registry::default();
         m.register_metrics(&mut reg);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
@@ -124,5 +150,49 @@ mod tests {
         ] {
             assert!(out.contains(want), "missing {want} in\n{out}");
         }
+    }
+
+    #[test]
+    fn disabled_psi_and_alerting_families_are_not_registered_and_the_others_are() {
+        let m = filled();
+        let off = Selection::new(
+            &[
+                "psi_trigger_events_total".into(),
+                "psi_alert_queue_length".into(),
+            ],
+            &[],
+        );
+        let encode = |on: &Selection| {
+            let mut reg = Registry::default();
+            m.register_selected(&mut reg, on);
+            let mut out = String::new();
+            prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
+            out.lines()
+                .filter_map(|l| l.strip_prefix("# TYPE "))
+                .filter_map(|l| l.split(' ').next())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let all = encode(&Selection::all_on());
+        assert_eq!(
+            all,
+            [
+                "psi_trigger_events",
+                "psi_triggers_armed",
+                "psi_trigger_errors",
+                "psi_alerts_firing",
+                "psi_alert_notifications",
+                "psi_alert_queue_length",
+            ]
+        );
+        assert_eq!(
+            encode(&off),
+            [
+                "psi_triggers_armed",
+                "psi_trigger_errors",
+                "psi_alerts_firing",
+                "psi_alert_notifications",
+            ]
+        );
     }
 }

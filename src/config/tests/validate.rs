@@ -391,6 +391,24 @@ fn metric_families_are_checked_when_known() {
 }
 
 #[test]
+fn any_family_of_the_table_may_be_disabled_and_typos_get_a_suggestion() {
+    let ctx = ValidationContext {
+        cap_sys_resource: false,
+        known_families: crate::metrics::ALL.iter().map(|d| d.exported).collect(),
+    };
+    let text = "metrics:\n  disable: [namespace_info, cgroup_psi_exporter_build_info, process_cpu_seconds_total, psi_trigger_events, psi_alert_queue_length, cgroup_psi_exporter_kubelet_up]\n";
+    assert_valid(text, &ctx);
+    assert_invalid(
+        "metrics:\n  disable: [psi_alerts_fired]\n",
+        &ctx,
+        "metrics.disable[0]",
+        2,
+        13,
+        "unknown metric family \"psi_alerts_fired\" (did you mean \"psi_alerts_firing\"?)",
+    );
+}
+
+#[test]
 fn family_both_enabled_and_disabled_is_rejected() {
     let text = "metrics:\n  disable: [x]\n  enable: [y, x]\n";
     assert_invalid(
