@@ -299,8 +299,19 @@ thread_local! {
 }
 
 /// Reads the whole file with `pread` from offset 0 into `buf` (kernfs
-/// regenerates the text when a read starts at offset 0), until EOF: a
-/// short read is not the end of a kernel file.
+/// regenerates the text when a read starts at offset 0).
+///
+/// A short read that ends a line is the end of the file: every cgroup
+/// file the reader reads is a single-record kernfs seq_file (kernfs
+/// serves files without their own `seq_start` as one record, like
+/// `single_open`), and one `read` of such a file returns the whole record
+/// unless the caller's buffer is smaller; the kernel grows its own buffer
+/// until the record fits. So the `pread` that would return 0 is skipped:
+/// it was half of the `pread` calls of a scrape. Any other short read
+/// (a text not ending in a newline) is not trusted as the end, and the
+/// file is read on until EOF. Not for multi-record seq_files
+/// (`cgroup.procs`, `tasks`), whose reads stop at page boundaries between
+/// records; the reader reads none.
 fn read_from_start(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
@@ -312,6 +323,9 @@ fn read_from_start(f: &File, buf: &mut Vec<u8>) -> io::Result<()> {
             }
             buf.extend_from_slice(&scratch[..n]);
             off += n as u64;
+            if n < scratch.len() && scratch[n - 1] == b'\n' {
+                return Ok(());
+            }
             if n == scratch.len() {
                 // A file larger than the scratch: grow it for next time.
                 let len = scratch.len() * 2;
