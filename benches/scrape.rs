@@ -24,7 +24,8 @@
 //! `CGPE_BENCH_BIG=0` (skip the run with `metrics.fd_cache: 18000`),
 //! `CGPE_BENCH_VERBOSE=1` (the exporter's anonymous and file RSS after
 //! the scrapes), `CGPE_BENCH_EXE` (another build of the exporter, for
-//! A/B runs back to back).
+//! A/B runs back to back), `CGPE_BENCH_FD_CACHE` (`metrics.fd_cache` of
+//! the default run instead of the default).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -356,7 +357,13 @@ fn main() {
     let exe = std::env::var("CGPE_BENCH_EXE")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cgroup-psi-exporter").to_string());
     let cfg = std::env::temp_dir().join("cgpe-bench.yaml");
-    let _ = fs::write(&cfg, "namespaces: { enabled: false }\n");
+    let _ = fs::write(
+        &cfg,
+        match std::env::var("CGPE_BENCH_FD_CACHE") {
+            Ok(n) => format!("namespaces: {{ enabled: false }}\nmetrics: {{ fd_cache: {n} }}\n"),
+            Err(_) => "namespaces: { enabled: false }\n".to_string(),
+        },
+    );
     // The same with every file cached, as far as RLIMIT_NOFILE allows: the
     // cost of that is kernel memory (see docs/performance.md).
     let big = std::env::temp_dir().join("cgpe-bench-bigcache.yaml");
