@@ -16,7 +16,16 @@
 //! yardstick.
 //!
 //! Environment: `CGPE_BENCH_N` (default `1000,2000,5000,10000`),
-//! `CGPE_BENCH_REPS` (default 15).
+//! `CGPE_BENCH_REPS` (default 15), `CGPE_BENCH_ATTACH` (a command run
+//! against the default-cache exporter during its timed scrapes, `{pid}`
+//! replaced by its pid, stopped with SIGINT after them: e.g.
+//! `perf record -g -o /tmp/scrape.data -p {pid}` or
+//! `perf stat -e instructions:u,instructions:k -p {pid}`),
+//! `CGPE_BENCH_BIG=0` (skip the run with `metrics.fd_cache: 18000`),
+//! `CGPE_BENCH_VERBOSE=1` (the exporter's anonymous and file RSS after
+//! the scrapes), `CGPE_BENCH_EXE` (another build of the exporter, for
+//! A/B runs back to back), `CGPE_BENCH_FD_CACHE` (`metrics.fd_cache` of
+//! the default run instead of the default).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -246,6 +255,8 @@ struct Run {
     cgroups_in_exposition: usize,
     /// Memory charged to the exporter's own cgroup after the scrapes.
     charged_bytes: u64,
+    /// Size of the last response.
+    body_bytes: usize,
 }
 
 fn bench_server(
@@ -255,6 +266,7 @@ fn bench_server(
     reps: usize,
     count_cgroups: bool,
     own: Option<&OwnCgroup>,
+    attach: Option<&str>,
 ) -> Run {
     // The exporter is ready once its first discovery is done; before that
     // /metrics answers with what is known so far.
@@ -267,6 +279,16 @@ fn bench_server(
         get(port, path);
     }
     let pid = child.id();
+    let attached = attach.map(|cmd| {
+        let c = Command::new("sh")
+            .arg("-c")
+            .arg(format!("exec {}", cmd.replace("{pid}", &pid.to_string())))
+            .spawn()
+            .expect("start the attached command");
+        // perf needs a moment to attach before the first timed scrape.
+        std::thread::sleep(Duration::from_millis(500));
+        c
+    });
     let cpu0 = cpu_seconds(pid);
     let mut times = Vec::new();
     let mut last = String::new();
@@ -276,7 +298,22 @@ fn bench_server(
         times.push(t.elapsed());
     }
     let cpu = (cpu_seconds(pid) - cpu0) / reps as f64;
+    if let Some(mut a) = attached {
+        // SIGINT, so perf writes its data and summary.
+        let _ = Command::new("kill")
+            .args(["-INT", &a.id().to_string()])
+            .status();
+        let _ = a.wait();
+    }
     let peak = common::proc_status(pid, "VmHWM:");
+    if std::env::var_os("CGPE_BENCH_VERBOSE").is_some() {
+        eprintln!(
+            "after the scrapes: RssAnon {} KiB, RssFile {} KiB, threads {}",
+            common::proc_status(pid, "RssAnon:"),
+            common::proc_status(pid, "RssFile:"),
+            common::proc_status(pid, "Threads:")
+        );
+    }
     let charged_bytes = own.map(OwnCgroup::charged_bytes).unwrap_or(0);
     let cgroups = if count_cgroups {
         last.lines()
@@ -296,6 +333,7 @@ fn bench_server(
         peak_rss_kb: peak,
         cgroups_in_exposition: cgroups,
         charged_bytes,
+        body_bytes: last.len(),
     }
 }
 
@@ -316,9 +354,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(15);
-    let exe = env!("CARGO_BIN_EXE_cgroup-psi-exporter");
+    let exe = std::env::var("CGPE_BENCH_EXE")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cgroup-psi-exporter").to_string());
     let cfg = std::env::temp_dir().join("cgpe-bench.yaml");
-    let _ = fs::write(&cfg, "namespaces: { enabled: false }\n");
+    let _ = fs::write(
+        &cfg,
+        match std::env::var("CGPE_BENCH_FD_CACHE") {
+            Ok(n) => format!("namespaces: {{ enabled: false }}\nmetrics: {{ fd_cache: {n} }}\n"),
+            Err(_) => "namespaces: { enabled: false }\n".to_string(),
+        },
+    );
     // The same with every file cached, as far as RLIMIT_NOFILE allows: the
     // cost of that is kernel memory (see docs/performance.md).
     let big = std::env::temp_dir().join("cgpe-bench-bigcache.yaml");
@@ -335,7 +380,8 @@ fn main() {
         let passes: Vec<(Duration, f64)> = (0..reps.min(7)).map(|_| plain_loop(&files)).collect();
         let plain_cpu = passes.iter().map(|p| p.1).sum::<f64>() / passes.len() as f64;
         let plain = median(passes.into_iter().map(|p| p.0).collect());
-        let start = |cfg: &Path| {
+        let attach = std::env::var("CGPE_BENCH_ATTACH").ok();
+        let start = |cfg: &Path, attach: Option<&str>| {
             let port = common::free_port();
             let own = OwnCgroup::new();
             let child = Command::new("sh")
@@ -348,22 +394,24 @@ fn main() {
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("start exporter");
-            bench_server(child, port, "/metrics", reps, true, Some(&own))
+            bench_server(child, port, "/metrics", reps, true, Some(&own), attach)
         };
-        let big_run = start(&big);
-        let big_ratio = big_run.median.as_secs_f64() / plain.as_secs_f64();
-        println!(
+        if std::env::var("CGPE_BENCH_BIG").as_deref() != Ok("0") {
+            let big_run = start(&big, None);
+            let big_ratio = big_run.median.as_secs_f64() / plain.as_secs_f64();
+            println!(
             "N={n}: with fd_cache 18000: scrape_median={:.1}ms ratio={big_ratio:.2} cpu_per_scrape={:.3}s peak_rss={:.1}MiB",
             big_run.median.as_secs_f64() * 1e3,
             big_run.cpu_per_scrape,
             big_run.peak_rss_kb as f64 / 1024.0
         );
-        big_rows.push((n, big_ratio, big_run.median));
-        let run = start(&cfg);
+            big_rows.push((n, big_ratio, big_run.median));
+        }
+        let run = start(&cfg, attach.as_deref());
         let ratio = run.median.as_secs_f64() / plain.as_secs_f64();
         let cpu_ratio = run.cpu_per_scrape / plain_cpu.max(1e-9);
         println!(
-            "N={n}: files={} scrape_median={:.1}ms plain_loop={:.1}ms ratio={:.2} cpu_per_scrape={:.3}s plain_loop_cpu={:.3}s cpu_ratio={:.2} peak_rss={:.1}MiB own_cgroup={:.1}MiB bench_cgroups_exported={}/{}",
+            "N={n}: files={} scrape_median={:.1}ms plain_loop={:.1}ms ratio={:.2} cpu_per_scrape={:.3}s plain_loop_cpu={:.3}s cpu_ratio={:.2} peak_rss={:.1}MiB own_cgroup={:.1}MiB bench_cgroups_exported={}/{} response={:.1}MiB",
             files.len(),
             run.median.as_secs_f64() * 1e3,
             plain.as_secs_f64() * 1e3,
@@ -374,7 +422,8 @@ fn main() {
             run.peak_rss_kb as f64 / 1024.0,
             run.charged_bytes as f64 / 1048576.0,
             run.cgroups_in_exposition,
-            n
+            n,
+            run.body_bytes as f64 / 1048576.0
         );
         rows.push((n, files.len(), run, plain, ratio, plain_cpu, cpu_ratio));
         destroy_tree();
@@ -395,7 +444,7 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start node_exporter");
-        bench_server(child, port, "/metrics", reps, false, None)
+        bench_server(child, port, "/metrics", reps, false, None, None)
     });
     println!();
     println!("| N cgroups | files | scrape (median) | plain open/read/close loop | time ratio | CPU s / scrape | plain loop CPU s | CPU ratio | peak RSS | own cgroup's memory | exported |");

@@ -116,6 +116,14 @@ pub struct Shared {
     /// of `blkio.throttle.*_device` without a write).
     kept: Mutex<KeptSettings>,
     generation: std::sync::atomic::AtomicU64,
+    /// Each hierarchy's root directory, opened `O_PATH` once, by
+    /// [`HierarchyId`](super::layout::HierarchyId): files that miss the fd
+    /// cache are opened relative to it, so the kernel walks only the
+    /// cgroup's own components, not `/sys/fs/cgroup/<controller>` again
+    /// for every open (the walk, with kernfs revalidation and permission
+    /// checks per component, was the largest part of an open's cost in a
+    /// profile). `None` where the open failed: full paths.
+    roots: Vec<Option<rustix::fd::OwnedFd>>,
 }
 
 /// How long a file stays known-absent before it is probed again (a
@@ -131,8 +139,17 @@ impl Shared {
                 .unified()
                 .and_then(|u| std::fs::read_to_string(u.root.join("cgroup.controllers")).ok())
                 .is_some_and(|t| t.trim().is_empty());
+        let mut roots = Vec::new();
+        for h in &layout.hierarchies {
+            let i = usize::from(h.id.0);
+            if roots.len() <= i {
+                roots.resize_with(i + 1, || None);
+            }
+            roots[i] = open_dir(None, &h.root).ok();
+        }
         Shared {
             unified_without_controllers,
+            roots,
             layout,
             hugetlb_sizes,
             fds: Arc::new(FdCache::new(fd_cache)),
@@ -235,51 +252,93 @@ fn v2_controllers(text: &str) -> Vec<Controller> {
         .collect()
 }
 
+/// Opens `path` as an `O_PATH` directory descriptor, relative to `base`
+/// when given.
+fn open_dir(
+    base: Option<&rustix::fd::OwnedFd>,
+    path: &Path,
+) -> rustix::io::Result<rustix::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    match base {
+        Some(b) => rustix::fs::openat(b, path, flags, Mode::empty()),
+        None => rustix::fs::open(path, flags, Mode::empty()),
+    }
+}
+
+/// Opens `rel` (relative to the hierarchy's root) read-only: relative to
+/// the root's descriptor when there is one, else by the full path `full`.
+fn open_file(base: Option<&rustix::fd::OwnedFd>, rel: &Path, full: &Path) -> io::Result<StdFile> {
+    use rustix::fs::{Mode, OFlags};
+    match base {
+        Some(b) if !rel.as_os_str().is_empty() => {
+            rustix::fs::openat(b, rel, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map(StdFile::from)
+                .map_err(io::Error::from)
+        }
+        _ => StdFile::open(full),
+    }
+}
+
 /// The directory of the cgroup being read in one hierarchy, opened
 /// (`O_PATH`) only once a second file of it misses the fd cache: from then
 /// on a miss is `openat(dir, name)`, a one-component lookup, instead of a
-/// walk of the whole path (`/sys/fs/cgroup/memory/a/b/c/memory.stat`),
-/// which dominated the kernel's side of a profile of scrapes whose files
-/// do not all fit the cache. It is closed when the reader moves on, so it
-/// takes nothing from the cache's descriptor budget; a hierarchy with a
-/// single miss never pays for it.
+/// walk of the cgroup's path (`a/b/c/memory.stat` below the hierarchy's
+/// root descriptor), which dominated the kernel's side of a profile of
+/// scrapes whose files do not all fit the cache. It is closed when the
+/// reader moves on, so it takes nothing from the cache's descriptor
+/// budget; a hierarchy with a single miss never pays for it.
 #[derive(Debug)]
 enum DirFd {
     /// Not opened; the count of misses so far.
     Closed(u8),
     Open(rustix::fd::OwnedFd),
-    /// Opening it failed: full paths, which report the error as before.
+    /// Opening it failed: paths, which report the error as before.
     Failed,
 }
 
 /// Misses in one cgroup directory before it is opened.
 const DIRFD_AFTER_MISSES: u8 = 1;
 
+/// Where a file of the cgroup being read is: the hierarchy root's
+/// descriptor (if open), the cgroup's directory relative to the root and
+/// in full, and the file's name.
+struct Place<'a> {
+    base: Option<&'a rustix::fd::OwnedFd>,
+    rel_dir: &'a Path,
+    dir: &'a Path,
+    name: &'a str,
+}
+
 impl DirFd {
-    /// Opens `name` in `dir`; `full` is `dir/name`.
-    fn open(&mut self, dir: &Path, name: &str, full: &Path) -> io::Result<StdFile> {
+    /// Opens `at.name` in the directory `at` describes; `rel` and `full`
+    /// are the file's paths relative to the root and in full.
+    fn open(&mut self, at: &Place<'_>, rel: &Path, full: &Path) -> io::Result<StdFile> {
         use rustix::fs::{Mode, OFlags};
         if let DirFd::Closed(misses) = self {
             if *misses < DIRFD_AFTER_MISSES {
                 *misses += 1;
-                return StdFile::open(full);
+                return open_file(at.base, rel, full);
             }
-            *self = match rustix::fs::open(
-                dir,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
+            let dir = match at.base {
+                Some(b) if !at.rel_dir.as_os_str().is_empty() => open_dir(Some(b), at.rel_dir),
+                _ => open_dir(None, at.dir),
+            };
+            *self = match dir {
                 Ok(fd) => DirFd::Open(fd),
                 Err(_) => DirFd::Failed,
             };
         }
         match self {
-            DirFd::Open(fd) => {
-                rustix::fs::openat(&*fd, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                    .map(StdFile::from)
-                    .map_err(io::Error::from)
-            }
-            _ => StdFile::open(full),
+            DirFd::Open(fd) => rustix::fs::openat(
+                &*fd,
+                at.name,
+                OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map(StdFile::from)
+            .map_err(io::Error::from),
+            _ => open_file(at.base, rel, full),
         }
     }
 }
@@ -288,9 +347,14 @@ impl DirFd {
 pub struct Reader {
     shared: Arc<Shared>,
     buf: Vec<u8>,
-    /// The cgroup's directory in the hierarchy being read, and its fd.
+    /// The cgroup's directory in the hierarchy being read, in full and
+    /// relative to the hierarchy's root (empty for the root cgroup), and
+    /// its fd.
     dir: PathBuf,
+    rel_dir: PathBuf,
     dirfd: DirFd,
+    /// The file being read, relative to the hierarchy's root.
+    rel: PathBuf,
     /// The settings kept for the directory being read.
     kept: Option<Kept>,
     path: PathBuf,
@@ -305,7 +369,9 @@ impl Reader {
             shared,
             buf: Vec::with_capacity(8192),
             dir: PathBuf::new(),
+            rel_dir: PathBuf::new(),
             dirfd: DirFd::Closed(0),
+            rel: PathBuf::new(),
             kept: None,
             path: PathBuf::new(),
             probed: false,
@@ -316,8 +382,10 @@ impl Reader {
     fn enter(&mut self, h: &Hierarchy, cg: &CgroupPath) {
         self.dir.clear();
         self.dir.push(&h.root);
+        self.rel_dir.clear();
         if !cg.is_root() {
             self.dir.push(cg.relative());
+            self.rel_dir.push(cg.relative());
         }
         self.dirfd = DirFd::Closed(0);
     }
@@ -342,11 +410,23 @@ impl Reader {
                 });
             }
         }
-        let (dir, dirfd, full) = (&self.dir, &mut self.dirfd, &self.path);
+        self.rel.clone_from(&self.rel_dir);
+        self.rel.push(name);
+        let at = Place {
+            base: self
+                .shared
+                .roots
+                .get(usize::from(h.id.0))
+                .and_then(Option::as_ref),
+            rel_dir: &self.rel_dir,
+            dir: &self.dir,
+            name,
+        };
+        let (dirfd, rel, full) = (&mut self.dirfd, &self.rel, &self.path);
         let read = self
             .shared
             .fds
-            .read_with(full, &mut self.buf, || dirfd.open(dir, name, full));
+            .read_with(full, &mut self.buf, || dirfd.open(&at, rel, full));
         if let Err(e) = read {
             let e = ReadError::from_io(&self.path, e);
             if let Some(f) = memo {
@@ -669,23 +749,52 @@ pub fn discover_hugetlb_sizes(layout: &Layout) -> Vec<Arc<str>> {
 mod tests {
     use super::*;
 
+    /// Opens `root/rel_dir/name` through `fd`, relative to `root`'s
+    /// descriptor when `base` is given.
+    fn open_in(
+        fd: &mut DirFd,
+        base: Option<&rustix::fd::OwnedFd>,
+        root: &Path,
+        rel_dir: &str,
+        name: &str,
+    ) -> io::Result<StdFile> {
+        let rel_dir = Path::new(rel_dir);
+        let dir = root.join(rel_dir);
+        let at = Place {
+            base,
+            rel_dir,
+            dir: &dir,
+            name,
+        };
+        fd.open(&at, &rel_dir.join(name), &dir.join(name))
+    }
+
     #[test]
     fn dirfd_opens_the_directory_on_the_second_miss_and_reads_the_same_files() {
         let d = tempfile::tempdir().expect("tempdir");
-        for name in ["a", "b", "c"] {
-            std::fs::write(d.path().join(name), format!("{name}\n")).expect("write");
-        }
-        let mut fd = DirFd::Closed(0);
-        let mut text = String::new();
-        for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-            let full = d.path().join(name);
-            let mut f = fd.open(d.path(), name, &full).expect("open");
-            text.clear();
-            f.read_to_string(&mut text).expect("read");
-            assert_eq!(text, format!("{name}\n"));
-            match (i, &fd) {
-                (0, DirFd::Closed(1)) | (1.., DirFd::Open(_)) => {}
-                _ => panic!("after {} opens: {fd:?}", i + 1),
+        let root = open_dir(None, d.path()).expect("open the root");
+        for rel_dir in ["", "cg", "cg/sub"] {
+            std::fs::create_dir_all(d.path().join(rel_dir)).expect("mkdir");
+            for name in ["a", "b", "c"] {
+                std::fs::write(
+                    d.path().join(rel_dir).join(name),
+                    format!("{rel_dir}{name}\n"),
+                )
+                .expect("write");
+            }
+            for base in [None, Some(&root)] {
+                let mut fd = DirFd::Closed(0);
+                let mut text = String::new();
+                for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+                    let mut f = open_in(&mut fd, base, d.path(), rel_dir, name).expect("open");
+                    text.clear();
+                    f.read_to_string(&mut text).expect("read");
+                    assert_eq!(text, format!("{rel_dir}{name}\n"));
+                    match (i, &fd) {
+                        (0, DirFd::Closed(1)) | (1.., DirFd::Open(_)) => {}
+                        _ => panic!("after {} opens: {fd:?}", i + 1),
+                    }
+                }
             }
         }
     }
@@ -693,31 +802,34 @@ mod tests {
     #[test]
     fn dirfd_errors_are_the_kernels_for_the_full_path() {
         let d = tempfile::tempdir().expect("tempdir");
-        let gone = d.path().join("gone");
-        // A directory that does not exist: the open of the directory fails,
-        // the file is opened by its full path, and ENOENT comes back, as
-        // without the directory descriptor.
-        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
-        let err = fd
-            .open(&gone, "x", &gone.join("x"))
-            .expect_err("no such directory");
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
-        assert!(matches!(fd, DirFd::Failed));
-        // An open directory whose file is missing: ENOENT from openat.
-        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
-        let err = fd
-            .open(d.path(), "missing", &d.path().join("missing"))
-            .expect_err("no such file");
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
-        assert!(matches!(fd, DirFd::Open(_)));
-        // The directory removed after it was opened: still ENOENT.
-        let sub = d.path().join("sub");
-        std::fs::create_dir(&sub).expect("mkdir");
-        std::fs::write(sub.join("f"), "x").expect("write");
-        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
-        fd.open(&sub, "f", &sub.join("f")).expect("open");
-        std::fs::remove_dir_all(&sub).expect("rm");
-        let err = fd.open(&sub, "f", &sub.join("f")).expect_err("removed");
-        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        let root = open_dir(None, d.path()).expect("open the root");
+        for base in [None, Some(&root)] {
+            // A directory that does not exist: the open of the directory
+            // fails, the file is opened by its path, and ENOENT comes back,
+            // as without the directory descriptor.
+            for misses in [0, DIRFD_AFTER_MISSES] {
+                let mut fd = DirFd::Closed(misses);
+                let err =
+                    open_in(&mut fd, base, d.path(), "gone", "x").expect_err("no such directory");
+                assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+            }
+            let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+            let _ = open_in(&mut fd, base, d.path(), "gone", "x");
+            assert!(matches!(fd, DirFd::Failed));
+            // An open directory whose file is missing: ENOENT from openat.
+            let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+            let err = open_in(&mut fd, base, d.path(), "", "missing").expect_err("no such file");
+            assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+            assert!(matches!(fd, DirFd::Open(_)));
+            // The directory removed after it was opened: still ENOENT.
+            let sub = d.path().join("sub");
+            std::fs::create_dir(&sub).expect("mkdir");
+            std::fs::write(sub.join("f"), "x").expect("write");
+            let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+            open_in(&mut fd, base, d.path(), "sub", "f").expect("open");
+            std::fs::remove_dir_all(&sub).expect("rm");
+            let err = open_in(&mut fd, base, d.path(), "sub", "f").expect_err("removed");
+            assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        }
     }
 }

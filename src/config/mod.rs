@@ -93,7 +93,7 @@ pub struct MetricsConfig {
     /// Stat files kept open between scrapes and re-read with `pread`
     /// (~2 µs instead of ~13 µs a file). Each costs one fd and ~4.4 KiB of
     /// kernel memory charged to the exporter's cgroup. Unset: half the soft
-    /// `RLIMIT_NOFILE`, at most 8192. 0 turns the cache off.
+    /// `RLIMIT_NOFILE`, at most 3072. 0 turns the cache off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fd_cache: Option<usize>,
 }

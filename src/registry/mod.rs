@@ -13,7 +13,7 @@ pub mod watcher;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -40,17 +40,22 @@ pub use crate::cgroupfs::HierarchySet;
 /// pressure; v2 settings are read every scrape. A directory without a stamp
 /// (not watched: deeper than `max_depth`, watch limit reached) has its
 /// settings read every scrape.
+/// Write stamps per cgroup, by hierarchy.
+type Stamps = std::collections::HashMap<CgroupPath, Vec<(HierarchyId, u64)>, FastHash>;
+
 #[derive(Debug, Default)]
 pub struct Modified {
     next: AtomicU64,
-    stamps: Mutex<std::collections::HashMap<(HierarchyId, CgroupPath), u64, FastHash>>,
+    /// Per cgroup, its watched directories' stamps by hierarchy: keyed by
+    /// the path alone, so a scrape's lookup (once per cgroup and
+    /// hierarchy) borrows the path instead of building a key, under a
+    /// read lock the reader threads share.
+    stamps: RwLock<Stamps>,
 }
 
 impl Modified {
-    fn lock(
-        &self,
-    ) -> MutexGuard<'_, std::collections::HashMap<(HierarchyId, CgroupPath), u64, FastHash>> {
-        self.stamps.lock().unwrap_or_else(|e| e.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, Stamps> {
+        self.stamps.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn fresh(&self) -> u64 {
@@ -59,34 +64,55 @@ impl Modified {
 
     /// The directory's current stamp; `None`: not watched for writes.
     pub fn stamp(&self, h: HierarchyId, cg: &CgroupPath) -> Option<u64> {
-        self.lock().get(&(h, cg.clone())).copied()
+        self.stamps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(cg)?
+            .iter()
+            .find(|(id, _)| *id == h)
+            .map(|(_, s)| *s)
     }
 
     /// A watch with `IN_MODIFY` was made on the directory.
     pub(crate) fn watched(&self, h: HierarchyId, cg: &CgroupPath) {
         let v = self.fresh();
-        self.lock().insert((h, cg.clone()), v);
+        let mut m = self.write();
+        let per_h = m.entry(cg.clone()).or_default();
+        match per_h.iter_mut().find(|(id, _)| *id == h) {
+            Some((_, s)) => *s = v,
+            None => per_h.push((h, v)),
+        }
     }
 
     /// A file in the directory was written.
     pub(crate) fn touch(&self, h: HierarchyId, cg: &CgroupPath) {
         let v = self.fresh();
-        if let Some(s) = self.lock().get_mut(&(h, cg.clone())) {
-            *s = v;
+        if let Some(per_h) = self.write().get_mut(cg) {
+            if let Some((_, s)) = per_h.iter_mut().find(|(id, _)| *id == h) {
+                *s = v;
+            }
         }
     }
 
     /// The directory's watch is gone.
     pub(crate) fn unwatched(&self, h: HierarchyId, cg: &CgroupPath) {
-        self.lock().remove(&(h, cg.clone()));
+        let mut m = self.write();
+        if let Some(per_h) = m.get_mut(cg) {
+            per_h.retain(|(id, _)| *id != h);
+            if per_h.is_empty() {
+                m.remove(cg);
+            }
+        }
     }
 
     /// Events may have been lost (queue overflow, a scrape that could not
     /// apply them): every stamp changes.
     pub fn touch_all(&self) {
-        let mut m = self.lock();
-        for s in m.values_mut() {
-            *s = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut m = self.write();
+        for per_h in m.values_mut() {
+            for (_, s) in per_h.iter_mut() {
+                *s = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+            }
         }
     }
 }
