@@ -59,6 +59,7 @@ pub fn main() -> i32 {
             return EX_USAGE;
         }
     };
+    crate::kernel::tune_allocator();
     if args.once {
         return match once(&args, &config, layout) {
             Ok(()) => 0,
