@@ -17,7 +17,7 @@
 //! 1. **Async code never blocks.** What runs on a worker (`http`,
 //!    `alerting`, and every task started with `tokio::spawn`) does no file
 //!    I/O, no DNS lookup, no `std::thread::sleep` and no CPU work beyond
-//!    about a millisecond. A `std::sync::Mutex` on that path guards memory
+//!    about a millisecond. A `parking_lot::Mutex` on that path guards memory
 //!    only (never I/O or bcrypt under it) and is never held across `.await`.
 //! 2. **Synchronous modules may block, and are only called off the
 //!    workers.** `cgroupfs`, `collector`, `namespaces`, `config` and `pem`
@@ -58,6 +58,7 @@
 #![deny(rust_2018_idioms, unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![cfg_attr(not(test), warn(clippy::disallowed_methods))]
+#![warn(clippy::disallowed_types)]
 
 pub mod alerting;
 #[allow(

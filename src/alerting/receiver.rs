@@ -1,7 +1,8 @@
 //! One receiver: its queue and the task that drains it over HTTP.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -67,8 +68,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, AlertQueue> {
-        // Queue operations leave it consistent even if a holder panicked.
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        self.queue.lock()
     }
 
     fn set_gauge(&self, len: usize) {

@@ -18,6 +18,7 @@
 //! directory names, not attacker-chosen input that would call for a
 //! DoS-resistant hash.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
@@ -26,7 +27,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 const SHARDS: usize = 32;
 /// Default bound. Each kept fd pins ~4.4 KiB of kernel memory (measured on
@@ -175,7 +175,7 @@ impl FdCache {
             if closed > len / 2 {
                 break;
             }
-            let mut m = s.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = s.lock();
             closed += m.len();
             m.clear();
         }
@@ -200,7 +200,7 @@ impl FdCache {
     pub fn next_generation(&self) {
         let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         for s in &self.shards {
-            let mut m = s.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = s.lock();
             let before = m.len();
             m.retain(|_, e| g.saturating_sub(e.used) <= IDLE_GENERATIONS);
             let dropped = before - m.len();
@@ -220,7 +220,7 @@ impl FdCache {
     pub fn close_unread(&self) {
         let g = self.generation.load(Ordering::Relaxed);
         for s in &self.shards {
-            let mut m = s.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = s.lock();
             let before = m.len();
             m.retain(|_, e| e.used == g);
             let dropped = before - m.len();
@@ -254,7 +254,7 @@ impl FdCache {
         let g = self.generation.load(Ordering::Relaxed);
         let shard = self.shard(key);
         {
-            let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = shard.lock();
             if let Some(e) = m.get_mut(key) {
                 e.used = g;
                 match read_from_start(&e.file, buf) {
@@ -286,7 +286,7 @@ impl FdCache {
         };
         read_from_start(&file, buf)?;
         if self.len.load(Ordering::Relaxed) < self.capacity() {
-            let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = shard.lock();
             if m.insert(key.into(), Entry { file, used: g }).is_none() {
                 self.len.fetch_add(1, Ordering::Relaxed);
             }

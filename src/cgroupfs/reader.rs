@@ -10,11 +10,12 @@
 //! file name, a file that is simply absent (a controller that is off, an
 //! older kernel, hidden pressure files) is an absent series.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::fs::File as StdFile;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::fdcache::{FastHash, FdCache};
@@ -166,14 +167,11 @@ impl Shared {
         self.fds.next_generation();
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut since = self.absent_since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut since = self.absent_since.lock();
         if since.elapsed() >= ABSENT_MEMO_TTL {
             *since = Instant::now();
-            self.kept.lock().unwrap_or_else(|e| e.into_inner()).clear();
-            self.absent
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
+            self.kept.lock().clear();
+            self.absent.write().clear();
         }
     }
 
@@ -181,10 +179,7 @@ impl Shared {
     pub fn end_complete_scrape(&self) {
         self.fds.close_unread();
         let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-        self.kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, k| k.used == g);
+        self.kept.lock().retain(|_, k| k.used == g);
     }
 
     /// The kept settings of `cg` in `h`, if its directory is watched for
@@ -192,11 +187,7 @@ impl Shared {
     /// filled by this read).
     fn take_kept(&self, h: &Hierarchy, cg: &CgroupPath) -> Option<Kept> {
         let stamp = self.modified.as_ref()?.stamp(h.id, cg)?;
-        let old = self
-            .kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(h.id.0, cg.clone()));
+        let old = self.kept.lock().remove(&(h.id.0, cg.clone()));
         Some(match old {
             Some(k) if k.stamp == stamp => k,
             _ => Kept {
@@ -215,23 +206,19 @@ impl Shared {
         }
         k.texts.shrink_to_fit();
         k.used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-        self.kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((h.id.0, cg.clone()), k);
+        self.kept.lock().insert((h.id.0, cg.clone()), k);
     }
 
     fn is_absent(&self, h: u8, cg: &CgroupPath, file: File) -> bool {
         self.absent
             .read()
-            .unwrap_or_else(|e| e.into_inner())
             .get(cg)
             .and_then(|v| v.iter().find(|(id, _)| *id == h))
             .is_some_and(|(_, set)| set.contains(file))
     }
 
     fn mark_absent(&self, h: u8, cg: &CgroupPath, file: File) {
-        let mut memo = self.absent.write().unwrap_or_else(|e| e.into_inner());
+        let mut memo = self.absent.write();
         let per_h = memo.entry(cg.clone()).or_default();
         match per_h.iter_mut().find(|(id, _)| *id == h) {
             Some((_, set)) => *set = set.with(file),

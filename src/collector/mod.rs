@@ -12,12 +12,13 @@ pub mod names;
 pub mod sample;
 pub mod selfmetrics;
 
+use parking_lot::{Condvar, Mutex};
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
@@ -205,7 +206,7 @@ impl CgroupCollector {
     /// concurrent callers.
     pub fn collect_shared(&self, deadline: Instant) -> Arc<Collected> {
         let arrived = Instant::now();
-        let mut g = self.flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.flight.lock();
         loop {
             if let Some((started, weak)) = &g.last {
                 if *started >= arrived {
@@ -218,12 +219,12 @@ impl CgroupCollector {
                 g.running = true;
                 break;
             }
-            g = self.done.wait(g).unwrap_or_else(|e| e.into_inner());
+            self.done.wait(&mut g);
         }
         drop(g);
         let started = Instant::now();
         let c = Arc::new(self.collect(deadline));
-        let mut g = self.flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.flight.lock();
         g.running = false;
         g.last = Some((started, Arc::downgrade(&c)));
         drop(g);
@@ -286,11 +287,7 @@ impl CgroupCollector {
         }
         rows.sort_unstable_by_key(|(i, _)| *i);
         if !errors.is_empty() {
-            let mut counts = self
-                .stats
-                .read_errors
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut counts = self.stats.read_errors.lock();
             for (file, err) in &errors {
                 *counts.entry(file).or_insert(0) += 1;
                 // One line per file per scrape at most would still be noisy
@@ -365,7 +362,7 @@ impl CgroupCollector {
     /// The `device` label: the kernel's name from `/proc/partitions`, or
     /// `major:minor` when unknown. Re-read only when an unknown device shows.
     fn device_names(&self, c: &Collected) -> Arc<HashMap<DevNum, Arc<str>>> {
-        let mut shared = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = self.devices.lock();
         let unknown = c
             .rows
             .iter()

@@ -92,7 +92,6 @@ impl Collector for SelfCollector {
         let read_errors: Vec<(&str, u64)> = s
             .read_errors
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .iter()
             .map(|(file, n)| (*file, *n))
             .collect();

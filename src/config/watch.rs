@@ -6,8 +6,9 @@
 //! own channel the HTTP server reads) and the config file. It reads files:
 //! call it on the blocking pool.
 
+use parking_lot::Mutex;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -99,7 +100,7 @@ impl Watch {
     /// A valid file replaces the running config; a broken one is refused
     /// with a log line and the old one keeps running. Blocking.
     pub fn reload(&self) -> Result<(), Vec<Refused>> {
-        let _one = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = self.reloading.lock();
         let mut refused = Vec::new();
         if let Some(Err(e)) = self.web.as_ref().map(|w| w.refresh()) {
             refused.push(Refused::Web(e));

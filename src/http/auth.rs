@@ -14,9 +14,10 @@
 //!   encodes scrapes. At most [`QUEUE`] checks wait; beyond that a request
 //!   is answered 503 at once instead of queueing without bound.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -122,7 +123,7 @@ impl Auth {
     }
 
     fn cached(&self, key: &(String, String)) -> Option<bool> {
-        let c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let c = self.cache.lock();
         if c.ok.contains_key(key) {
             Some(true)
         } else if c.bad.contains_key(key) {
@@ -133,7 +134,7 @@ impl Auth {
     }
 
     fn remember(&self, key: (String, String), ok: bool) {
-        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.cache.lock();
         let (map, max) = if ok {
             (&mut c.ok, Cache::MAX_OK)
         } else {

@@ -24,10 +24,11 @@
 //! and run at start-up or on the blocking pool; [`LiveWebConfig::current`]
 //! never touches the file system, so the accept path stays async.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
@@ -381,7 +382,7 @@ impl RateLimiter {
     }
 
     fn allow(&self) -> bool {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.state.lock();
         let now = Instant::now();
         let refill = now.duration_since(s.1).as_secs_f64() / self.interval.as_secs_f64();
         s.0 = (s.0 + refill).min(self.burst);
@@ -457,7 +458,7 @@ impl LiveWebConfig {
     /// reason when the files on disk are refused (the running config
     /// stays; logged once per change, reported on every call).
     pub fn refresh(&self) -> Result<bool, String> {
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let mut refused = self.refused.lock();
         let current = self.current();
         let now: Vec<Stamp> = current.stamps.iter().map(|(p, _)| stamp(p)).collect();
         if current

@@ -2,11 +2,12 @@
 //! HTTP(S) client, the refresh task, and the `cgroup_psi_exporter_kubelet_*`
 //! metrics. See the [module](super) doc for when it refreshes.
 
+use parking_lot::{Mutex, RwLock};
 use std::error::Error as StdError;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -377,10 +378,7 @@ impl Kubelet {
     /// [`PodIndex::lookup`] on it for every cgroup (one lock for the whole
     /// scrape, one consistent view); misses are then not signalled.
     pub fn snapshot(&self) -> Arc<PodIndex> {
-        self.names
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.names.read().clone()
     }
 
     /// The names for a pod UID (and container ID) from a cgroup path; see
@@ -388,11 +386,7 @@ impl Kubelet {
     /// blocks on the network: an unknown pod UID only signals the refresh
     /// task (at most once per [`RefreshIntervals::miss`]).
     pub fn lookup(&self, pod_uid: &str, container_id: Option<&str>) -> Option<PodNames> {
-        let found = self
-            .names
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .lookup(pod_uid, container_id);
+        let found = self.names.read().lookup(pod_uid, container_id);
         if found.is_none() {
             self.signal_miss();
         }
@@ -417,10 +411,7 @@ impl Kubelet {
             return;
         };
         let known = {
-            let names = self
-                .names
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let names = self.names.read();
             match names.pod(uid) {
                 None => false,
                 Some(pod) => labels
@@ -568,18 +559,13 @@ impl Kubelet {
         }
         result.map(|names| {
             let n = names.len();
-            *self
-                .names
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(names);
+            *self.names.write() = Arc::new(names);
             n
         })
     }
 
-    fn lock_health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_health(&self) -> parking_lot::MutexGuard<'_, Health> {
+        self.health.lock()
     }
 
     /// The bearer header, from a fresh read of the token file when it works
@@ -602,10 +588,7 @@ impl Kubelet {
                 source: std::io::Error::other(join),
             }),
         };
-        let mut cached = self
-            .token
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cached = self.token.lock();
         match fresh {
             Ok(value) => {
                 *cached = Some(value.clone());
@@ -773,8 +756,7 @@ mod tests {
     #[test]
     fn path_labels_resolve_and_unknown_cgroups_ask_for_a_refresh() {
         let k = Kubelet::new(opts("http://127.0.0.1:1")).expect("valid");
-        *k.names.write().expect("lock") =
-            Arc::new(parse_pod_list(sample().as_bytes()).expect("sample parses"));
+        *k.names.write() = Arc::new(parse_pod_list(sample().as_bytes()).expect("sample parses"));
         let labels = crate::kubernetes::path::from_path(&crate::cgroupfs::CgroupPath::new(&format!(
             "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{CID_APP}.scope",
             UID_A.replace('-', "_")

@@ -16,9 +16,10 @@ mod cgroupns;
 pub mod parse;
 pub mod scan;
 
+use parking_lot::Mutex;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -61,7 +62,7 @@ impl NamespaceCollector {
     /// looking for its own cgroup in `layout`'s hierarchies at the first
     /// scan. See `cgroupns.rs`.
     pub fn with_cgroup_layout(self, layout: Arc<Layout>) -> Self {
-        let mut scanner = self.scanner.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut scanner = self.scanner.into_inner();
         scanner.set_layout(layout);
         Self {
             scanner: Mutex::new(scanner),
@@ -74,7 +75,7 @@ impl NamespaceCollector {
     pub fn scan(&self) -> NamespaceSnapshot {
         // A panic in an earlier scan leaves the cache consistent enough
         // (entries are inserted whole), so keep using it.
-        let mut scanner = self.scanner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scanner = self.scanner.lock();
         scanner.scan()
     }
 }

@@ -11,9 +11,10 @@
 pub mod walk;
 pub mod watcher;
 
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockWriteGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -55,7 +56,7 @@ pub struct Modified {
 
 impl Modified {
     fn write(&self) -> RwLockWriteGuard<'_, Stamps> {
-        self.stamps.write().unwrap_or_else(|e| e.into_inner())
+        self.stamps.write()
     }
 
     fn fresh(&self) -> u64 {
@@ -66,7 +67,6 @@ impl Modified {
     pub fn stamp(&self, h: HierarchyId, cg: &CgroupPath) -> Option<u64> {
         self.stamps
             .read()
-            .unwrap_or_else(|e| e.into_inner())
             .get(cg)?
             .iter()
             .find(|(id, _)| *id == h)
@@ -264,7 +264,7 @@ impl Registry {
     /// Called by [`watcher::spawn`]: from now on a snapshot first applies
     /// what the kernel queued for this watcher.
     fn attach(&self, discovery: &Arc<watcher::Shared>) {
-        *self.discovery.lock().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(discovery);
+        *self.discovery.lock() = Arc::downgrade(discovery);
     }
 
     pub fn layout(&self) -> &Arc<Layout> {
@@ -276,9 +276,7 @@ impl Registry {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves sets that are still
-        // consistent (each mutation is one insert/remove): keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// The tracked cgroups now: every inotify event the kernel queued before
@@ -293,11 +291,7 @@ impl Registry {
     /// As [`Registry::snapshot`], waiting for a walk at most until `until`
     /// (a scrape's deadline).
     pub fn snapshot_until(&self, until: Instant) -> Snapshot {
-        let discovery = self
-            .discovery
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .upgrade();
+        let discovery = self.discovery.lock().upgrade();
         if let Some(d) = discovery {
             if !d.apply_pending(self, Some(until)) {
                 // Writes may be queued unapplied: re-read every setting.

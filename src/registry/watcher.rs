@@ -21,11 +21,12 @@
 //! - Watch limit (`ENOSPC`) → warn once, set a metric, and rescan
 //!   periodically: the exporter keeps working, a little later.
 
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -148,9 +149,7 @@ struct Watched {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every mutation under these locks is complete or not started when a
-    // panic could happen: the state stays usable.
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock()
 }
 
 /// The turn: the state, and the flag given back on drop (also when the
@@ -232,19 +231,16 @@ impl Shared {
     fn turn(&self, until: Option<Instant>) -> Option<Turn<'_>> {
         let mut busy = lock(&self.busy);
         while *busy {
-            busy = match until {
-                None => self.free.wait(busy).unwrap_or_else(|e| e.into_inner()),
+            match until {
+                None => self.free.wait(&mut busy),
                 Some(t) => {
                     let left = t.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return None;
                     }
-                    self.free
-                        .wait_timeout(busy, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
+                    self.free.wait_for(&mut busy, left);
                 }
-            };
+            }
         }
         *busy = true;
         drop(busy);
