@@ -202,11 +202,9 @@ impl Levels {
         shutdown: CancellationToken,
     ) {
         let (initial, mut inputs) = Inputs::new(&self.registry, config);
-        for ev in initial {
-            if let RegistryEvent::Added { path, hierarchy } = ev {
-                if self.ours(hierarchy) {
-                    self.paths.insert(path);
-                }
+        for (hierarchy, path) in initial {
+            if self.ours(hierarchy) {
+                self.paths.insert(path);
             }
         }
         let all: Vec<CgroupPath> = self.paths.iter().cloned().collect();

@@ -55,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::alerting::Notifier;
+use crate::cgroupfs::{CgroupPath, HierarchyId};
 use crate::config::Config;
 use crate::registry::{Registry, RegistryEvent};
 
@@ -223,12 +224,20 @@ pub(crate) enum Input {
 }
 
 impl Inputs {
-    /// Subscribes to `registry`; returns the cgroups tracked now first.
+    /// Subscribes to `registry`; returns the cgroups tracked now first,
+    /// as (hierarchy, path) pairs.
     pub(crate) fn new(
         registry: &Registry,
         config: watch::Receiver<Arc<Config>>,
-    ) -> (Vec<RegistryEvent>, Inputs) {
-        let (initial, rx) = registry.subscribe();
+    ) -> (Vec<(HierarchyId, CgroupPath)>, Inputs) {
+        let (events, rx) = registry.subscribe();
+        let initial = events
+            .into_iter()
+            .filter_map(|ev| match ev {
+                RegistryEvent::Added { path, hierarchy } => Some((hierarchy, path)),
+                _ => None,
+            })
+            .collect();
         let inputs = Inputs {
             registry: rx,
             config,

@@ -108,10 +108,8 @@ impl OomWatcher {
         shutdown: CancellationToken,
     ) {
         let (initial, mut inputs) = Inputs::new(&self.registry, config);
-        for ev in initial {
-            if let RegistryEvent::Added { path, hierarchy } = ev {
-                self.track(hierarchy, path);
-            }
+        for (hierarchy, path) in initial {
+            self.track(hierarchy, path);
         }
         self.arm_all().await;
         info!(

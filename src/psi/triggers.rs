@@ -169,11 +169,9 @@ impl Triggers {
         let (initial, mut inputs) = Inputs::new(&self.registry, config);
         // Know the whole tree first, so parents armed now can sample the
         // children that already exist.
-        for ev in initial {
-            if let RegistryEvent::Added { path, hierarchy } = ev {
-                if Some(hierarchy) == self.unified_id {
-                    self.paths.insert(path);
-                }
+        for (hierarchy, path) in initial {
+            if Some(hierarchy) == self.unified_id {
+                self.paths.insert(path);
             }
         }
         let jobs = self
