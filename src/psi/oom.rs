@@ -433,15 +433,21 @@ async fn run_v2(
             c = cmd.recv() => match c {
                 None => return,
                 Some(Cmd::Add(path, file)) => {
-                    let f = file.clone();
-                    let last = match blocking(move || read_counts_v2(&f)).await {
-                        Ok(n) => n,
+                    // The first reading and the watch (a path lookup in
+                    // cgroupfs) both run on the blocking pool.
+                    let (f, mut w) = (file.clone(), watches.clone());
+                    let armed = blocking(move || {
+                        let last = read_counts_v2(&f)?;
+                        Ok((last, w.add(&f, WatchMask::MODIFY)))
+                    });
+                    let (last, added) = match armed.await {
+                        Ok(armed) => armed,
                         Err(e) => {
                             debug!(cgroup = %path, error = %e, "no OOM watch");
                             continue;
                         }
                     };
-                    match watches.add(&file, WatchMask::MODIFY) {
+                    match added {
                         Ok(wd) => {
                             by_path.insert(path.clone(), wd.clone());
                             by_wd.insert(wd, Watched { path, file, last });
