@@ -189,6 +189,10 @@ impl KubeletOptions {
 
     /// [`KubeletOptions::from_config`] with the environment given as a
     /// lookup function.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "start-up only (app's build_exporter, before the port opens): two stats of the service account's files"
+    )]
     fn from_config_with(
         cfg: &KubernetesConfig,
         env: impl Fn(&str) -> Option<String>,

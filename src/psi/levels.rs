@@ -121,7 +121,7 @@ impl LevelWatch {
             // being gone tells removal from pressure (a stat, off the
             // async workers).
             let file = self.level_file.clone();
-            return match tokio::task::spawn_blocking(move || file.exists()).await {
+            return match tokio::task::spawn_blocking(move || super::exists(&file)).await {
                 Ok(true) => LevelEvent::Fired,
                 Ok(false) => LevelEvent::Gone,
                 Err(e) => LevelEvent::Failed(e.to_string()),

@@ -223,6 +223,15 @@ pub(crate) enum Input {
     Config(Arc<Config>),
 }
 
+/// `Path::exists`, a stat(2), for closures that run on the blocking pool.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "its callers run it on the blocking pool (levels, oom_watch, triggers)"
+)]
+pub(crate) fn exists(p: &std::path::Path) -> bool {
+    p.exists()
+}
+
 impl Inputs {
     /// Subscribes to `registry`; returns the cgroups tracked now first,
     /// as (hierarchy, path) pairs.

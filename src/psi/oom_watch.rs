@@ -212,7 +212,7 @@ impl OomWatcher {
                 .into_iter()
                 .map(|(p, dir)| (p, OomV1::arm(&dir)))
                 .collect();
-            let v2: Vec<_> = v2.into_iter().filter(|(_, f)| f.exists()).collect();
+            let v2: Vec<_> = v2.into_iter().filter(|(_, f)| super::exists(f)).collect();
             (v1, v2)
         })
         .await;

@@ -664,7 +664,7 @@ fn read_leaves(
 /// On the blocking pool: opens and writes the trigger, registers its fd
 /// (the pool's threads are inside the runtime), samples the leaves.
 fn arm_blocking(job: &ArmJob) -> ArmResult {
-    if job.if_present && !job.file.exists() {
+    if job.if_present && !super::exists(&job.file) {
         return ArmResult::StillHidden;
     }
     match Trigger::arm(&job.file, &job.rule.spec) {
