@@ -15,11 +15,13 @@
 
 mod diagnostics;
 mod template;
+mod trigger_spec;
 mod validate;
 pub mod watch;
 
 pub(crate) use diagnostics::yaml_error;
 pub use template::{render_template, TEMPLATE_PLACEHOLDERS};
+pub use trigger_spec::{SpecProblem, TriggerSpec};
 pub use validate::{
     has_cap_sys_resource, ValidationContext, ValidationError, PSI_UNPRIVILEGED_WINDOW_STEP,
     PSI_WINDOW_MAX, PSI_WINDOW_MIN, RESERVED_LABELS,

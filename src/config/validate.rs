@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::diagnostics::{locate, suggest, FieldPath, PathSegment};
 use super::template::check_template;
 use super::{process_env, Config, KubeletUrlError, PressureLevelRule, PsiKind, PsiRule, Resource};
+use super::{SpecProblem, TriggerSpec};
 use crate::glob::Glob;
-use crate::psi::trigger::{SpecProblem, TriggerSpec};
 
 /// What validation may assume about the host the config will run on.
 ///
