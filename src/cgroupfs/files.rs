@@ -229,7 +229,7 @@ impl FileSet {
 /// Limits and settings: files whose value changes only when something
 /// writes them. The reader keeps their text between scrapes for a cgroup
 /// directory whose inotify watch reports writes, and re-reads them after
-/// one (see [`crate::registry::Modified`]). Counters, `cpuset.*` (the
+/// one (see [`crate::cgroupfs::stamps::Modified`]). Counters, `cpuset.*` (the
 /// effective set follows CPU hotplug) and kernel-notified files are not
 /// here.
 pub const SETTINGS: FileSet = FileSet::of(&[
