@@ -12,19 +12,27 @@ use crate::cgroupfs::{CgroupPath, HierarchyId};
 /// Write stamps per cgroup, by hierarchy.
 type Stamps = std::collections::HashMap<CgroupPath, Vec<(HierarchyId, u64)>, FastHash>;
 
-/// Per watched v1 cgroup directory, a stamp that changes whenever a file
-/// in it is written (`IN_MODIFY` on the directory's watch), the watch is
-/// (re)made, or events may have been missed. The reader keeps a cgroup's
-/// limits and settings while the stamp it read them under is unchanged: a
-/// setting changes only when something writes it, and that write is an
-/// `IN_MODIFY` the next scrape applies before it reads.
+/// Per watched cgroup directory, a stamp that changes whenever a settings
+/// file in it is written (`IN_MODIFY` on the directory's watch), the watch
+/// is (re)made, or events may have been missed. The reader keeps a
+/// cgroup's limits and settings while the stamp it read them under is
+/// unchanged: a setting changes only when something writes it, and that
+/// write is an `IN_MODIFY` the next scrape applies before it reads.
 ///
-/// Only v1 hierarchies carry `IN_MODIFY`: on cgroup2 the kernel itself
-/// notifies `memory.events`, `cgroup.events` and the like on every
-/// change, which would flood the inotify queue of a node under memory
-/// pressure; v2 settings are read every scrape. A directory without a stamp
-/// (not watched: deeper than `max_depth`, watch limit reached) has its
-/// settings read every scrape.
+/// The kernel quirk: on cgroup2 the kernel itself reports `IN_MODIFY`
+/// (kernfs_notify) on `cgroup.events`, `memory.events` and the other
+/// `*.events` files whenever a counter in them moves, many times a second
+/// for a cgroup at its memory limit. So on cgroup2 only a write to a
+/// settings file by name moves the stamp
+/// ([`crate::cgroupfs::files::v2_setting_written`]); on v1, where the
+/// kernel notifies only `pids.events`, any write does. A cgroup2
+/// `cgroup.subtree_control` write moves every stamp (a controller disabled
+/// and enabled again resets the children's settings with no write in
+/// their directories). The notifications still take room in the inotify
+/// queue; an overflow moves every stamp ([`Modified::touch_all`]) and
+/// costs one full read. A directory without a stamp (not watched: deeper
+/// than `max_depth`, watch limit reached) has its settings read every
+/// scrape.
 #[derive(Debug, Default)]
 pub struct Modified {
     next: AtomicU64,
