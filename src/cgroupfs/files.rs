@@ -229,7 +229,7 @@ impl FileSet {
 /// Limits and settings: files whose value changes only when something
 /// writes them. The reader keeps their text between scrapes for a cgroup
 /// directory whose inotify watch reports writes, and re-reads them after
-/// one (see [`crate::registry::Modified`]). Counters, `cpuset.*` (the
+/// one (see [`crate::cgroupfs::stamps::Modified`]). Counters, `cpuset.*` (the
 /// effective set follows CPU hotplug) and kernel-notified files are not
 /// here.
 pub const SETTINGS: FileSet = FileSet::of(&[
@@ -258,6 +258,43 @@ pub const SETTINGS: FileSet = FileSet::of(&[
     File::PidsMaxV1,
 ]);
 
+/// The cgroup2 files a write to which can change a kept setting: the v2
+/// members of [`SETTINGS`] and `cpu.weight.nice` (another view of
+/// `cpu.weight`). A cgroup2 directory's write stamp moves only for these:
+/// the kernel itself reports `IN_MODIFY` on `cgroup.events`,
+/// `memory.events` and the other `*.events` files (kernfs_notify) whenever
+/// a counter in them moves, and a stamp bumped by those would have a busy
+/// cgroup's settings re-read every scrape.
+pub const V2_SETTING_NAMES: &[&str] = &[
+    "cpu.max",
+    "cpu.weight",
+    "cpu.weight.nice",
+    "io.max",
+    "io.weight",
+    "memory.high",
+    "memory.low",
+    "memory.max",
+    "memory.min",
+    "memory.swap.max",
+    "pids.max",
+];
+
+/// The cgroup2 file whose write enables or disables controllers in the
+/// directory's children: their settings files are removed, or made again
+/// with the defaults, with no write in their own directories.
+pub const V2_CONTROLLERS_WRITTEN: &str = "cgroup.subtree_control";
+
+/// Whether a write to the cgroup2 file `name` can change a kept setting
+/// (see [`V2_SETTING_NAMES`]). Called once per `IN_MODIFY` event, most of
+/// them kernel notifications: those end in `events` (or `events.local`)
+/// and are turned away before any compare.
+pub fn v2_setting_written(name: &[u8]) -> bool {
+    if name.ends_with(b"events") || name.ends_with(b"events.local") {
+        return false;
+    }
+    V2_SETTING_NAMES.iter().any(|s| s.as_bytes() == name)
+}
+
 /// `(file, skip it when)`: see [`Plan`].
 pub type SkipRule = (File, fn(&CgroupFiles) -> bool);
 
@@ -273,6 +310,41 @@ pub struct Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_v2_stamp_moves_for_every_v2_setting_and_no_kernel_notified_file() {
+        let mut v2: Vec<&str> = SETTINGS
+            .iter()
+            .filter(|f| matches!(f.info().home, Home::V2(_)))
+            .map(|f| f.info().name)
+            .collect();
+        assert!(!v2.is_empty());
+        for name in &v2 {
+            assert!(v2_setting_written(name.as_bytes()), "{name}");
+        }
+        // Everything else listed is an alias of a setting.
+        v2.push("cpu.weight.nice");
+        v2.sort_unstable();
+        let mut listed = V2_SETTING_NAMES.to_vec();
+        listed.sort_unstable();
+        assert_eq!(listed, v2);
+        for name in [
+            "cgroup.events",
+            "memory.events",
+            "memory.events.local",
+            "memory.swap.events",
+            "pids.events",
+            "pids.events.local",
+            "misc.events",
+            "cgroup.procs",
+            "cgroup.subtree_control",
+            "cpuset.cpus",
+            "memory.maxx",
+            "",
+        ] {
+            assert!(!v2_setting_written(name.as_bytes()), "{name}");
+        }
+    }
 
     #[test]
     fn every_file_has_a_bit_and_the_probes_come_first_in_their_hierarchy() {

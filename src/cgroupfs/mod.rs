@@ -12,6 +12,7 @@ pub mod files;
 pub mod layout;
 pub mod parse;
 pub mod reader;
+pub mod stamps;
 
 use std::fmt;
 use std::sync::Arc;

@@ -23,8 +23,8 @@ use super::files::{CgroupFiles, File, FileSet, Home, Hugetlb, Plan, ALL, SETTING
 use super::layout::{Controller, Hierarchy, HierarchySet, Layout};
 use super::parse::{self, ParseError};
 use super::CgroupPath;
+use crate::cgroupfs::stamps::Modified;
 use crate::kernel::{self, ErrnoClass};
-use crate::registry::Modified;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

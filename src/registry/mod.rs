@@ -11,7 +11,7 @@
 pub mod walk;
 pub mod watcher;
 
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -20,102 +20,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::cgroupfs::fdcache::FastHash;
 use crate::cgroupfs::{CgroupPath, HierarchyId, Layout};
 use crate::glob::Glob;
 use crate::kubernetes::path::{self as labels, PathLabels};
 
+/// Kept beside the reader that consults it; the watcher here stamps it.
+pub use crate::cgroupfs::stamps::Modified;
 /// Defined with the layout it indexes; re-exported for the registry's users.
 pub use crate::cgroupfs::HierarchySet;
-
-/// Per watched v1 cgroup directory, a stamp that changes whenever a file
-/// in it is written (`IN_MODIFY` on the directory's watch), the watch is
-/// (re)made, or events may have been missed. The reader keeps a cgroup's
-/// limits and settings while the stamp it read them under is unchanged: a
-/// setting changes only when something writes it, and that write is an
-/// `IN_MODIFY` the next scrape applies before it reads.
-///
-/// Only v1 hierarchies carry `IN_MODIFY`: on cgroup2 the kernel itself
-/// notifies `memory.events`, `cgroup.events` and the like on every
-/// change, which would flood the inotify queue of a node under memory
-/// pressure; v2 settings are read every scrape. A directory without a stamp
-/// (not watched: deeper than `max_depth`, watch limit reached) has its
-/// settings read every scrape.
-/// Write stamps per cgroup, by hierarchy.
-type Stamps = std::collections::HashMap<CgroupPath, Vec<(HierarchyId, u64)>, FastHash>;
-
-#[derive(Debug, Default)]
-pub struct Modified {
-    next: AtomicU64,
-    /// Per cgroup, its watched directories' stamps by hierarchy: keyed by
-    /// the path alone, so a scrape's lookup (once per cgroup and
-    /// hierarchy) borrows the path instead of building a key, under a
-    /// read lock the reader threads share.
-    stamps: RwLock<Stamps>,
-}
-
-impl Modified {
-    fn write(&self) -> RwLockWriteGuard<'_, Stamps> {
-        self.stamps.write()
-    }
-
-    fn fresh(&self) -> u64 {
-        self.next.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// The directory's current stamp; `None`: not watched for writes.
-    pub fn stamp(&self, h: HierarchyId, cg: &CgroupPath) -> Option<u64> {
-        self.stamps
-            .read()
-            .get(cg)?
-            .iter()
-            .find(|(id, _)| *id == h)
-            .map(|(_, s)| *s)
-    }
-
-    /// A watch with `IN_MODIFY` was made on the directory.
-    pub(crate) fn watched(&self, h: HierarchyId, cg: &CgroupPath) {
-        let v = self.fresh();
-        let mut m = self.write();
-        let per_h = m.entry(cg.clone()).or_default();
-        match per_h.iter_mut().find(|(id, _)| *id == h) {
-            Some((_, s)) => *s = v,
-            None => per_h.push((h, v)),
-        }
-    }
-
-    /// A file in the directory was written.
-    pub(crate) fn touch(&self, h: HierarchyId, cg: &CgroupPath) {
-        let v = self.fresh();
-        if let Some(per_h) = self.write().get_mut(cg) {
-            if let Some((_, s)) = per_h.iter_mut().find(|(id, _)| *id == h) {
-                *s = v;
-            }
-        }
-    }
-
-    /// The directory's watch is gone.
-    pub(crate) fn unwatched(&self, h: HierarchyId, cg: &CgroupPath) {
-        let mut m = self.write();
-        if let Some(per_h) = m.get_mut(cg) {
-            per_h.retain(|(id, _)| *id != h);
-            if per_h.is_empty() {
-                m.remove(cg);
-            }
-        }
-    }
-
-    /// Events may have been lost (queue overflow, a scrape that could not
-    /// apply them): every stamp changes.
-    pub fn touch_all(&self) {
-        let mut m = self.write();
-        for per_h in m.values_mut() {
-            for (_, s) in per_h.iter_mut() {
-                *s = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-            }
-        }
-    }
-}
 
 /// One tracked cgroup. Everything the kernel does not change (its labels)
 /// is computed here once, not per scrape.

@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{walk, Registry, RescanReason};
+use crate::cgroupfs::files::{v2_setting_written, V2_CONTROLLERS_WRITTEN};
 use crate::cgroupfs::{CgroupPath, HierarchyId};
 
 /// Period of the rescans that replace inotify when it cannot be used.
@@ -143,7 +144,8 @@ struct State {
 /// The watches held, both ways.
 struct Watched {
     watches: Option<Watches>,
-    by_wd: HashMap<i32, (HierarchyId, CgroupPath)>,
+    /// The watched directory, and whether its hierarchy is cgroup2.
+    by_wd: HashMap<i32, (HierarchyId, CgroupPath, bool)>,
     by_path: BTreeMap<(HierarchyId, CgroupPath), WatchDescriptor>,
     limit_hit: bool,
 }
@@ -312,21 +314,14 @@ impl Watched {
             return Ok(());
         };
         let dir = root.join(cg.relative());
-        // v1 directories also report writes, for the reader's kept
-        // settings (see `Modified`); cgroup2 ones do not (kernel-notified
-        // files would flood the queue).
-        let mask = if unified {
-            MASK
-        } else {
-            MASK | WatchMask::MODIFY
-        };
-        match watches.add(&dir, mask) {
+        // Directories also report writes, for the reader's kept settings
+        // (see `Modified`); on cgroup2 only a settings file's write moves
+        // the stamp (see `apply`).
+        match watches.add(&dir, MASK | WatchMask::MODIFY) {
             Ok(wd) => {
-                if !unified {
-                    registry.modified.watched(h, cg);
-                }
+                registry.modified.watched(h, cg);
                 self.by_wd
-                    .insert(wd.get_watch_descriptor_id(), (h, cg.clone()));
+                    .insert(wd.get_watch_descriptor_id(), (h, cg.clone(), unified));
                 self.by_path.insert((h, cg.clone()), wd);
                 registry
                     .stats
@@ -419,7 +414,8 @@ impl Watched {
             self.rescan(registry, RescanReason::Overflow);
             return;
         }
-        let Some((h, parent)) = self.by_wd.get(&ev.wd.get_watch_descriptor_id()).cloned() else {
+        let Some((h, parent, unified)) = self.by_wd.get(&ev.wd.get_watch_descriptor_id()).cloned()
+        else {
             return;
         };
         if ev.mask.contains(EventMask::IGNORED) {
@@ -428,7 +424,15 @@ impl Watched {
         }
         if !ev.mask.contains(EventMask::ISDIR) {
             if ev.mask.contains(EventMask::MODIFY) {
-                registry.modified.touch(h, &parent);
+                let name = ev.name.map(|n| n.as_encoded_bytes()).unwrap_or_default();
+                if !unified || v2_setting_written(name) {
+                    registry.modified.touch(h, &parent);
+                } else if name == V2_CONTROLLERS_WRITTEN.as_bytes() {
+                    // A controller disabled and enabled again below
+                    // resets its children's settings without a write in
+                    // their directories: rare, so every stamp moves.
+                    registry.modified.touch_all();
+                }
             }
             return;
         }
