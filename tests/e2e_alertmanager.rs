@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +15,6 @@ use common::alertmanager::{self, Alertmanager};
 use common::capture::Capture;
 use common::*;
 use serde_json::Value;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 fn config(yaml: &str) -> Arc<Config> {
     // Straight from YAML, without the app's validation: these tests are
@@ -334,18 +331,13 @@ async fn reload_rearms_changed_rules_and_keeps_unchanged_triggers() {
             rules.concat()
         )
     };
-    let (tx, rx) = watch::channel(config(&yaml(&[
-        rule("keep", "150ms", "2s"),
-        rule("change", "150ms", "2s"),
-        rule("drop", "150ms", "2s"),
-    ])));
-    let metrics = PsiMetrics::new();
-    let agent = psi::spawn(
-        registry.clone(),
-        PathBuf::from("/proc"),
-        rx,
-        metrics.clone(),
-        CancellationToken::new(),
+    let (agent, metrics, tx) = start_agent(
+        &registry,
+        config(&yaml(&[
+            rule("keep", "150ms", "2s"),
+            rule("change", "150ms", "2s"),
+            rule("drop", "150ms", "2s"),
+        ])),
     );
     wait_for(Duration::from_secs(2), || {
         (agent.armed().len() == 9).then_some(())
