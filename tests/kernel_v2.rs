@@ -1049,3 +1049,41 @@ fn made_or_removed_right_before_a_scrape_is_in_it_or_gone_every_time() {
         "of 20 tries: (made right before a scrape but missing from it, removed right before but still in it)"
     );
 }
+
+/// Kernel quirk: turning a controller off and on again in a parent's
+/// `cgroup.subtree_control` removes the children's control files and makes
+/// them anew at their defaults, with no write in the children's own
+/// directories. The exporter keeps cgroup2 settings between scrapes until a
+/// settings file is written, so a write to `cgroup.subtree_control` must
+/// count as a write for every cgroup: the child's limit, gone back to
+/// `max`, is absent from the next scrape instead of its old value.
+#[test]
+fn a_controller_turned_off_and_on_in_the_parent_resets_the_childs_limit_in_the_next_scrape() {
+    require_v2!();
+    let cg = KernelCgroup::new("subtree");
+    let dir = cg.dirs[0].clone();
+    let child = dir.join("c");
+    std::fs::create_dir(&child).expect("mkdir child");
+    write(&dir.join("cgroup.subtree_control"), "+memory");
+    write(&child.join("memory.max"), "209715200");
+    let ex = ExporterProcess::start(&[]);
+    let path = format!("{}/c", cg.path());
+    let limit = |m: &Exposition| m.get("cgroup_memory_limit_bytes", &[("cgroup", &path)]);
+    assert_eq!(
+        limit(&ex.scrape()),
+        Some(209715200.0),
+        "the limit as written"
+    );
+    write(&dir.join("cgroup.subtree_control"), "-memory");
+    write(&dir.join("cgroup.subtree_control"), "+memory");
+    assert_eq!(
+        read(&child.join("memory.max")).trim(),
+        "max",
+        "the kernel made the child's memory.max anew"
+    );
+    assert_eq!(
+        limit(&ex.scrape()),
+        None,
+        "memory.max is back at max: no cgroup_memory_limit_bytes for {path}"
+    );
+}
