@@ -75,7 +75,7 @@ async fn failed_deliveries_are_retried_until_the_receiver_answers() {
     let c = Capture::start().await;
     c.set_failing(true);
     let m = Arc::new(AlertingMetrics::default());
-    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    let n = Notifier::start(&cfg(&c.url, 100), m.clone()).await;
     for name in ["a", "b", "c"] {
         n.notify(&alert(name, false));
     }
@@ -114,7 +114,7 @@ async fn a_firing_alert_resolved_while_queued_is_sent_once_as_resolved() {
     let c = Capture::start().await;
     c.set_failing(true);
     let m = Arc::new(AlertingMetrics::default());
-    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    let n = Notifier::start(&cfg(&c.url, 100), m.clone()).await;
     n.notify(&alert("a", false));
     assert!(
         until(Duration::from_secs(5), || c
@@ -138,7 +138,7 @@ async fn overflow_drops_the_oldest_alerts_and_counts_them() {
     let c = Capture::start().await;
     c.set_failing(true);
     let m = Arc::new(AlertingMetrics::default());
-    let n = Notifier::new(&cfg(&c.url, 2), m.clone());
+    let n = Notifier::start(&cfg(&c.url, 2), m.clone()).await;
     for name in ["a", "b", "c", "d", "e"] {
         n.notify(&alert(name, false));
     }
@@ -154,13 +154,13 @@ async fn overflow_drops_the_oldest_alerts_and_counts_them() {
 async fn shutdown_flushes_the_queue_and_gives_up_after_the_grace_period() {
     let c = Capture::start().await;
     let m = Arc::new(AlertingMetrics::default());
-    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    let n = Notifier::start(&cfg(&c.url, 100), m.clone()).await;
     n.notify(&alert("a", false));
     n.shutdown(Duration::from_secs(2)).await;
     assert_eq!(names(&c).len(), 1, "queued alert delivered during shutdown");
 
     c.set_failing(true);
-    let n = Notifier::new(&cfg(&c.url, 100), m.clone());
+    let n = Notifier::start(&cfg(&c.url, 100), m.clone()).await;
     n.notify(&alert("b", false));
     let t0 = Instant::now();
     n.shutdown(Duration::from_millis(500)).await;
@@ -181,7 +181,7 @@ async fn every_alertmanager_url_gets_the_alerts_as_a_v2_array() {
         timeout: Duration::from_secs(2),
         ..AlertingConfig::default()
     };
-    let n = Notifier::new(&conf, Arc::new(AlertingMetrics::default()));
+    let n = Notifier::start(&conf, Arc::new(AlertingMetrics::default())).await;
     n.notify(&alert("x", false));
     for c in [&a, &b] {
         assert!(until(Duration::from_secs(5), || !c.bodies().is_empty()).await);
@@ -223,7 +223,7 @@ fn client_tls(ca: Option<&pki::Pki>, client: Option<pki::Pair>) -> TlsClientConf
 /// success is counted, `false` once a retry is (a refused handshake).
 async fn try_deliver(c: &Capture, tls: TlsClientConfig, name: &str) -> bool {
     let m = Arc::new(AlertingMetrics::default());
-    let n = Notifier::new(&tls_cfg(&c.url, tls), m.clone());
+    let n = Notifier::start(&tls_cfg(&c.url, tls), m.clone()).await;
     n.notify(&alert(name, false));
     let mut delivered = None;
     until(Duration::from_secs(5), || {

@@ -153,13 +153,8 @@ pub struct Notifier {
 impl Notifier {
     /// One receiver per Alertmanager URL and per webhook URL. Spawns their
     /// tasks: must run inside a tokio runtime.
-    pub fn new(cfg: &AlertingConfig, metrics: Arc<AlertingMetrics>) -> Notifier {
-        let client = receiver::http_client(&cfg.tls_config.client_tls(), cfg.timeout);
-        Notifier::with_client(cfg, client, metrics)
-    }
-
-    /// [`Notifier::new`] for async callers: building the client reads the
-    /// `tls_config` files, so that part runs on the blocking pool (the
+    /// Starts one receiver task per URL. Building their shared client reads
+    /// the `tls_config` files, so that part runs on the blocking pool (the
     /// agent rebuilds its notifier on every reload that touches alerting).
     pub async fn start(cfg: &AlertingConfig, metrics: Arc<AlertingMetrics>) -> Notifier {
         let (tls, timeout) = (cfg.tls_config.client_tls(), cfg.timeout);
