@@ -10,6 +10,10 @@
 //! cached descriptors and inotify watches); then node_exporter (pressure
 //! collector only) as the reference for one scrape's fixed cost.
 //!
+//! The plain loop runs once after each timed scrape, so each ratio compares
+//! the two under the same conditions (kernfs read speed on the development
+//! VM drifts by ±10 % over tens of seconds).
+//!
 //! The plain loop's file list (`FILES`) is frozen: it is the set a scrape
 //! read when the yardstick was set (about 28 files per hybrid cgroup), so a
 //! scrape that reads fewer files shows as a gain instead of moving the
@@ -31,8 +35,7 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -226,17 +229,9 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// The body of `GET path` (the exporter streams it chunked).
 fn get(port: u16, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    common::http_get(port, path).ok().map(|(_, body)| body)
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -257,8 +252,11 @@ struct Run {
     charged_bytes: u64,
     /// Size of the last response.
     body_bytes: usize,
+    /// The plain loop's passes, one after each timed scrape (when asked).
+    plain: Vec<(Duration, f64)>,
 }
 
+#[allow(clippy::too_many_arguments, reason = "a bench helper, called thrice")]
 fn bench_server(
     mut child: Child,
     port: u16,
@@ -267,6 +265,7 @@ fn bench_server(
     count_cgroups: bool,
     own: Option<&OwnCgroup>,
     attach: Option<&str>,
+    plain_files: Option<&[PathBuf]>,
 ) -> Run {
     // The exporter is ready once its first discovery is done; before that
     // /metrics answers with what is known so far.
@@ -289,15 +288,24 @@ fn bench_server(
         std::thread::sleep(Duration::from_millis(500));
         c
     });
-    let cpu0 = cpu_seconds(pid);
+    let mut cpu = 0.0;
     let mut times = Vec::new();
+    let mut plain = Vec::new();
     let mut last = String::new();
     for _ in 0..reps {
+        let cpu0 = cpu_seconds(pid);
         let t = Instant::now();
         last = get(port, path).unwrap_or_default();
         times.push(t.elapsed());
+        cpu += cpu_seconds(pid) - cpu0;
+        // The yardstick right after each scrape, so both sides of a ratio
+        // see the same machine: on this VM the speed of kernfs reads
+        // drifts by ±10 % over tens of seconds.
+        if let Some(files) = plain_files {
+            plain.push(plain_loop(files));
+        }
     }
-    let cpu = (cpu_seconds(pid) - cpu0) / reps as f64;
+    let cpu = cpu / reps as f64;
     if let Some(mut a) = attached {
         // SIGINT, so perf writes its data and summary.
         let _ = Command::new("kill")
@@ -334,6 +342,7 @@ fn bench_server(
         cgroups_in_exposition: cgroups,
         charged_bytes,
         body_bytes: last.len(),
+        plain,
     }
 }
 
@@ -377,11 +386,11 @@ fn main() {
     for &n in &ns {
         make_tree(n);
         let files = all_files();
-        let passes: Vec<(Duration, f64)> = (0..reps.min(7)).map(|_| plain_loop(&files)).collect();
-        let plain_cpu = passes.iter().map(|p| p.1).sum::<f64>() / passes.len() as f64;
-        let plain = median(passes.into_iter().map(|p| p.0).collect());
+        // A first pass warms the dentry cache as the exporter's warm-up
+        // scrapes do; the timed passes interleave with the scrapes.
+        let first = plain_loop(&files);
         let attach = std::env::var("CGPE_BENCH_ATTACH").ok();
-        let start = |cfg: &Path, attach: Option<&str>| {
+        let start = |cfg: &Path, attach: Option<&str>, plain: Option<&[PathBuf]>| {
             let port = common::free_port();
             let own = OwnCgroup::new();
             let child = Command::new("sh")
@@ -394,11 +403,21 @@ fn main() {
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("start exporter");
-            bench_server(child, port, "/metrics", reps, true, Some(&own), attach)
+            bench_server(
+                child,
+                port,
+                "/metrics",
+                reps,
+                true,
+                Some(&own),
+                attach,
+                plain,
+            )
         };
         if std::env::var("CGPE_BENCH_BIG").as_deref() != Ok("0") {
-            let big_run = start(&big, None);
-            let big_ratio = big_run.median.as_secs_f64() / plain.as_secs_f64();
+            let big_run = start(&big, None, Some(&files));
+            let big_plain = median(big_run.plain.iter().map(|p| p.0).collect());
+            let big_ratio = big_run.median.as_secs_f64() / big_plain.as_secs_f64();
             println!(
             "N={n}: with fd_cache 18000: scrape_median={:.1}ms ratio={big_ratio:.2} cpu_per_scrape={:.3}s peak_rss={:.1}MiB",
             big_run.median.as_secs_f64() * 1e3,
@@ -407,7 +426,14 @@ fn main() {
         );
             big_rows.push((n, big_ratio, big_run.median));
         }
-        let run = start(&cfg, attach.as_deref());
+        let run = start(&cfg, attach.as_deref(), Some(&files));
+        let passes = if run.plain.is_empty() {
+            vec![first]
+        } else {
+            run.plain.clone()
+        };
+        let plain_cpu = passes.iter().map(|p| p.1).sum::<f64>() / passes.len() as f64;
+        let plain = median(passes.into_iter().map(|p| p.0).collect());
         let ratio = run.median.as_secs_f64() / plain.as_secs_f64();
         let cpu_ratio = run.cpu_per_scrape / plain_cpu.max(1e-9);
         println!(
@@ -444,7 +470,7 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start node_exporter");
-        bench_server(child, port, "/metrics", reps, false, None, None)
+        bench_server(child, port, "/metrics", reps, false, None, None, None)
     });
     println!();
     println!("| N cgroups | files | scrape (median) | plain open/read/close loop | time ratio | CPU s / scrape | plain loop CPU s | CPU ratio | peak RSS | own cgroup's memory | exported |");

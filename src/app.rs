@@ -292,7 +292,6 @@ async fn run(
         ready,
         config: config.clone(),
         web,
-        last_size: Arc::new(std::sync::atomic::AtomicUsize::new(256 * 1024)),
     };
     let http = tokio::spawn(server.serve(listener, shutdown.clone(), SHUTDOWN_GRACE));
 

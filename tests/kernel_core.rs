@@ -247,11 +247,29 @@ fn http_endpoints_answer_as_documented() {
         body.trim_end().ends_with("# EOF"),
         "OpenMetrics ends with # EOF"
     );
+    // gzip: streamed in chunks, compressed as it is encoded; it unpacks to
+    // the same families as the plain text.
     let (s, body) =
-        common::http_request(ex.port, "GET", "/metrics", &[("Accept-Encoding", "gzip")])
-            .expect("gzip");
+        common::http_get_bytes(ex.port, "/metrics", &[("Accept-Encoding", "gzip")]).expect("gzip");
     assert_eq!(s, 200);
-    assert!(!body.contains("# HELP"), "gzip body is compressed");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .expect("a whole gzip stream");
+    let plain = common::Exposition::parse(&common::http_get(ex.port, "/metrics").expect("plain").1);
+    let unpacked = common::Exposition::parse(&text);
+    let names = |e: &common::Exposition| {
+        e.samples
+            .iter()
+            .map(|s| s.name.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(
+        unpacked.samples.len() > 100,
+        "gzip body: {} samples",
+        unpacked.samples.len()
+    );
+    assert_eq!(names(&unpacked), names(&plain));
     // Junk gets a 4xx, and the server survives it.
     let mut raw = std::net::TcpStream::connect(("127.0.0.1", ex.port)).expect("connect");
     use std::io::{Read, Write};
@@ -797,4 +815,74 @@ fn a_limit_written_between_two_scrapes_is_in_the_second_for_every_limit_family()
     assert_eq!(n1, n2);
     assert!(n1 >= 8, "only {n1} limit families offered by this kernel");
     eprintln!("limit families checked: {n1} of {}", cases.len());
+}
+
+/// The reader keeps each cgroup directory's descriptor between scrapes. A
+/// cgroup removed and made again under the same name between two scrapes
+/// leaves a kept descriptor of the removed directory (kernfs answers
+/// ENOENT under it): the new cgroup must still be in the next scrape, with
+/// its own values. Fails if the reader trusts a kept directory's ENOENT
+/// (the probe file "absent" drops the cgroup as vanished).
+#[test]
+fn a_cgroup_removed_and_made_again_under_its_name_is_read_afresh() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let v2 = common::pure_v2();
+    let (mem, limit, pids) = if v2 {
+        ("", "memory.max", "")
+    } else {
+        ("memory", "memory.limit_in_bytes", "pids")
+    };
+    let cg = KernelCgroup::new("remade");
+    cg.write(mem, limit, "209715200");
+    cg.write(pids, "pids.max", "50");
+    let ex = ExporterProcess::start(&[]);
+    let path = cg.path();
+    let l = [("cgroup", path.as_str())];
+    // Two scrapes: the first opens and keeps the directories, the second
+    // reads through the kept ones.
+    for which in ["first", "second"] {
+        let m = ex.scrape();
+        assert_eq!(
+            m.get("cgroup_memory_limit_bytes", &l),
+            Some(209715200.0),
+            "{which} scrape"
+        );
+        assert_eq!(m.get("cgroup_pids_limit", &l), Some(50.0), "{which} scrape");
+    }
+    for d in &cg.dirs {
+        std::fs::remove_dir(d).unwrap_or_else(|e| panic!("rmdir {}: {e}", d.display()));
+    }
+    for d in &cg.dirs {
+        std::fs::create_dir(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+    }
+    cg.write(mem, limit, "314572800");
+    cg.write(pids, "pids.max", "80");
+    let m = ex.scrape();
+    assert_eq!(
+        m.get("cgroup_memory_limit_bytes", &l),
+        Some(314572800.0),
+        "the cgroup made again: its own limit, read through its own directory"
+    );
+    assert_eq!(m.get("cgroup_pids_limit", &l), Some(80.0));
+    let usage = first_u64(
+        &cg.read(
+            mem,
+            if v2 {
+                "memory.current"
+            } else {
+                "memory.usage_in_bytes"
+            },
+        ),
+        "",
+    );
+    let got = m.get("cgroup_memory_usage_bytes", &l);
+    assert!(
+        got.is_some_and(|g| (g - usage as f64).abs() <= 1_048_576.0),
+        "memory usage of the new cgroup: exported {got:?}, kernel {usage}"
+    );
+    // And again, through the directory kept for the new cgroup.
+    let m = ex.scrape();
+    assert_eq!(m.get("cgroup_memory_limit_bytes", &l), Some(314572800.0));
 }

@@ -87,6 +87,23 @@ struct Kept {
 
 type KeptSettings = HashMap<(u8, CgroupPath), Kept, FastHash>;
 
+/// A cgroup directory's `O_PATH` descriptor, kept between scrapes (see
+/// [`Shared::dirs`]).
+#[derive(Debug)]
+struct KeptDir {
+    fd: rustix::fd::OwnedFd,
+    /// The scrape that last used it.
+    used: u64,
+}
+
+type KeptDirs = HashMap<(u8, CgroupPath), KeptDir, FastHash>;
+
+/// Default bound of [`Shared::dirs`]: ~256 bytes of kernel memory each
+/// (a `struct file`; an `O_PATH` descriptor has no seq_file page), so
+/// 32768 pin ~8 MiB, enough for every multi-file directory of ~10,000
+/// hybrid cgroups.
+pub const DIRS_AUTO_MAX: usize = 32768;
+
 /// State shared by the reader threads across scrapes: what the kernel does
 /// not change between scrapes, learned once.
 #[derive(Debug)]
@@ -125,6 +142,21 @@ pub struct Shared {
     /// checks per component, was the largest part of an open's cost in a
     /// profile). `None` where the open failed: full paths.
     roots: Vec<Option<rustix::fd::OwnedFd>>,
+    /// Cgroup directories' `O_PATH` descriptors, per (hierarchy, cgroup),
+    /// kept between scrapes: a miss of the fd cache is then
+    /// `openat(dir, name)`, one path component, in every scrape, instead
+    /// of a walk of the cgroup's path below the hierarchy's root and,
+    /// from the second miss of a directory on, an `O_PATH` open of the
+    /// directory itself. Path lookups (`__d_lookup`, kernfs revalidation
+    /// and permission checks per component) were a quarter of a
+    /// 2,000-cgroup scrape's CPU. A directory descriptor pins only a
+    /// `struct file` (~256 bytes, no seq_file page), 1/17 of a kept stat
+    /// file's kernel memory for a similar saving, so it is the cheaper
+    /// way to spend descriptors. Bounded by `dir_capacity`; closed for
+    /// cgroups a complete scrape did not read, and all of them when the
+    /// process runs out of descriptors.
+    dirs: Mutex<KeptDirs>,
+    dir_capacity: std::sync::atomic::AtomicUsize,
 }
 
 /// How long a file stays known-absent before it is probed again (a
@@ -132,8 +164,15 @@ pub struct Shared {
 pub const ABSENT_MEMO_TTL: Duration = Duration::from_secs(60);
 
 impl Shared {
-    /// `modified`: the registry's write stamps, when its watcher runs.
-    pub fn new(layout: Arc<Layout>, fd_cache: usize, modified: Option<Arc<Modified>>) -> Shared {
+    /// `modified`: the registry's write stamps, when its watcher runs;
+    /// `fd_cache` and `dirs`: how many stat files and cgroup directories
+    /// to keep open between scrapes.
+    pub fn new(
+        layout: Arc<Layout>,
+        fd_cache: usize,
+        dirs: usize,
+        modified: Option<Arc<Modified>>,
+    ) -> Shared {
         let hugetlb_sizes: Arc<[Arc<str>]> = discover_hugetlb_sizes(&layout).into();
         let unified_without_controllers = layout.mode == super::Mode::Hybrid
             && layout
@@ -159,7 +198,63 @@ impl Shared {
             modified,
             kept: Mutex::new(HashMap::with_hasher(FastHash)),
             generation: std::sync::atomic::AtomicU64::new(0),
+            dirs: Mutex::new(HashMap::with_hasher(FastHash)),
+            dir_capacity: std::sync::atomic::AtomicUsize::new(dirs),
         }
+    }
+
+    /// What is left for kept directory descriptors under the soft
+    /// `RLIMIT_NOFILE` (`None`: unlimited) once the fd cache has taken
+    /// `fd_cache` of its half and `in_use` are open: the rest of that
+    /// half less headroom, at most [`DIRS_AUTO_MAX`]. The other half stays
+    /// for sockets, PSI triggers, OOM watchers and namespace scans.
+    pub fn auto_dirs(soft: Option<u64>, in_use: usize, fd_cache: usize) -> usize {
+        if fd_cache == 0 {
+            // `metrics.fd_cache: 0`: keep nothing open between scrapes.
+            return 0;
+        }
+        let soft = soft.map_or(1 << 20, |s| usize::try_from(s).unwrap_or(usize::MAX));
+        (soft.saturating_sub(in_use) / 2)
+            .saturating_sub(512)
+            .saturating_sub(fd_cache)
+            .min(DIRS_AUTO_MAX)
+    }
+
+    /// Kept directory descriptors now.
+    pub fn dirs_len(&self) -> usize {
+        self.dirs.lock().len()
+    }
+
+    fn take_dir(&self, h: &Hierarchy, cg: &CgroupPath) -> Option<rustix::fd::OwnedFd> {
+        if self.dir_capacity.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.dirs.lock().remove(&(h.id.0, cg.clone())).map(|d| d.fd)
+    }
+
+    /// Keeps `fd` for `cg` in `h` if there is room; else it is closed.
+    fn put_dir(&self, h: &Hierarchy, cg: &CgroupPath, fd: rustix::fd::OwnedFd) {
+        let cap = self.dir_capacity.load(std::sync::atomic::Ordering::Relaxed);
+        let used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        let mut dirs = self.dirs.lock();
+        if dirs.len() < cap {
+            dirs.insert((h.id.0, cg.clone()), KeptDir { fd, used });
+        }
+    }
+
+    /// Out of descriptors: close every kept directory and halve the bound.
+    fn dirs_back_off(&self) {
+        let mut dirs = self.dirs.lock();
+        let cap = dirs.len() / 2;
+        self.dir_capacity
+            .store(cap, std::sync::atomic::Ordering::Relaxed);
+        let closed = dirs.len();
+        dirs.clear();
+        tracing::warn!(
+            closed,
+            capacity = cap,
+            "out of file descriptors: kept cgroup directories closed"
+        );
     }
 
     /// Called once per scrape.
@@ -180,6 +275,7 @@ impl Shared {
         self.fds.close_unread();
         let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
         self.kept.lock().retain(|_, k| k.used == g);
+        self.dirs.lock().retain(|_, d| d.used == g);
     }
 
     /// The kept settings of `cg` in `h`, if its directory is watched for
@@ -267,21 +363,27 @@ fn open_file(base: Option<&rustix::fd::OwnedFd>, rel: &Path, full: &Path) -> io:
     }
 }
 
-/// The directory of the cgroup being read in one hierarchy, opened
-/// (`O_PATH`) only once a second file of it misses the fd cache: from then
-/// on a miss is `openat(dir, name)`, a one-component lookup, instead of a
-/// walk of the cgroup's path (`a/b/c/memory.stat` below the hierarchy's
-/// root descriptor), which dominated the kernel's side of a profile of
-/// scrapes whose files do not all fit the cache. It is closed when the
-/// reader moves on, so it takes nothing from the cache's descriptor
-/// budget; a hierarchy with a single miss never pays for it.
+/// The directory of the cgroup being read in one hierarchy. Kept from an
+/// earlier scrape when [`Shared::dirs`] has it; else opened (`O_PATH`)
+/// once a second file of it misses the fd cache, and then kept if there
+/// is room. With a directory descriptor a miss is `openat(dir, name)`, a
+/// one-component lookup, instead of a walk of the cgroup's path
+/// (`a/b/c/memory.stat` below the hierarchy's root descriptor), which
+/// dominated the kernel's side of a profile of scrapes whose files do not
+/// all fit the cache; a hierarchy with a single miss never pays for
+/// opening it.
 #[derive(Debug)]
 enum DirFd {
     /// Not opened; the count of misses so far.
     Closed(u8),
+    /// Opened in this scrape.
     Open(rustix::fd::OwnedFd),
-    /// Opening it failed: paths, which report the error as before.
-    Failed,
+    /// Kept from an earlier scrape: the directory may have been removed
+    /// since, and maybe made again under the same name.
+    Kept(rustix::fd::OwnedFd),
+    /// Opening it failed (`emfile`: for want of descriptors): paths,
+    /// which report the error as before.
+    Failed { emfile: bool },
 }
 
 /// Misses in one cgroup directory before it is opened.
@@ -297,11 +399,34 @@ struct Place<'a> {
     name: &'a str,
 }
 
+fn open_at(dir: &rustix::fd::OwnedFd, name: &str) -> rustix::io::Result<StdFile> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .map(StdFile::from)
+}
+
 impl DirFd {
     /// Opens `at.name` in the directory `at` describes; `rel` and `full`
     /// are the file's paths relative to the root and in full.
     fn open(&mut self, at: &Place<'_>, rel: &Path, full: &Path) -> io::Result<StdFile> {
-        use rustix::fs::{Mode, OFlags};
+        if let DirFd::Kept(fd) = self {
+            return match open_at(fd, at.name) {
+                Ok(f) => Ok(f),
+                Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::NODEV => {
+                    // The file is absent, or the kept directory is a
+                    // removed one (kernfs answers ENOENT under it even
+                    // when a cgroup of the same name exists again): the
+                    // path tells which. Absent files are rare here (the
+                    // absent memo skips them), so this costs little.
+                    let by_path = open_file(at.base, rel, full);
+                    if by_path.is_ok() {
+                        *self = DirFd::Closed(DIRFD_AFTER_MISSES);
+                    }
+                    by_path
+                }
+                Err(e) => Err(e.into()),
+            };
+        }
         if let DirFd::Closed(misses) = self {
             if *misses < DIRFD_AFTER_MISSES {
                 *misses += 1;
@@ -313,18 +438,13 @@ impl DirFd {
             };
             *self = match dir {
                 Ok(fd) => DirFd::Open(fd),
-                Err(_) => DirFd::Failed,
+                Err(e) => DirFd::Failed {
+                    emfile: e == rustix::io::Errno::MFILE || e == rustix::io::Errno::NFILE,
+                },
             };
         }
         match self {
-            DirFd::Open(fd) => rustix::fs::openat(
-                &*fd,
-                at.name,
-                OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map(StdFile::from)
-            .map_err(io::Error::from),
+            DirFd::Open(fd) => open_at(fd, at.name).map_err(io::Error::from),
             _ => open_file(at.base, rel, full),
         }
     }
@@ -374,7 +494,20 @@ impl Reader {
             self.dir.push(cg.relative());
             self.rel_dir.push(cg.relative());
         }
-        self.dirfd = DirFd::Closed(0);
+        self.dirfd = match self.shared.take_dir(h, cg) {
+            Some(fd) => DirFd::Kept(fd),
+            None => DirFd::Closed(0),
+        };
+    }
+
+    /// Leaves `cg`'s directory in `h`: keeps its descriptor for the next
+    /// scrape if one was opened (and there is room).
+    fn leave(&mut self, h: &Hierarchy, cg: &CgroupPath) {
+        match std::mem::replace(&mut self.dirfd, DirFd::Closed(0)) {
+            DirFd::Open(fd) | DirFd::Kept(fd) => self.shared.put_dir(h, cg, fd),
+            DirFd::Failed { emfile: true } => self.shared.dirs_back_off(),
+            DirFd::Closed(_) | DirFd::Failed { emfile: false } => {}
+        }
     }
 
     /// Reads `name` of `cg` in `h` (the directory [`Reader::enter`]ed)
@@ -488,8 +621,8 @@ impl Reader {
             if let Some(k) = self.kept.take() {
                 self.shared.put_kept(h, cg, k);
             }
+            self.leave(h, cg);
         }
-        self.dirfd = DirFd::Closed(0);
         if !any_dir {
             return Err(ReadError::Vanished {
                 path: PathBuf::from(cg.as_str()),
@@ -787,6 +920,61 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_directory_removed_and_made_again_is_left_for_the_path() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let root = open_dir(None, d.path()).expect("open the root");
+        let cg = d.path().join("cg");
+        std::fs::create_dir(&cg).expect("mkdir");
+        std::fs::write(cg.join("f"), "old\n").expect("write");
+        let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
+        open_in(&mut fd, Some(&root), d.path(), "cg", "f").expect("open");
+        let DirFd::Open(dir) = fd else {
+            panic!("not opened: {fd:?}")
+        };
+        // The next scrape reads through the kept descriptor.
+        let mut fd = DirFd::Kept(dir);
+        let mut text = String::new();
+        let mut f = open_in(&mut fd, Some(&root), d.path(), "cg", "f").expect("open");
+        f.read_to_string(&mut text).expect("read");
+        assert_eq!(text, "old\n");
+        // A file absent from a live kept directory: ENOENT, and the
+        // descriptor stays.
+        let err = open_in(&mut fd, Some(&root), d.path(), "cg", "nope").expect_err("absent");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        assert!(matches!(fd, DirFd::Kept(_)));
+        // Removed and made again under the same name: the kept descriptor
+        // is of the removed directory; the file is read by its path and
+        // the descriptor dropped, to be opened afresh.
+        std::fs::remove_dir_all(&cg).expect("rm");
+        std::fs::create_dir(&cg).expect("mkdir again");
+        std::fs::write(cg.join("f"), "new\n").expect("write");
+        let mut f = open_in(&mut fd, Some(&root), d.path(), "cg", "f").expect("open");
+        text.clear();
+        f.read_to_string(&mut text).expect("read");
+        assert_eq!(text, "new\n");
+        assert!(matches!(fd, DirFd::Closed(DIRFD_AFTER_MISSES)), "{fd:?}");
+        // Removed for good: ENOENT, as by the path.
+        std::fs::remove_dir_all(&cg).expect("rm");
+        let mut fd = DirFd::Kept(open_dir(None, d.path()).expect("a live dir"));
+        let err = open_in(&mut fd, Some(&root), d.path(), "cg", "f").expect_err("gone");
+        assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn auto_dirs_is_what_the_fd_cache_leaves_of_its_half() {
+        // 20000 descriptors, 20 open, fd cache 3072: (19980 / 2) - 512 - 3072.
+        assert_eq!(Shared::auto_dirs(Some(20000), 20, 3072), 6406);
+        assert_eq!(Shared::auto_dirs(Some(1 << 20), 20, 3072), DIRS_AUTO_MAX);
+        assert_eq!(Shared::auto_dirs(None, 20, 3072), DIRS_AUTO_MAX);
+        assert_eq!(Shared::auto_dirs(Some(4096), 60, 1506), 0, "no room");
+        assert_eq!(
+            Shared::auto_dirs(Some(1 << 20), 20, 0),
+            0,
+            "fd_cache: 0 keeps nothing"
+        );
+    }
+
+    #[test]
     fn dirfd_errors_are_the_kernels_for_the_full_path() {
         let d = tempfile::tempdir().expect("tempdir");
         let root = open_dir(None, d.path()).expect("open the root");
@@ -802,7 +990,7 @@ mod tests {
             }
             let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
             let _ = open_in(&mut fd, base, d.path(), "gone", "x");
-            assert!(matches!(fd, DirFd::Failed));
+            assert!(matches!(fd, DirFd::Failed { emfile: false }));
             // An open directory whose file is missing: ENOENT from openat.
             let mut fd = DirFd::Closed(DIRFD_AFTER_MISSES);
             let err = open_in(&mut fd, base, d.path(), "", "missing").expect_err("no such file");

@@ -14,13 +14,12 @@
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::{Either, Full};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
     HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
     WWW_AUTHENTICATE,
@@ -32,7 +31,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry as PromRegistry;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -59,8 +58,50 @@ pub struct Server {
     pub config: Arc<crate::config::Watch>,
     /// The web config in force, with `--web.config.file`.
     pub web: Option<tokio::sync::watch::Receiver<Arc<tls::WebConfig>>>,
-    /// Size of the last exposition, to size the next one's buffer.
-    pub last_size: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A response body: whole, or the exposition as it is encoded.
+pub type Body = Either<Full<Bytes>, Streamed>;
+
+fn whole(r: Response<Full<Bytes>>) -> Response<Body> {
+    r.map(Either::Left)
+}
+
+/// Bytes of exposition (compressed, with gzip) sent at a time.
+const CHUNK_BYTES: usize = 64 * 1024;
+/// Chunks encoded ahead of the client.
+const CHUNKS_AHEAD: usize = 4;
+/// How long the encoder waits for a client that does not read, past the
+/// scrape's deadline, before it gives up on the response.
+const SLOW_CLIENT_GRACE: Duration = Duration::from_secs(30);
+
+/// The exposition as the blocking encoder sends it, a chunk at a time: the
+/// whole text (~5 MiB at 2,000 hybrid cgroups) never exists in memory,
+/// only [`CHUNKS_AHEAD`] chunks of it. An encoder's failure ends the body
+/// with an error, so the client sees a truncated response, not a short
+/// valid one.
+pub struct Streamed {
+    first: Option<Bytes>,
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+}
+
+impl hyper::body::Body for Streamed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(b) = self.first.take() {
+            return std::task::Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        self.rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
 }
 
 pub mod auth;
@@ -175,7 +216,7 @@ impl Server {
 
     /// The web config's gate (rate limit, basic auth), the route, then the
     /// web config's response headers on whatever is answered.
-    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let Some(web) = &self.web else {
             return self.route(req).await;
         };
@@ -193,10 +234,10 @@ impl Server {
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static("Basic realm=\"cgroup-psi-exporter\""),
                 );
-                r
+                whole(r)
             }
             Some(tls::Refusal::RateLimited) => {
-                simple(StatusCode::TOO_MANY_REQUESTS, "too many requests\n")
+                whole(simple(StatusCode::TOO_MANY_REQUESTS, "too many requests\n"))
             }
             Some(tls::Refusal::Busy) => {
                 let mut r = simple(
@@ -205,14 +246,24 @@ impl Server {
                 );
                 r.headers_mut()
                     .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                r
+                whole(r)
             }
         };
         web.add_headers(resp.headers_mut());
         resp
     }
 
-    async fn route(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn route(&self, req: Request<Incoming>) -> Response<Body> {
+        if req.uri().path() == self.telemetry_path
+            && (req.method() == Method::GET || req.method() == Method::HEAD)
+        {
+            return self.metrics(&req).await;
+        }
+        whole(self.route_other(req).await)
+    }
+
+    /// Everything but the metrics: small, whole responses.
+    async fn route_other(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path();
         if path == "/-/reload" {
             if req.method() != Method::POST && req.method() != Method::PUT {
@@ -238,9 +289,6 @@ impl Server {
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return simple(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        }
-        if path == self.telemetry_path {
-            return self.metrics(&req).await;
         }
         match path {
             "/" => {
@@ -268,7 +316,7 @@ impl Server {
         }
     }
 
-    async fn metrics(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn metrics(&self, req: &Request<Incoming>) -> Response<Body> {
         let openmetrics = header_has(req, ACCEPT, "application/openmetrics-text");
         let gzip = header_has(req, ACCEPT_ENCODING, "gzip");
         let deadline = Instant::now() + scrape_budget(req);
@@ -282,35 +330,32 @@ impl Server {
             let _ = tokio::time::timeout_at(until, ready.wait_for(|r| *r)).await;
         }
         let registry = self.registry.clone();
-        let last_size = self.last_size.clone();
-        let encoded = tokio::task::spawn_blocking(move || {
+        let (tx, mut rx) = mpsc::channel(CHUNKS_AHEAD);
+        let runtime = tokio::runtime::Handle::current();
+        let give_up = deadline + SLOW_CLIENT_GRACE;
+        let encoder = tokio::task::spawn_blocking(move || {
             collector::with_deadline(deadline, || {
-                // Sized from the previous exposition, so the buffer does not
-                // grow by doubling (old and new copies would coexist).
-                let hint = last_size.load(Ordering::Relaxed);
-                let body = if gzip {
-                    // Compressed as it is encoded: the full text never
-                    // exists in memory, only its ~10x smaller gzip.
-                    let mut w = GzWriter::new(hint / 8);
-                    encode(&mut w, &registry, openmetrics)?;
-                    last_size.store(w.written, Ordering::Relaxed);
-                    w.finish()?
-                } else {
-                    let mut out = String::with_capacity(hint + hint / 16 + 4096);
-                    encode(&mut out, &registry, openmetrics)?;
-                    last_size.store(out.len(), Ordering::Relaxed);
-                    out.into_bytes()
-                };
-                Ok::<_, std::fmt::Error>(body)
+                let mut w = ChunkWriter::new(gzip, tx, runtime, give_up);
+                let r = encode(&mut w, &registry, openmetrics);
+                w.end(r);
             })
-        })
-        .await;
-        let body = match encoded {
-            Ok(Ok(b)) => b,
-            Ok(Err(_)) => return simple(StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n"),
-            Err(e) => {
-                warn!(error = %e, "scrape task failed");
-                return simple(StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n");
+        });
+        // The first chunk comes once the collection is done and ~64 KiB is
+        // encoded: wait for it, so a failure before it is still a 500.
+        let first = match rx.recv().await {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                warn!(error = %e, "encoding the exposition failed");
+                return whole(simple(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "encoding failed\n",
+                ));
+            }
+            None => {
+                if let Err(e) = encoder.await {
+                    warn!(error = %e, "scrape task failed");
+                }
+                return whole(simple(StatusCode::INTERNAL_SERVER_ERROR, "scrape failed\n"));
             }
         };
         let content_type = if openmetrics {
@@ -318,7 +363,10 @@ impl Server {
         } else {
             prometheus_client::encoding::prometheus_text::CONTENT_TYPE
         };
-        let mut r = Response::new(Full::new(Bytes::from(body)));
+        let mut r = Response::new(Either::Right(Streamed {
+            first: Some(first),
+            rx,
+        }));
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if gzip {
@@ -341,34 +389,96 @@ fn encode(
     }
 }
 
-/// `fmt::Write` into a gzip stream.
-struct GzWriter {
-    enc: flate2::write::GzEncoder<Vec<u8>>,
-    written: usize,
+/// `fmt::Write` that sends the exposition in chunks of [`CHUNK_BYTES`]
+/// (gzip-compressed as it is written, when asked), from the blocking pool.
+/// A client that reads nothing for [`SLOW_CLIENT_GRACE`] past the deadline,
+/// or one that went away, makes the next write fail and the encoding stop.
+struct ChunkWriter {
+    plain: Vec<u8>,
+    gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    runtime: tokio::runtime::Handle,
+    give_up: Instant,
 }
 
-impl GzWriter {
-    fn new(capacity: usize) -> GzWriter {
-        GzWriter {
-            enc: flate2::write::GzEncoder::new(
-                Vec::with_capacity(capacity.max(4096)),
-                flate2::Compression::fast(),
-            ),
-            written: 0,
+impl ChunkWriter {
+    fn new(
+        gzip: bool,
+        tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+        runtime: tokio::runtime::Handle,
+        give_up: Instant,
+    ) -> ChunkWriter {
+        ChunkWriter {
+            plain: Vec::with_capacity(if gzip { 0 } else { CHUNK_BYTES + 4096 }),
+            gz: gzip.then(|| {
+                flate2::write::GzEncoder::new(
+                    Vec::with_capacity(CHUNK_BYTES + 4096),
+                    flate2::Compression::fast(),
+                )
+            }),
+            tx,
+            runtime,
+            give_up,
         }
     }
 
-    fn finish(self) -> Result<Vec<u8>, std::fmt::Error> {
-        self.enc.finish().map_err(|_| std::fmt::Error)
+    /// The bytes ready to go out.
+    fn pending(&mut self) -> &mut Vec<u8> {
+        match self.gz.as_mut() {
+            Some(gz) => gz.get_mut(),
+            None => &mut self.plain,
+        }
+    }
+
+    fn send(&mut self, item: Result<Bytes, std::io::Error>) -> std::fmt::Result {
+        let until = tokio::time::Instant::from_std(self.give_up);
+        match self
+            .runtime
+            .block_on(tokio::time::timeout_at(until, self.tx.send(item)))
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::fmt::Error), // the client went away
+            Err(_) => {
+                debug!("client read nothing past the scrape deadline: response dropped");
+                Err(std::fmt::Error)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::fmt::Result {
+        let chunk = std::mem::replace(self.pending(), Vec::with_capacity(CHUNK_BYTES + 4096));
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.send(Ok(Bytes::from(chunk)))
+    }
+
+    /// Ends the body: the rest (and the gzip trailer), or the error that
+    /// cut the encoding short.
+    fn end(mut self, encoded: std::fmt::Result) {
+        let finished = encoded.map_err(|_| std::io::Error::other("encoding failed"));
+        let tail = finished.and_then(|()| match self.gz.take() {
+            Some(gz) => gz.finish(),
+            None => Ok(std::mem::take(&mut self.plain)),
+        });
+        let _ = match tail {
+            Ok(rest) if rest.is_empty() => Ok(()),
+            Ok(rest) => self.send(Ok(Bytes::from(rest))),
+            Err(e) => self.send(Err(e)),
+        };
     }
 }
 
-impl std::fmt::Write for GzWriter {
+impl std::fmt::Write for ChunkWriter {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.written += s.len();
-        self.enc
-            .write_all(s.as_bytes())
-            .map_err(|_| std::fmt::Error)
+        match self.gz.as_mut() {
+            Some(gz) => gz.write_all(s.as_bytes()).map_err(|_| std::fmt::Error)?,
+            None => self.plain.extend_from_slice(s.as_bytes()),
+        }
+        if self.pending().len() >= CHUNK_BYTES {
+            self.flush()?;
+        }
+        Ok(())
     }
 }
 
@@ -407,4 +517,106 @@ fn html_escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+    use std::io::Read as _;
+
+    /// Writes `text` through a [`ChunkWriter`] on a blocking thread and
+    /// collects what the body would send.
+    async fn through(gzip: bool, text: String) -> (Vec<Bytes>, Option<std::io::Error>) {
+        let (tx, mut rx) = mpsc::channel(CHUNKS_AHEAD);
+        let rt = tokio::runtime::Handle::current();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut w = ChunkWriter::new(gzip, tx, rt, give_up);
+            let mut r = Ok(());
+            for line in text.split_inclusive('\n') {
+                r = w.write_str(line);
+                if r.is_err() {
+                    break;
+                }
+            }
+            w.end(r);
+        });
+        let mut chunks = Vec::new();
+        let mut err = None;
+        while let Some(c) = rx.recv().await {
+            match c {
+                Ok(b) => chunks.push(b),
+                Err(e) => err = Some(e),
+            }
+        }
+        writer.await.expect("writer");
+        (chunks, err)
+    }
+
+    fn text(lines: usize) -> String {
+        (0..lines)
+            .map(|i| {
+                format!("cgroup_cpu_usage_seconds_total{{cgroup=\"/kubepods/pod{i}\"}} {i}.5\n")
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_exposition_goes_out_in_bounded_chunks_whole() {
+        let t = text(20_000);
+        let (chunks, err) = through(false, t.clone()).await;
+        assert!(err.is_none());
+        assert!(
+            chunks.len() > 10,
+            "{} chunks for {} bytes",
+            chunks.len(),
+            t.len()
+        );
+        assert!(chunks.iter().all(|c| c.len() < CHUNK_BYTES + 4096));
+        assert_eq!(chunks.concat(), t.as_bytes());
+        // gzip: one stream across the chunks, the same text inside.
+        let (chunks, err) = through(true, t.clone()).await;
+        assert!(err.is_none());
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(&chunks.concat()[..])
+            .read_to_string(&mut out)
+            .expect("gunzip");
+        assert_eq!(out, t);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_gone_stops_the_encoding() {
+        let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+        drop(rx);
+        let rt = tokio::runtime::Handle::current();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        let r = tokio::task::spawn_blocking(move || {
+            let mut w = ChunkWriter::new(false, tx, rt, give_up);
+            text(20_000)
+                .split_inclusive('\n')
+                .try_for_each(|l| w.write_str(l))
+        })
+        .await
+        .expect("writer");
+        assert!(r.is_err(), "the first full chunk finds no receiver");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_reads_nothing_is_given_up_on() {
+        let (tx, _rx) = mpsc::channel(CHUNKS_AHEAD);
+        let rt = tokio::runtime::Handle::current();
+        let give_up = Instant::now() + Duration::from_millis(200);
+        let t0 = Instant::now();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut w = ChunkWriter::new(false, tx, rt, give_up);
+            text(50_000)
+                .split_inclusive('\n')
+                .try_for_each(|l| w.write_str(l))
+        })
+        .await
+        .expect("writer");
+        assert!(r.is_err(), "gave up once the channel stayed full");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
 }

@@ -262,6 +262,17 @@ impl Registry {
 
     /// Records that `path` exists in `hierarchy`. Returns false when it is
     /// not tracked (filtered out, over `max_cgroups`, or already known).
+    /// The tracked cgroup's own path for `path`, if tracked: one
+    /// allocation per cgroup shared by every hierarchy's watch and set,
+    /// instead of one per (cgroup, hierarchy) (8 on a hybrid host: ~0.8 MiB
+    /// at 2,000 cgroups).
+    pub fn intern(&self, path: &CgroupPath) -> CgroupPath {
+        self.lock()
+            .entries
+            .get_key_value(path)
+            .map_or_else(|| path.clone(), |(k, _)| k.clone())
+    }
+
     pub fn add(&self, hierarchy: HierarchyId, path: &CgroupPath) -> bool {
         if !self.filter.tracks(path) {
             return false;
@@ -274,6 +285,10 @@ impl Registry {
             return false;
         }
         let known = st.entries.get(path).cloned();
+        // Known from another hierarchy: share its path (see `intern`).
+        let path = &known
+            .as_ref()
+            .map_or_else(|| path.clone(), |e| e.path.clone());
         if known.is_none() && st.entries.len() >= self.filter.max_cgroups {
             self.stats
                 .skipped_max_cgroups

@@ -303,6 +303,7 @@ impl Watched {
         if self.by_path.contains_key(&(h, cg.clone())) {
             return Ok(());
         }
+        let cg = &registry.intern(cg);
         let Some(watches) = self.watches.as_mut() else {
             return Ok(());
         };

@@ -438,37 +438,61 @@ pub fn http_request(
     s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text
+    let (status, body) = http_parse(&raw)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `GET path`, the body as bytes (a gzip body, say).
+pub fn http_get_bytes(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    http_parse(&raw)
+}
+
+/// Status and body (de-chunked, on bytes) of a raw HTTP/1.1 response.
+fn http_parse(raw: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match split {
+        Some(i) => (&raw[..i], &raw[i + 4..]),
+        None => (raw, &raw[raw.len()..]),
+    };
+    let head = String::from_utf8_lossy(head);
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:.200}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, dechunk(&text, body)))
-}
-
-fn dechunk(head: &str, body: String) -> String {
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {head:.200}")))?;
     if !head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        return body;
+        return Ok((status, body.to_vec()));
     }
-    let mut out = String::new();
-    let mut rest = body.as_str();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || tail.len() < n {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&rest[..eol]);
+        let n = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let data = &rest[eol + 2..];
+        if n == 0 || data.len() < n {
             break;
         }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&data[..n]);
+        rest = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
     }
-    out
+    Ok((status, out))
 }
 
 /// One sample of a text exposition.
