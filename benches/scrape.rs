@@ -95,20 +95,27 @@ const FILES: &[&str] = &[
     "freezer.state",
 ];
 
+/// On pure v2 every controller is handed down to the leaves, as on a
+/// Kubernetes node (the kubelet's pods and containers have them all), so a
+/// leaf has its memory, cpu, io and pids files to read.
 fn make_tree(n: usize) {
     for r in common::roots() {
         let pure_v2 = r == Path::new(BASE);
         let top = r.join(TREE);
         let _ = fs::create_dir(&top);
-        if pure_v2 {
-            let ctl = fs::read_to_string(r.join("cgroup.controllers")).unwrap_or_default();
-            let plus: Vec<String> = ctl.split_whitespace().map(|c| format!("+{c}")).collect();
-            let _ = fs::write(r.join("cgroup.subtree_control"), plus.join(" "));
-            let _ = fs::write(top.join("cgroup.subtree_control"), plus.join(" "));
-        }
+        let ctl = fs::read_to_string(r.join("cgroup.controllers")).unwrap_or_default();
+        let plus: Vec<String> = ctl.split_whitespace().map(|c| format!("+{c}")).collect();
+        let delegate = |d: &Path| {
+            if pure_v2 {
+                let _ = fs::write(d.join("cgroup.subtree_control"), plus.join(" "));
+            }
+        };
+        delegate(&r);
+        delegate(&top);
         for i in 0..n.div_ceil(10) {
             let s = top.join(format!("s{i}"));
             let _ = fs::create_dir(&s);
+            delegate(&s);
             for j in 0..10.min(n - i * 10) {
                 let _ = fs::create_dir(s.join(format!("c{j}")));
             }

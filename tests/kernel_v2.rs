@@ -1087,3 +1087,52 @@ fn a_controller_turned_off_and_on_in_the_parent_resets_the_childs_limit_in_the_n
         "memory.max is back at max: no cgroup_memory_limit_bytes for {path}"
     );
 }
+
+/// A cgroup2 directory's `cgroup.controllers` is kept between scrapes with
+/// its settings, and a write to the parent's `cgroup.subtree_control` (the
+/// only way it changes) moves every write stamp: a controller turned off
+/// takes the child's series of it out of the next scrape, and turned on
+/// again brings them back, read from the kernel's files.
+#[test]
+fn a_controller_turned_off_in_the_parent_takes_its_series_out_of_the_next_scrape() {
+    require_v2!();
+    let cg = KernelCgroup::new("controllers");
+    let dir = cg.dirs[0].clone();
+    let child = dir.join("c");
+    std::fs::create_dir(&child).expect("mkdir child");
+    write(&dir.join("cgroup.subtree_control"), "+memory +pids");
+    let ex = ExporterProcess::start(&[]);
+    let path = format!("{}/c", cg.path());
+    let l = [("cgroup", path.as_str())];
+    let usage = |m: &Exposition| m.get("cgroup_memory_usage_bytes", &l);
+    let pids = |m: &Exposition| m.get("cgroup_pids_current", &l);
+    // Twice: the second scrape reads through what the first kept.
+    for which in ["first", "second"] {
+        let m = ex.scrape();
+        assert!(
+            usage(&m).is_some(),
+            "{which} scrape: memory series of {path}"
+        );
+        assert_eq!(pids(&m), Some(0.0), "{which} scrape: pids of {path}");
+    }
+    write(&dir.join("cgroup.subtree_control"), "-memory");
+    assert!(
+        !read(&child.join("cgroup.controllers")).contains("memory"),
+        "the kernel took memory out of the child's controllers"
+    );
+    let m = ex.scrape();
+    assert_eq!(
+        usage(&m),
+        None,
+        "memory off in the parent: no memory series"
+    );
+    assert_eq!(pids(&m), Some(0.0), "pids still on");
+    write(&dir.join("cgroup.subtree_control"), "+memory");
+    let m = ex.scrape();
+    let kernel = single(&read(&child.join("memory.current"))).expect("memory.current");
+    assert_eq!(
+        usage(&m),
+        Some(kernel),
+        "memory on again: read from the kernel"
+    );
+}

@@ -83,6 +83,11 @@ struct Kept {
     /// The scrape that last used them.
     used: u64,
     texts: Vec<(File, Box<str>)>,
+    /// cgroup2: the directory's `cgroup.controllers`, which only a write to
+    /// the parent's `cgroup.subtree_control` changes (and that write moves
+    /// every stamp). A cgroup turning threaded cannot change it: the kernel
+    /// refuses `threaded` while the parent enables a domain controller.
+    controllers: Option<Vec<Controller>>,
 }
 
 type KeptSettings = HashMap<(u8, CgroupPath), Kept, FastHash>;
@@ -290,12 +295,13 @@ impl Shared {
                 stamp,
                 used: 0,
                 texts: Vec::new(),
+                controllers: None,
             },
         })
     }
 
     fn put_kept(&self, h: &Hierarchy, cg: &CgroupPath, mut k: Kept) {
-        if k.texts.is_empty() {
+        if k.texts.is_empty() && k.controllers.is_none() {
             // A hierarchy without settings (cpuacct, freezer): nothing to
             // keep, and no entry to cost memory.
             return;
@@ -651,9 +657,17 @@ impl Reader {
             // Hybrid: no controller is enabled in unified/ (its root lists
             // none), so no cgroup there can have any: skip the read.
             Some(Vec::new())
+        } else if let Some(kept) = self.kept.as_ref().and_then(|k| k.controllers.clone()) {
+            Some(kept)
         } else {
             match self.read(h, cg, "cgroup.controllers", None) {
-                Ok(t) => Some(v2_controllers(t)),
+                Ok(t) => {
+                    let ctl = v2_controllers(t);
+                    if let Some(k) = self.kept.as_mut() {
+                        k.controllers = Some(ctl.clone());
+                    }
+                    Some(ctl)
+                }
                 Err(ReadError::Vanished { path }) | Err(ReadError::Absent { path }) => {
                     return Err(ReadError::Vanished { path })
                 }
