@@ -87,7 +87,7 @@ struct Kept {
     /// the parent's `cgroup.subtree_control` changes (and that write moves
     /// every stamp). A cgroup turning threaded cannot change it: the kernel
     /// refuses `threaded` while the parent enables a domain controller.
-    controllers: Option<Vec<Controller>>,
+    controllers: Option<Controllers>,
 }
 
 type KeptSettings = HashMap<(u8, CgroupPath), Kept, FastHash>;
@@ -311,12 +311,14 @@ impl Shared {
         self.kept.lock().insert((h.id.0, cg.clone()), k);
     }
 
-    fn is_absent(&self, h: u8, cg: &CgroupPath, file: File) -> bool {
+    /// The files of `cg` in hierarchy `h` known to be absent: looked up
+    /// once per directory a scrape enters, not once per file.
+    fn absent_in(&self, h: u8, cg: &CgroupPath) -> FileSet {
         self.absent
             .read()
             .get(cg)
             .and_then(|v| v.iter().find(|(id, _)| *id == h))
-            .is_some_and(|(_, set)| set.contains(file))
+            .map_or(FileSet::EMPTY, |(_, set)| *set)
     }
 
     fn mark_absent(&self, h: u8, cg: &CgroupPath, file: File) {
@@ -329,16 +331,29 @@ impl Shared {
     }
 }
 
+/// A set of controllers, a bit each: kept per cgroup2 directory, so
+/// small.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Controllers(u8);
+
+impl Controllers {
+    fn contains(self, c: Controller) -> bool {
+        self.0 & (1 << c as u8) != 0
+    }
+}
+
 /// v2 controllers enabled for a cgroup (its `cgroup.controllers`, where
 /// the io controller is named `io`): only their interface files exist.
-fn v2_controllers(text: &str) -> Vec<Controller> {
+fn v2_controllers(text: &str) -> Controllers {
     text.split_ascii_whitespace()
         .filter_map(|w| match w {
             "io" => Some(Controller::Blkio),
             "cpuacct" | "blkio" | "freezer" => None,
             other => Controller::from_name(other),
         })
-        .collect()
+        .fold(Controllers::default(), |s, c| {
+            Controllers(s.0 | 1 << c as u8)
+        })
 }
 
 /// Opens `path` as an `O_PATH` directory descriptor, relative to `base`
@@ -474,6 +489,8 @@ pub struct Reader {
     /// Whether the probe file of the hierarchy being read was read (only
     /// then does an absent file teach the memo anything).
     probed: bool,
+    /// The absent-file memo's entry for the directory being read.
+    absent: FileSet,
 }
 
 impl Reader {
@@ -488,6 +505,7 @@ impl Reader {
             kept: None,
             path: PathBuf::new(),
             probed: false,
+            absent: FileSet::EMPTY,
         }
     }
 
@@ -503,6 +521,11 @@ impl Reader {
         self.dirfd = match self.shared.take_dir(h, cg) {
             Some(fd) => DirFd::Kept(fd),
             None => DirFd::Closed(0),
+        };
+        self.absent = if cg.is_root() {
+            FileSet::EMPTY
+        } else {
+            self.shared.absent_in(h.id.0, cg)
         };
     }
 
@@ -530,7 +553,7 @@ impl Reader {
         self.path.push(name);
         let memo = file.filter(|_| !cg.is_root());
         if let Some(f) = memo {
-            if self.shared.is_absent(h.id.0, cg, f) {
+            if self.absent.contains(f) {
                 return Err(ReadError::Absent {
                     path: PathBuf::new(),
                 });
@@ -558,6 +581,7 @@ impl Reader {
             if let Some(f) = memo {
                 if self.probed && matches!(e, ReadError::Absent { .. }) {
                     self.shared.mark_absent(h.id.0, cg, f);
+                    self.absent = self.absent.with(f);
                 }
             }
             return Err(e);
@@ -656,15 +680,15 @@ impl Reader {
         } else if self.shared.unified_without_controllers {
             // Hybrid: no controller is enabled in unified/ (its root lists
             // none), so no cgroup there can have any: skip the read.
-            Some(Vec::new())
-        } else if let Some(kept) = self.kept.as_ref().and_then(|k| k.controllers.clone()) {
+            Some(Controllers::default())
+        } else if let Some(kept) = self.kept.as_ref().and_then(|k| k.controllers) {
             Some(kept)
         } else {
             match self.read(h, cg, "cgroup.controllers", None) {
                 Ok(t) => {
                     let ctl = v2_controllers(t);
                     if let Some(k) = self.kept.as_mut() {
-                        k.controllers = Some(ctl.clone());
+                        k.controllers = Some(ctl);
                     }
                     Some(ctl)
                 }
@@ -676,7 +700,7 @@ impl Reader {
         };
         let ours = |home| match home {
             Home::V2(None) => true,
-            Home::V2(Some(c)) => ctl.as_ref().is_none_or(|v| v.contains(&c)),
+            Home::V2(Some(c)) => ctl.is_none_or(|v| v.contains(c)),
             Home::V1(_) => false,
         };
         self.read_files(h, cg, plan, ours, out, soft)
@@ -972,6 +996,24 @@ mod tests {
         let mut fd = DirFd::Kept(open_dir(None, d.path()).expect("a live dir"));
         let err = open_in(&mut fd, Some(&root), d.path(), "cg", "f").expect_err("gone");
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn v2_controllers_names_map_to_the_reader_s_controllers() {
+        let c = v2_controllers("cpuset cpu io memory pids\n");
+        for yes in [
+            Controller::Cpuset,
+            Controller::Cpu,
+            Controller::Blkio,
+            Controller::Memory,
+            Controller::Pids,
+        ] {
+            assert!(c.contains(yes), "{yes:?}");
+        }
+        assert!(!c.contains(Controller::Hugetlb));
+        assert!(!c.contains(Controller::Cpuacct));
+        assert_eq!(v2_controllers(""), Controllers::default());
+        assert!(!v2_controllers("rdma misc\n").contains(Controller::Cpu));
     }
 
     #[test]
