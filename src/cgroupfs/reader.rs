@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fs::File as StdFile;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -223,11 +224,6 @@ impl Shared {
             .saturating_sub(512)
             .saturating_sub(fd_cache)
             .min(DIRS_AUTO_MAX)
-    }
-
-    /// Kept directory descriptors now.
-    pub fn dirs_len(&self) -> usize {
-        self.dirs.lock().len()
     }
 
     fn take_dir(&self, h: &Hierarchy, cg: &CgroupPath) -> Option<rustix::fd::OwnedFd> {
@@ -572,10 +568,16 @@ impl Reader {
             name,
         };
         let (dirfd, rel, full) = (&mut self.dirfd, &self.rel, &self.path);
+        let backoffs = self.shared.fds.backoffs.load(Ordering::Relaxed);
         let read = self
             .shared
             .fds
             .read_with(full, &mut self.buf, || dirfd.open(&at, rel, full));
+        if self.shared.fds.backoffs.load(Ordering::Relaxed) != backoffs {
+            // Out of descriptors: the fd cache gave half of its back; the
+            // kept directories go too.
+            self.shared.dirs_back_off();
+        }
         if let Err(e) = read {
             let e = ReadError::from_io(&self.path, e);
             if let Some(f) = memo {
