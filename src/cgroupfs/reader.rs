@@ -81,8 +81,6 @@ type AbsentMemo = HashMap<CgroupPath, Vec<(u8, FileSet)>, FastHash>;
 #[derive(Debug)]
 struct Kept {
     stamp: u64,
-    /// The scrape that last used them.
-    used: u64,
     texts: Vec<(File, Box<str>)>,
     /// cgroup2: the directory's `cgroup.controllers`, which only a write to
     /// the parent's `cgroup.subtree_control` changes (and that write moves
@@ -91,18 +89,32 @@ struct Kept {
     controllers: Option<Controllers>,
 }
 
-type KeptSettings = HashMap<(u8, CgroupPath), Kept, FastHash>;
-
-/// A cgroup directory's `O_PATH` descriptor, kept between scrapes (see
-/// [`Shared::dirs`]).
+/// What a scrape keeps of one cgroup directory (in one hierarchy) for the
+/// next: its settings and its `O_PATH` descriptor. Taken when the reader
+/// enters the directory and put back when it leaves it: one map lookup
+/// each way for both.
 #[derive(Debug)]
-struct KeptDir {
-    fd: rustix::fd::OwnedFd,
-    /// The scrape that last used it.
+struct DirState {
+    /// The scrape that last read the directory.
     used: u64,
+    kept: Option<Kept>,
+    fd: Option<rustix::fd::OwnedFd>,
 }
 
-type KeptDirs = HashMap<(u8, CgroupPath), KeptDir, FastHash>;
+/// The [`DirState`]s, and how many of them hold a descriptor (what
+/// `dir_capacity` bounds).
+#[derive(Debug, Default)]
+struct Dirs {
+    map: HashMap<(u8, CgroupPath), DirState, FastHash>,
+    fds: usize,
+}
+
+impl Dirs {
+    fn retain(&mut self, mut keep: impl FnMut(&mut DirState) -> bool) {
+        self.map.retain(|_, s| keep(s));
+        self.fds = self.map.values().filter(|s| s.fd.is_some()).count();
+    }
+}
 
 /// Default bound of [`Shared::dirs`]: ~256 bytes of kernel memory each
 /// (a `struct file`; an `O_PATH` descriptor has no seq_file page), so
@@ -132,13 +144,6 @@ pub struct Shared {
     /// Write stamps of watched directories (`None`: every file is read
     /// every scrape).
     modified: Option<Arc<Modified>>,
-    /// [`SETTINGS`] files' text per (hierarchy, cgroup), kept while the
-    /// directory's write stamp is unchanged: about half of a v1 cgroup's
-    /// files, not opened again until written. Dropped for cgroups a
-    /// complete scrape did not read, and all of it with the absent memo,
-    /// every [`ABSENT_MEMO_TTL`] (a device removed from a disk drops out
-    /// of `blkio.throttle.*_device` without a write).
-    kept: Mutex<KeptSettings>,
     generation: std::sync::atomic::AtomicU64,
     /// Each hierarchy's root directory, opened `O_PATH` once, by
     /// [`HierarchyId`](super::layout::HierarchyId): files that miss the fd
@@ -148,8 +153,16 @@ pub struct Shared {
     /// checks per component, was the largest part of an open's cost in a
     /// profile). `None` where the open failed: full paths.
     roots: Vec<Option<rustix::fd::OwnedFd>>,
-    /// Cgroup directories' `O_PATH` descriptors, per (hierarchy, cgroup),
-    /// kept between scrapes: a miss of the fd cache is then
+    /// What is kept per (hierarchy, cgroup) directory between scrapes.
+    ///
+    /// Settings: [`SETTINGS`] files' text (and on cgroup2
+    /// `cgroup.controllers`), kept while the directory's write stamp is
+    /// unchanged: about half of a v1 cgroup's files, not opened again
+    /// until written. Dropped every [`ABSENT_MEMO_TTL`] with the absent
+    /// memo (a device removed from a disk drops out of
+    /// `blkio.throttle.*_device` without a write).
+    ///
+    /// The directory's `O_PATH` descriptor: a miss of the fd cache is then
     /// `openat(dir, name)`, one path component, in every scrape, instead
     /// of a walk of the cgroup's path below the hierarchy's root and,
     /// from the second miss of a directory on, an `O_PATH` open of the
@@ -158,10 +171,11 @@ pub struct Shared {
     /// 2,000-cgroup scrape's CPU. A directory descriptor pins only a
     /// `struct file` (~256 bytes, no seq_file page), 1/17 of a kept stat
     /// file's kernel memory for a similar saving, so it is the cheaper
-    /// way to spend descriptors. Bounded by `dir_capacity`; closed for
-    /// cgroups a complete scrape did not read, and all of them when the
-    /// process runs out of descriptors.
-    dirs: Mutex<KeptDirs>,
+    /// way to spend descriptors. Bounded by `dir_capacity`; all of them
+    /// closed when the process runs out of descriptors.
+    ///
+    /// Both are dropped for cgroups a complete scrape did not read.
+    dirs: Mutex<Dirs>,
     dir_capacity: std::sync::atomic::AtomicUsize,
 }
 
@@ -202,9 +216,8 @@ impl Shared {
             absent: RwLock::new(HashMap::with_hasher(FastHash)),
             absent_since: Mutex::new(Instant::now()),
             modified,
-            kept: Mutex::new(HashMap::with_hasher(FastHash)),
             generation: std::sync::atomic::AtomicU64::new(0),
-            dirs: Mutex::new(HashMap::with_hasher(FastHash)),
+            dirs: Mutex::new(Dirs::default()),
             dir_capacity: std::sync::atomic::AtomicUsize::new(dirs),
         }
     }
@@ -226,31 +239,82 @@ impl Shared {
             .min(DIRS_AUTO_MAX)
     }
 
-    fn take_dir(&self, h: &Hierarchy, cg: &CgroupPath) -> Option<rustix::fd::OwnedFd> {
-        if self.dir_capacity.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-            return None;
-        }
-        self.dirs.lock().remove(&(h.id.0, cg.clone())).map(|d| d.fd)
+    /// What was kept of `cg`'s directory in `h`: its settings, if the
+    /// directory is watched for writes (still valid when no write came
+    /// since, else empty, to be filled by this read), and its descriptor.
+    fn take_dir(
+        &self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+    ) -> (Option<Kept>, Option<rustix::fd::OwnedFd>) {
+        let stamp = self.modified.as_ref().and_then(|m| m.stamp(h.id, cg));
+        let old = {
+            let mut dirs = self.dirs.lock();
+            let old = dirs.map.remove(&(h.id.0, cg.clone()));
+            if old.as_ref().is_some_and(|s| s.fd.is_some()) {
+                dirs.fds -= 1;
+            }
+            old
+        };
+        let (old_kept, fd) = old.map_or((None, None), |s| (s.kept, s.fd));
+        let kept = stamp.map(|stamp| match old_kept {
+            Some(k) if k.stamp == stamp => k,
+            _ => Kept {
+                stamp,
+                texts: Vec::new(),
+                controllers: None,
+            },
+        });
+        (kept, fd)
     }
 
-    /// Keeps `fd` for `cg` in `h` if there is room; else it is closed.
-    fn put_dir(&self, h: &Hierarchy, cg: &CgroupPath, fd: rustix::fd::OwnedFd) {
+    /// Keeps what a read of `cg`'s directory in `h` leaves: its settings,
+    /// if it has any, and its descriptor if there is room (else it is
+    /// closed).
+    fn put_dir(
+        &self,
+        h: &Hierarchy,
+        cg: &CgroupPath,
+        kept: Option<Kept>,
+        fd: Option<rustix::fd::OwnedFd>,
+    ) {
+        // A hierarchy without settings (cpuacct, freezer) has nothing to
+        // keep but its descriptor.
+        let kept = kept
+            .filter(|k| !k.texts.is_empty() || k.controllers.is_some())
+            .map(|mut k| {
+                k.texts.shrink_to_fit();
+                k
+            });
         let cap = self.dir_capacity.load(std::sync::atomic::Ordering::Relaxed);
         let used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
         let mut dirs = self.dirs.lock();
-        if dirs.len() < cap {
-            dirs.insert((h.id.0, cg.clone()), KeptDir { fd, used });
+        let fd = fd.filter(|_| dirs.fds < cap);
+        if kept.is_none() && fd.is_none() {
+            return;
+        }
+        if fd.is_some() {
+            dirs.fds += 1;
+        }
+        let state = DirState { used, kept, fd };
+        if let Some(old) = dirs.map.insert((h.id.0, cg.clone()), state) {
+            if old.fd.is_some() {
+                dirs.fds -= 1;
+            }
         }
     }
 
     /// Out of descriptors: close every kept directory and halve the bound.
     fn dirs_back_off(&self) {
         let mut dirs = self.dirs.lock();
-        let cap = dirs.len() / 2;
+        let cap = dirs.fds / 2;
         self.dir_capacity
             .store(cap, std::sync::atomic::Ordering::Relaxed);
-        let closed = dirs.len();
-        dirs.clear();
+        let closed = dirs.fds;
+        dirs.retain(|s| {
+            s.fd = None;
+            s.kept.is_some()
+        });
         tracing::warn!(
             closed,
             capacity = cap,
@@ -266,7 +330,10 @@ impl Shared {
         let mut since = self.absent_since.lock();
         if since.elapsed() >= ABSENT_MEMO_TTL {
             *since = Instant::now();
-            self.kept.lock().clear();
+            self.dirs.lock().retain(|s| {
+                s.kept = None;
+                s.fd.is_some()
+            });
             self.absent.write().clear();
         }
     }
@@ -275,36 +342,7 @@ impl Shared {
     pub fn end_complete_scrape(&self) {
         self.fds.close_unread();
         let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-        self.kept.lock().retain(|_, k| k.used == g);
-        self.dirs.lock().retain(|_, d| d.used == g);
-    }
-
-    /// The kept settings of `cg` in `h`, if its directory is watched for
-    /// writes: still valid when no write came since (else empty, to be
-    /// filled by this read).
-    fn take_kept(&self, h: &Hierarchy, cg: &CgroupPath) -> Option<Kept> {
-        let stamp = self.modified.as_ref()?.stamp(h.id, cg)?;
-        let old = self.kept.lock().remove(&(h.id.0, cg.clone()));
-        Some(match old {
-            Some(k) if k.stamp == stamp => k,
-            _ => Kept {
-                stamp,
-                used: 0,
-                texts: Vec::new(),
-                controllers: None,
-            },
-        })
-    }
-
-    fn put_kept(&self, h: &Hierarchy, cg: &CgroupPath, mut k: Kept) {
-        if k.texts.is_empty() && k.controllers.is_none() {
-            // A hierarchy without settings (cpuacct, freezer): nothing to
-            // keep, and no entry to cost memory.
-            return;
-        }
-        k.texts.shrink_to_fit();
-        k.used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-        self.kept.lock().insert((h.id.0, cg.clone()), k);
+        self.dirs.lock().retain(|s| s.used == g);
     }
 
     /// The files of `cg` in hierarchy `h` known to be absent: looked up
@@ -514,7 +552,9 @@ impl Reader {
             self.dir.push(cg.relative());
             self.rel_dir.push(cg.relative());
         }
-        self.dirfd = match self.shared.take_dir(h, cg) {
+        let (kept, fd) = self.shared.take_dir(h, cg);
+        self.kept = kept;
+        self.dirfd = match fd {
             Some(fd) => DirFd::Kept(fd),
             None => DirFd::Closed(0),
         };
@@ -525,14 +565,19 @@ impl Reader {
         };
     }
 
-    /// Leaves `cg`'s directory in `h`: keeps its descriptor for the next
-    /// scrape if one was opened (and there is room).
+    /// Leaves `cg`'s directory in `h`: keeps its settings and its
+    /// descriptor (if one was opened, and there is room) for the next
+    /// scrape.
     fn leave(&mut self, h: &Hierarchy, cg: &CgroupPath) {
-        match std::mem::replace(&mut self.dirfd, DirFd::Closed(0)) {
-            DirFd::Open(fd) | DirFd::Kept(fd) => self.shared.put_dir(h, cg, fd),
-            DirFd::Failed { emfile: true } => self.shared.dirs_back_off(),
-            DirFd::Closed(_) | DirFd::Failed { emfile: false } => {}
-        }
+        let fd = match std::mem::replace(&mut self.dirfd, DirFd::Closed(0)) {
+            DirFd::Open(fd) | DirFd::Kept(fd) => Some(fd),
+            DirFd::Failed { emfile: true } => {
+                self.shared.dirs_back_off();
+                None
+            }
+            DirFd::Closed(_) | DirFd::Failed { emfile: false } => None,
+        };
+        self.shared.put_dir(h, cg, self.kept.take(), fd);
     }
 
     /// Reads `name` of `cg` in `h` (the directory [`Reader::enter`]ed)
@@ -643,15 +688,11 @@ impl Reader {
             any_dir = true;
             self.probed = false;
             self.enter(h, cg);
-            self.kept = self.shared.take_kept(h, cg);
             if h.unified {
                 self.read_v2(h, cg, plan, &mut out, soft)?;
             } else {
                 let ours = |home| matches!(home, Home::V1(c) if h.controllers.contains(&c));
                 self.read_files(h, cg, plan, ours, &mut out, soft)?;
-            }
-            if let Some(k) = self.kept.take() {
-                self.shared.put_kept(h, cg, k);
             }
             self.leave(h, cg);
         }

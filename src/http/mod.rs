@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
-use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::body::{Frame, Incoming};
 use hyper::header::{
     HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
     WWW_AUTHENTICATE,
@@ -97,10 +97,6 @@ impl hyper::body::Body for Streamed {
             return std::task::Poll::Ready(Some(Ok(Frame::data(b))));
         }
         self.rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data)))
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 
@@ -585,37 +581,37 @@ mod tests {
         assert_eq!(out, t);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_client_gone_stops_the_encoding() {
-        let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
-        drop(rx);
+    /// Writes `lines` of text through a [`ChunkWriter`] on a blocking
+    /// thread into `tx`, giving up at `give_up`; the first write error.
+    async fn write_lines(
+        tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+        give_up: Instant,
+        lines: usize,
+    ) -> std::fmt::Result {
         let rt = tokio::runtime::Handle::current();
-        let give_up = Instant::now() + Duration::from_secs(10);
-        let r = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut w = ChunkWriter::new(false, tx, rt, give_up);
-            text(20_000)
+            text(lines)
                 .split_inclusive('\n')
                 .try_for_each(|l| w.write_str(l))
         })
         .await
-        .expect("writer");
+        .expect("writer")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_gone_stops_the_encoding() {
+        let (tx, rx) = mpsc::channel(CHUNKS_AHEAD);
+        drop(rx);
+        let r = write_lines(tx, Instant::now() + Duration::from_secs(10), 20_000).await;
         assert!(r.is_err(), "the first full chunk finds no receiver");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_client_that_reads_nothing_is_given_up_on() {
         let (tx, _rx) = mpsc::channel(CHUNKS_AHEAD);
-        let rt = tokio::runtime::Handle::current();
-        let give_up = Instant::now() + Duration::from_millis(200);
         let t0 = Instant::now();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut w = ChunkWriter::new(false, tx, rt, give_up);
-            text(50_000)
-                .split_inclusive('\n')
-                .try_for_each(|l| w.write_str(l))
-        })
-        .await
-        .expect("writer");
+        let r = write_lines(tx, t0 + Duration::from_millis(200), 50_000).await;
         assert!(r.is_err(), "gave up once the channel stayed full");
         assert!(t0.elapsed() < Duration::from_secs(5));
     }
