@@ -346,7 +346,13 @@ fn v1_io_comes_from_bfq_where_it_lists_a_device_else_from_the_throttle_files() {
         &format!("blkio/{c}/blkio.bfq.io_serviced_recursive"),
         "8:0 Read 256\n8:0 Write 512\n8:0 Sync 0\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 768\nTotal 768\n",
     );
-    // BFQ loaded but not used by any disk: just `Total 0`.
+    // The root lists every disk any cgroup does (a cgroup's blkg on a
+    // disk implies its ancestors'): the exporter asks it first.
+    tree.file(
+        "blkio/blkio.bfq.io_serviced_recursive",
+        "8:0 Read 300\n8:0 Write 600\n8:0 Sync 0\n8:0 Async 0\n8:0 Discard 0\n8:0 Total 900\nTotal 900\n",
+    );
+    // No IO of its own on the BFQ disk: just `Total 0`.
     tree.file(
         "blkio/docker/blkio.bfq.io_service_bytes_recursive",
         "Total 0\n",
@@ -377,6 +383,21 @@ fn v1_io_comes_from_bfq_where_it_lists_a_device_else_from_the_throttle_files() {
         Some("4096")
     );
     assert_eq!(m("cgroup_io_reads_total", "docker").as_deref(), Some("10"));
+
+    // The root's BFQ file lists no disk (no disk runs BFQ): no cgroup's
+    // can, so none is asked and the throttle files give the IO.
+    tree.file("blkio/blkio.bfq.io_serviced_recursive", "Total 0\n");
+    let (text, _) = once(&tree, &[]);
+    assert_eq!(
+        value_of(
+            &text,
+            &format!("cgroup_io_read_bytes_total{{cgroup=\"/{c}\""),
+            "device=\"sda\""
+        )
+        .as_deref(),
+        Some("8192"),
+        "{text}"
+    );
 }
 
 #[test]

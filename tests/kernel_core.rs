@@ -886,3 +886,163 @@ fn a_cgroup_removed_and_made_again_under_its_name_is_read_afresh() {
     let m = ex.scrape();
     assert_eq!(m.get("cgroup_memory_limit_bytes", &l), Some(314572800.0));
 }
+
+/// A loop device over a sparse file, for IO the test can attribute to one
+/// cgroup; its scheduler is set back to `none` and it is detached on drop.
+struct LoopDevice {
+    dev: String,
+    name: String,
+    dev_num: String,
+    file: std::path::PathBuf,
+}
+
+impl LoopDevice {
+    fn new(bytes: u64) -> Option<LoopDevice> {
+        let file = std::env::temp_dir().join(format!("cgpe-loop-{}", std::process::id()));
+        std::fs::File::create(&file).ok()?.set_len(bytes).ok()?;
+        let out = std::process::Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&file)
+            .output()
+            .ok()?;
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || dev.is_empty() {
+            let _ = std::fs::remove_file(&file);
+            return None;
+        }
+        let name = dev.trim_start_matches("/dev/").to_string();
+        let dev_num = std::fs::read_to_string(format!("/sys/block/{name}/dev"))
+            .ok()?
+            .trim()
+            .to_string();
+        Some(LoopDevice {
+            dev,
+            name,
+            dev_num,
+            file,
+        })
+    }
+
+    fn set_scheduler(&self, s: &str) -> std::io::Result<()> {
+        std::fs::write(format!("/sys/block/{}/queue/scheduler", self.name), s)
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = self.set_scheduler("none");
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .status();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// `dd` with `O_DIRECT` from inside `cg`, so the IO is the cgroup's and is
+/// counted when `dd` exits.
+fn direct_io(cg: &KernelCgroup, args: &str) {
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} exec dd {args} bs=4096 status=none", cg.join_script()))
+        .status()
+        .expect("dd");
+    assert!(st.success(), "dd {args}");
+}
+
+/// The `Read`/`Write` row of `dev` in a v1 blkio stat file.
+fn blkio_row(text: &str, dev: &str, op: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{dev} {op} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {dev} {op} in {text:?}"))
+}
+
+#[test]
+fn a_cgroups_io_is_the_kernels_from_the_throttle_files_or_from_bfq() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let Some(lo) = LoopDevice::new(16 << 20) else {
+        return common::skip("no loop device (losetup, the loop driver)");
+    };
+    let v2 = common::pure_v2();
+    let cg = KernelCgroup::new("io");
+    if !v2 {
+        // Since Linux 6.10 blk-throttle starts counting on a disk only once
+        // a limit is set there (before that the cgroup's throttle files
+        // list no disk): a limit far above what the test does, as a
+        // container runtime's --device-write-bps would set.
+        cg.write(
+            "blkio",
+            "blkio.throttle.write_bps_device",
+            &format!("{} 1000000000", lo.dev_num),
+        );
+    }
+    let (of, iff) = (format!("of={}", lo.dev), format!("if={}", lo.dev));
+    direct_io(&cg, &format!("if=/dev/zero {of} count=256 oflag=direct"));
+    let ex = ExporterProcess::start(&[]);
+    let path = cg.path();
+    let l = [("cgroup", path.as_str()), ("device", lo.name.as_str())];
+    let exported = |m: &common::Exposition, name: &str| {
+        m.get(name, &l)
+            .unwrap_or_else(|| panic!("{name}{{cgroup={path},device={}}} missing", lo.name))
+    };
+    let m = ex.scrape();
+    if v2 {
+        // v2: io.stat, whatever the scheduler.
+        let stat = cg.read("", "io.stat");
+        let wbytes: f64 = stat
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", lo.dev_num)))
+            .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("wbytes=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no wbytes for {} in {stat:?}", lo.dev_num));
+        assert_eq!(exported(&m, "cgroup_io_write_bytes_total"), wbytes);
+        assert_eq!(wbytes, (256 * 4096) as f64);
+        return;
+    }
+    // No disk runs BFQ for this cgroup: the throttle files, which count
+    // every bio, give its IO.
+    let throttle = cg.read("blkio", "blkio.throttle.io_service_bytes_recursive");
+    let written = blkio_row(&throttle, &lo.dev_num, "Write");
+    assert_eq!(written, (256 * 4096) as f64, "{throttle}");
+    assert_eq!(exported(&m, "cgroup_io_write_bytes_total"), written);
+    let ops = cg.read("blkio", "blkio.throttle.io_serviced_recursive");
+    assert_eq!(
+        exported(&m, "cgroup_io_writes_total"),
+        blkio_row(&ops, &lo.dev_num, "Write")
+    );
+
+    // The disk switched to BFQ: BFQ's own counters (which start at the
+    // switch, so they differ from the throttle files') are the source.
+    if let Err(e) = lo.set_scheduler("bfq") {
+        return common::skip(&format!("BFQ not available for {}: {e}", lo.name));
+    }
+    direct_io(&cg, &format!("if=/dev/zero {of} count=64 oflag=direct"));
+    direct_io(&cg, &format!("{iff} of=/dev/null count=32 iflag=direct"));
+    let m = ex.scrape();
+    let bfq = cg.read("blkio", "blkio.bfq.io_service_bytes_recursive");
+    let throttle = cg.read("blkio", "blkio.throttle.io_service_bytes_recursive");
+    let (bfq_w, bfq_r) = (
+        blkio_row(&bfq, &lo.dev_num, "Write"),
+        blkio_row(&bfq, &lo.dev_num, "Read"),
+    );
+    assert_eq!(bfq_w, (64 * 4096) as f64, "{bfq}");
+    assert_ne!(bfq_w, blkio_row(&throttle, &lo.dev_num, "Write"));
+    assert_eq!(exported(&m, "cgroup_io_write_bytes_total"), bfq_w);
+    assert_eq!(exported(&m, "cgroup_io_read_bytes_total"), bfq_r);
+    let ops = cg.read("blkio", "blkio.bfq.io_serviced_recursive");
+    assert_eq!(
+        exported(&m, "cgroup_io_writes_total"),
+        blkio_row(&ops, &lo.dev_num, "Write")
+    );
+
+    // Back to `none`: BFQ's files drop the disk, the throttle files again.
+    lo.set_scheduler("none").expect("scheduler none");
+    let m = ex.scrape();
+    let throttle = cg.read("blkio", "blkio.throttle.io_service_bytes_recursive");
+    assert_eq!(
+        exported(&m, "cgroup_io_write_bytes_total"),
+        blkio_row(&throttle, &lo.dev_num, "Write")
+    );
+}

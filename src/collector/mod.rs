@@ -25,7 +25,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use tracing::{debug, warn};
 
-use crate::cgroupfs::files::{FileSet, Plan};
+use crate::cgroupfs::files::{File, FileSet, Plan};
 use crate::cgroupfs::parse::{self, DevNum};
 use crate::cgroupfs::reader::{ReadError, Reader, Shared, SoftError};
 use crate::cgroupfs::{CgroupPath, HierarchySet, Mode};
@@ -246,7 +246,10 @@ impl CgroupCollector {
         let deadline_hit = std::sync::atomic::AtomicBool::new(false);
         const CHUNK: usize = 32;
         let threads = self.threads.min(snapshot.len().div_ceil(CHUNK)).max(1);
-        let plan = self.families.plan();
+        let mut plan = self.families.plan();
+        if plan.files.contains(File::BfqServiced) && !self.bfq_lists_a_device() {
+            plan.files = plan.files.minus(sample::BFQ_STATS);
+        }
         self.shared.start_scrape();
         // Each cgroup's stats go straight into its slot of one vector sized
         // for the snapshot, a chunk at a time, and that vector becomes the
@@ -342,6 +345,28 @@ impl CgroupCollector {
         }
     }
 
+    /// Whether the v1 blkio root's BFQ file lists a device. When it does
+    /// not, no cgroup's does, and each cgroup's BFQ probe (a read that
+    /// would only say "use the throttle files") is left out of this
+    /// scrape: a cgroup's blkg on a disk implies one for each of its
+    /// ancestors, and BFQ's data is attached to every blkg of a disk whose
+    /// scheduler is BFQ, so the root lists every disk any cgroup would.
+    /// One read a scrape instead of one per cgroup; an unreadable root
+    /// file keeps the per-cgroup probes.
+    fn bfq_lists_a_device(&self) -> bool {
+        let Some(h) = self.shared.layout.hierarchies.iter().find(|h| {
+            !h.unified && h.controllers.contains(&crate::cgroupfs::Controller::Blkio)
+        }) else {
+            return false;
+        };
+        let name = File::BfqServiced.info().name;
+        match std::fs::read_to_string(h.root.join(name)) {
+            Ok(text) => parse::parse_blkio_throttle(&text).map_or(true, |v| !v.is_empty()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(_) => true,
+        }
+    }
+
     /// One cgroup's files, and for the root the host's, as reported values.
     fn read_one(
         &self,
@@ -364,7 +389,7 @@ impl CgroupCollector {
         // First, so the v1 root's blkio files, which the disks replace, are
         // not read at all.
         if self.shared.layout.mode != Mode::V2
-            && plan.files.contains(crate::cgroupfs::files::File::IoStat)
+            && plan.files.contains(File::IoStat)
         {
             host.disks = host::read_disks(reader, &self.procfs);
             if host.disks.as_ref().is_some_and(|d| !d.is_empty()) {

@@ -147,6 +147,10 @@ pub const SKIP_WHEN: &[SkipRule] = &[
     (File::BlkioWeight, |f| f.bfq_weight.is_some()),
 ];
 
+/// The v1 BFQ counters, left out of a scrape when the blkio root's BFQ
+/// file lists no device (no disk has BFQ as its scheduler).
+pub const BFQ_STATS: FileSet = FileSet::of(&[File::BfqServiced, File::BfqServiceBytes]);
+
 /// The v1 IO files the root does not read when `/proc/diskstats` gives
 /// the host's IO.
 pub const ROOT_V1_IO: FileSet = FileSet::of(&[
