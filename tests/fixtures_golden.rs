@@ -516,3 +516,20 @@ fn an_unknown_family_in_metrics_disable_is_refused_with_a_suggestion() {
         "{err}"
     );
 }
+
+#[test]
+fn a_disk_missing_from_proc_partitions_is_named_from_proc_diskstats() {
+    let tree = fixtures::v1();
+    // A detached loop device: size 0, so not in /proc/partitions, but its
+    // counters stay in /proc/diskstats (and so in the root's IO).
+    fixtures::write(
+        &tree.procfs().join("diskstats"),
+        "   8       0 sda 1200 30 9600 500 340 12 4800 900 0 1000 1400 0 0 0 0 0 0\n   7       0 loop0 160 0 1280 5 2624 0 20992 79 0 64 84 0 0 0 0 0 0\n",
+    );
+    let (text, _) = once(&tree, &[]);
+    assert!(
+        text.contains("cgroup_io_reads_total{cgroup=\"/\",device=\"loop0\"} 160"),
+        "{text}"
+    );
+    assert!(!text.contains("device=\"7:0\""), "{text}");
+}

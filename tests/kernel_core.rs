@@ -37,6 +37,9 @@ fn metrics_match_the_kernel_files() {
     if let Some(r) = common::kernel_unavailable() {
         return common::skip(&r);
     }
+    // The host's disks are compared with /proc/diskstats: not while the
+    // IO test's loop device comes and goes.
+    let _disks = HOST_DISKS.lock().unwrap_or_else(|e| e.into_inner());
     let mut cg = KernelCgroup::new("core");
     let v2 = common::pure_v2();
     let mem = if v2 { "" } else { "memory" };
@@ -887,6 +890,10 @@ fn a_cgroup_removed_and_made_again_under_its_name_is_read_afresh() {
     assert_eq!(m.get("cgroup_memory_limit_bytes", &l), Some(314572800.0));
 }
 
+/// Held by the tests that add a disk to the host or compare the host's
+/// disks, which run side by side otherwise.
+static HOST_DISKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A loop device over a sparse file, for IO the test can attribute to one
 /// cgroup; its scheduler is set back to `none` and it is detached on drop.
 struct LoopDevice {
@@ -943,7 +950,10 @@ impl Drop for LoopDevice {
 fn direct_io(cg: &KernelCgroup, args: &str) {
     let st = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("{} exec dd {args} bs=4096 status=none", cg.join_script()))
+        .arg(format!(
+            "{} exec dd {args} bs=4096 status=none",
+            cg.join_script()
+        ))
         .status()
         .expect("dd");
     assert!(st.success(), "dd {args}");
@@ -962,6 +972,7 @@ fn a_cgroups_io_is_the_kernels_from_the_throttle_files_or_from_bfq() {
     if let Some(r) = common::kernel_unavailable() {
         return common::skip(&r);
     }
+    let _disks = HOST_DISKS.lock().unwrap_or_else(|e| e.into_inner());
     let Some(lo) = LoopDevice::new(16 << 20) else {
         return common::skip("no loop device (losetup, the loop driver)");
     };
@@ -994,7 +1005,10 @@ fn a_cgroups_io_is_the_kernels_from_the_throttle_files_or_from_bfq() {
         let wbytes: f64 = stat
             .lines()
             .find(|l| l.starts_with(&format!("{} ", lo.dev_num)))
-            .and_then(|l| l.split_whitespace().find_map(|kv| kv.strip_prefix("wbytes=")))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("wbytes="))
+            })
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no wbytes for {} in {stat:?}", lo.dev_num));
         assert_eq!(exported(&m, "cgroup_io_write_bytes_total"), wbytes);

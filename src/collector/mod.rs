@@ -354,9 +354,11 @@ impl CgroupCollector {
     /// One read a scrape instead of one per cgroup; an unreadable root
     /// file keeps the per-cgroup probes.
     fn bfq_lists_a_device(&self) -> bool {
-        let Some(h) = self.shared.layout.hierarchies.iter().find(|h| {
-            !h.unified && h.controllers.contains(&crate::cgroupfs::Controller::Blkio)
-        }) else {
+        let Some(h) =
+            self.shared.layout.hierarchies.iter().find(|h| {
+                !h.unified && h.controllers.contains(&crate::cgroupfs::Controller::Blkio)
+            })
+        else {
             return false;
         };
         let name = File::BfqServiced.info().name;
@@ -388,9 +390,7 @@ impl CgroupCollector {
         let mut plan = *plan;
         // First, so the v1 root's blkio files, which the disks replace, are
         // not read at all.
-        if self.shared.layout.mode != Mode::V2
-            && plan.files.contains(File::IoStat)
-        {
+        if self.shared.layout.mode != Mode::V2 && plan.files.contains(File::IoStat) {
             host.disks = host::read_disks(reader, &self.procfs);
             if host.disks.as_ref().is_some_and(|d| !d.is_empty()) {
                 plan.files = plan.files.minus(sample::ROOT_V1_IO);
@@ -401,8 +401,11 @@ impl CgroupCollector {
         Ok(sample::sample(&files, &host, crate::kernel::page_size()))
     }
 
-    /// The `device` label: the kernel's name from `/proc/partitions`, or
-    /// `major:minor` when unknown. Re-read only when an unknown device shows.
+    /// The `device` label: the kernel's name from `/proc/partitions`, else
+    /// from `/proc/diskstats`, else `major:minor`. Re-read only when an
+    /// unknown device shows. Kernel quirk: `/proc/partitions` leaves out
+    /// disks of size 0, such as a detached loop device, whose counters
+    /// (and so the root's rows) stay; `/proc/diskstats` lists them.
     fn device_names(&self, c: &Collected) -> Arc<HashMap<DevNum, Arc<str>>> {
         let mut shared = self.devices.lock();
         let unknown = c
@@ -419,6 +422,12 @@ impl CgroupCollector {
             if let Ok(text) = std::fs::read_to_string(self.procfs.join("partitions")) {
                 for p in parse::parse_partitions(&text) {
                     map.insert(p.dev, Arc::from(p.name.as_str()));
+                }
+            }
+            if let Ok(text) = std::fs::read_to_string(self.procfs.join("diskstats")) {
+                for d in parse::parse_diskstats(&text) {
+                    map.entry(d.dev)
+                        .or_insert_with(|| Arc::from(d.name.as_str()));
                 }
             }
             for (_, s) in &c.rows {
