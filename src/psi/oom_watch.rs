@@ -25,8 +25,15 @@ use crate::config::Config;
 use crate::registry::{Registry, RegistryEvent};
 
 use super::book::News;
-use super::oom::{OomEvent, OomV1, OomV2, RETIRE_GRACE};
+use super::oom::{EventfdSet, OomEvent, OomV1, OomV2, RETIRE_GRACE};
 use super::{Input, Inputs};
+
+/// A v1 watch: waiting in the [`EventfdSet`], or reading what its eventfd
+/// announced in a task of its own.
+enum V1Watch {
+    Idle(OomV1),
+    Woken(AbortHandle),
+}
 
 /// The cgroups with an OOM watch, as the handle shows them.
 pub(crate) type WatchedView = BTreeSet<String>;
@@ -45,12 +52,18 @@ pub(crate) struct OomWatcher {
     limits: bool,
     unified_paths: BTreeSet<CgroupPath>,
     memory_v1_paths: BTreeSet<CgroupPath>,
-    v1: HashMap<CgroupPath, (u64, AbortHandle)>,
+    /// The current v1 watch of each watched cgroup, by id.
+    v1: HashMap<CgroupPath, u64>,
+    /// Every v1 watch, current or leaving, by id.
+    v1_watches: HashMap<u64, (CgroupPath, V1Watch)>,
     /// v1 watches of removed cgroups, until their eventfd reports the
     /// removal or their grace ends.
-    v1_leaving: HashMap<u64, (AbortHandle, Instant)>,
-    v1_tx: mpsc::UnboundedSender<(CgroupPath, u64, OomEvent)>,
-    v1_rx: mpsc::UnboundedReceiver<(CgroupPath, u64, OomEvent)>,
+    v1_leaving: HashMap<u64, Instant>,
+    /// The idle v1 eventfds; made with the first v1 watch.
+    v1_poll: Option<EventfdSet>,
+    /// A woken watch's result, and the watch back.
+    v1_tx: mpsc::UnboundedSender<(u64, OomV1, Option<OomEvent>)>,
+    v1_rx: mpsc::UnboundedReceiver<(u64, OomV1, Option<OomEvent>)>,
     v2: Option<OomV2>,
     v2_watched: HashSet<CgroupPath>,
     /// v2 watches of removed cgroups, until the watcher ends them.
@@ -88,7 +101,9 @@ impl OomWatcher {
             unified_paths: BTreeSet::new(),
             memory_v1_paths: BTreeSet::new(),
             v1: HashMap::new(),
+            v1_watches: HashMap::new(),
             v1_leaving: HashMap::new(),
+            v1_poll: None,
             v1_tx,
             v1_rx,
             v2: None,
@@ -117,7 +132,7 @@ impl OomWatcher {
             "OOM watches armed"
         );
         loop {
-            let grace_end = self.v1_leaving.values().map(|(_, until)| *until).min();
+            let grace_end = self.v1_leaving.values().min().copied();
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -125,7 +140,8 @@ impl OomWatcher {
                     Input::Registry(batch) => self.on_registry(batch).await,
                     Input::Config(cfg) => self.reload(&cfg).await,
                 },
-                Some((path, id, ev)) = self.v1_rx.recv() => self.on_v1(path, id, ev),
+                ids = fired(&mut self.v1_poll) => self.on_fired(ids),
+                Some((id, w, ev)) = self.v1_rx.recv() => self.on_v1(id, w, ev),
                 Some((path, ev)) = self.v2_rx.recv() => self.on_v2(path, ev),
                 _ = super::sleep_until_opt(grace_end) => self.end_grace(),
             }
@@ -236,25 +252,69 @@ impl OomWatcher {
         }
     }
 
-    fn start_v1(&mut self, path: CgroupPath, mut w: OomV1) {
+    fn start_v1(&mut self, path: CgroupPath, w: OomV1) {
         if self.v1.contains_key(&path) {
             return;
         }
-        self.next_id += 1;
-        let id = self.next_id;
-        let tx = self.v1_tx.clone();
-        let p = path.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let event = w.next().await;
-                let last = !matches!(event, OomEvent::Kill { .. });
-                if tx.send((p.clone(), id, event)).is_err() || last {
+        if self.v1_poll.is_none() {
+            match EventfdSet::new() {
+                Ok(p) => self.v1_poll = Some(p),
+                Err(e) => {
+                    warn!(error = %e, "no epoll set for v1 OOM watches");
                     return;
                 }
             }
-        });
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        if let Some(Err(e)) = self.v1_poll.as_ref().map(|p| p.add(&w, id)) {
+            debug!(cgroup = %path, error = %e, "no OOM watch");
+            return;
+        }
         self.show(&path, true);
-        self.v1.insert(path, (id, task.abort_handle()));
+        self.v1.insert(path.clone(), id);
+        self.v1_watches.insert(id, (path, V1Watch::Idle(w)));
+    }
+
+    /// Eventfds fired: each watch reads what happened in a task of its
+    /// own (counter reads on the blocking pool, timers), and comes back
+    /// through `v1_rx`.
+    fn on_fired(&mut self, ids: Vec<u64>) {
+        for id in ids {
+            let Some((path, watch)) = self.v1_watches.remove(&id) else {
+                continue;
+            };
+            let V1Watch::Idle(mut w) = watch else {
+                self.v1_watches.insert(id, (path, watch));
+                continue;
+            };
+            let tx = self.v1_tx.clone();
+            let task = tokio::spawn(async move {
+                let ev = w.woken().await;
+                let _ = tx.send((id, w, ev));
+            });
+            self.v1_watches
+                .insert(id, (path, V1Watch::Woken(task.abort_handle())));
+        }
+    }
+
+    /// Ends a v1 watch, idle or woken (dropping it closes its eventfd).
+    fn end_v1(&mut self, id: u64) {
+        self.v1_leaving.remove(&id);
+        if let Some((path, watch)) = self.v1_watches.remove(&id) {
+            match watch {
+                V1Watch::Idle(w) => {
+                    if let Some(p) = &self.v1_poll {
+                        p.remove(&w);
+                    }
+                }
+                V1Watch::Woken(abort) => abort.abort(),
+            }
+            if self.v1.get(&path) == Some(&id) {
+                self.v1.remove(&path);
+                self.show(&path, false);
+            }
+        }
     }
 
     fn start_v2(&mut self, path: CgroupPath, file: PathBuf) {
@@ -322,9 +382,8 @@ impl OomWatcher {
             // eventfd reports the removal. The grace bounds it anyway, so
             // an eventfd that is never signalled (one registered as the
             // cgroup was going away) cannot pin its descriptors forever.
-            if let Some((id, abort)) = self.v1.remove(path) {
-                self.v1_leaving
-                    .insert(id, (abort, Instant::now() + RETIRE_GRACE));
+            if let Some(id) = self.v1.remove(path) {
+                self.v1_leaving.insert(id, Instant::now() + RETIRE_GRACE);
                 self.show(path, false);
             }
         }
@@ -332,49 +391,55 @@ impl OomWatcher {
 
     fn end_grace(&mut self) {
         let now = Instant::now();
-        self.v1_leaving.retain(|_, (abort, until)| {
-            let keep = *until > now;
-            if !keep {
-                // Dropping the task closes its eventfd and memory.oom_control.
-                abort.abort();
-            }
-            keep
-        });
+        let over: Vec<u64> = self
+            .v1_leaving
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in over {
+            self.end_v1(id);
+        }
     }
 
-    fn on_v1(&mut self, path: CgroupPath, id: u64, event: OomEvent) {
-        let current = self.v1.get(&path).map(|(i, _)| *i) == Some(id);
-        if !current && !self.v1_leaving.contains_key(&id) {
-            return;
-        }
-        let ended = match event {
-            OomEvent::Kill {
+    /// A woken watch is back: report its kill, then wait again, unless the
+    /// cgroup has gone or the watch failed.
+    fn on_v1(&mut self, id: u64, w: OomV1, event: Option<OomEvent>) {
+        let Some((path, _)) = self.v1_watches.get(&id) else {
+            return; // ended meanwhile (disarmed): dropping `w` closes it
+        };
+        let path = path.clone();
+        let mut ended = w.is_over();
+        match event {
+            Some(OomEvent::Kill {
                 count,
                 delta,
                 removed,
-            } => {
-                self.send(News::OomKill {
-                    path: path.clone(),
-                    count,
-                    delta,
-                    removed,
-                });
-                false
-            }
-            OomEvent::Limit { .. } => false, // v2 only
-            OomEvent::Gone => true,
-            OomEvent::Failed(e) => {
+            }) => self.send(News::OomKill {
+                path: path.clone(),
+                count,
+                delta,
+                removed,
+            }),
+            Some(OomEvent::Limit { .. }) | None => {} // Limit: v2 only
+            Some(OomEvent::Gone) => ended = true,
+            Some(OomEvent::Failed(e)) => {
                 warn!(cgroup = %path, error = %e, "OOM watch failed");
-                true
-            }
-        };
-        if ended {
-            self.v1_leaving.remove(&id);
-            if current {
-                self.v1.remove(&path);
-                self.show(&path, false);
+                ended = true;
             }
         }
+        if !ended {
+            match self.v1_poll.as_ref().map(|p| p.rearm(&w, id)) {
+                Some(Ok(())) => {
+                    self.v1_watches.insert(id, (path, V1Watch::Idle(w)));
+                    return;
+                }
+                Some(Err(e)) => warn!(cgroup = %path, error = %e, "OOM watch failed"),
+                None => {}
+            }
+        }
+        drop(w);
+        self.end_v1(id);
     }
 
     fn on_v2(&mut self, path: CgroupPath, ev: OomEvent) {
@@ -408,12 +473,9 @@ impl OomWatcher {
     }
 
     fn disarm_all(&mut self) {
-        for (p, (_, abort)) in std::mem::take(&mut self.v1) {
-            abort.abort();
-            self.show(&p, false);
-        }
-        for (_, (abort, _)) in self.v1_leaving.drain() {
-            abort.abort();
+        let ids: Vec<u64> = self.v1_watches.keys().copied().collect();
+        for id in ids {
+            self.end_v1(id);
         }
         self.v2 = None;
         self.v2_leaving.clear();
@@ -435,4 +497,20 @@ impl OomWatcher {
 
 fn limits_on(cfg: &Config) -> bool {
     cfg.alerting.memory_events.high || cfg.alerting.memory_events.max
+}
+
+/// The ids of fired v1 eventfds; never ready without a set. An epoll
+/// error (not expected: the set is ours) stops the v1 watches' wake-ups
+/// rather than spin.
+async fn fired(set: &mut Option<EventfdSet>) -> Vec<u64> {
+    let Some(set) = set else {
+        return std::future::pending().await;
+    };
+    match set.fired().await {
+        Ok(ids) => ids,
+        Err(e) => {
+            warn!(error = %e, "v1 OOM watches: epoll failed");
+            std::future::pending().await
+        }
+    }
 }
