@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -217,6 +217,11 @@ impl OomV1 {
         }
     }
 
+    /// The eventfd, for an [`EventfdSet`].
+    pub fn eventfd(&self) -> BorrowedFd<'_> {
+        self.efd.as_fd()
+    }
+
     /// The cgroup has gone and its last signals were counted.
     pub fn is_over(&self) -> bool {
         self.gone
@@ -293,7 +298,7 @@ impl OomV1 {
 
 /// The idle v1 OOM eventfds in one epoll set, the only one of them the
 /// runtime polls. Each is armed one-shot: once it fires it stays quiet
-/// until [`EventfdSet::rearm`], while its watch reads what happened.
+/// until it is armed again, while its watch reads what happened.
 pub struct EventfdSet {
     ep: AsyncFd<File>,
 }
@@ -306,35 +311,22 @@ impl EventfdSet {
         Ok(EventfdSet { ep })
     }
 
-    fn flags() -> epoll::EventFlags {
-        epoll::EventFlags::IN | epoll::EventFlags::ONESHOT
-    }
-
-    /// Adds `w`'s eventfd, reported as `id` when it fires.
-    pub fn add(&self, w: &OomV1, id: u64) -> io::Result<()> {
-        epoll::add(
+    /// Adds an eventfd (`again`: arms it again after it fired), reported
+    /// as `id` when it fires.
+    pub fn arm(&self, efd: BorrowedFd<'_>, id: u64, again: bool) -> io::Result<()> {
+        let ctl = if again { epoll::modify } else { epoll::add };
+        ctl(
             self.ep.get_ref(),
-            &w.efd,
+            efd,
             epoll::EventData::new_u64(id),
-            Self::flags(),
+            epoll::EventFlags::IN | epoll::EventFlags::ONESHOT,
         )?;
         Ok(())
     }
 
-    /// Arms `w`'s eventfd again after it fired.
-    pub fn rearm(&self, w: &OomV1, id: u64) -> io::Result<()> {
-        epoll::modify(
-            self.ep.get_ref(),
-            &w.efd,
-            epoll::EventData::new_u64(id),
-            Self::flags(),
-        )?;
-        Ok(())
-    }
-
-    /// Takes `w`'s eventfd out (closing it would too; this says so).
-    pub fn remove(&self, w: &OomV1) {
-        let _ = epoll::delete(self.ep.get_ref(), &w.efd);
+    /// Takes an eventfd out (closing it would too; this says so).
+    pub fn remove(&self, efd: BorrowedFd<'_>) {
+        let _ = epoll::delete(self.ep.get_ref(), efd);
     }
 
     /// Waits until eventfds fire; their ids.
@@ -625,6 +617,45 @@ fn changes(old: Counts, new: Counts) -> Vec<OomEvent> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn signal(efd: &OwnedFd) {
+        rustix::io::write(efd, &1u64.to_ne_bytes()).expect("write the eventfd");
+    }
+
+    /// The set's contract with the OOM watcher: an eventfd fires once,
+    /// stays quiet while its watch reads it, and fires again only once
+    /// armed again; a removed one never fires.
+    #[tokio::test]
+    async fn an_eventfd_in_the_set_fires_once_until_armed_again() {
+        let set = EventfdSet::new().expect("epoll set");
+        let (a, b) = (
+            new_eventfd().expect("eventfd"),
+            new_eventfd().expect("eventfd"),
+        );
+        set.arm(a.as_fd(), 7, false).expect("add a");
+        set.arm(b.as_fd(), 8, false).expect("add b");
+        signal(&a);
+        let ids = tokio::time::timeout(Duration::from_secs(5), set.fired())
+            .await
+            .expect("a fires")
+            .expect("epoll");
+        assert_eq!(ids, vec![7]);
+        // Not read, signalled again: one-shot, so quiet until armed again.
+        signal(&a);
+        let quiet = tokio::time::timeout(Duration::from_millis(200), set.fired()).await;
+        assert!(quiet.is_err(), "fired while disarmed: {quiet:?}");
+        set.arm(a.as_fd(), 7, true).expect("arm a again");
+        let ids = tokio::time::timeout(Duration::from_secs(5), set.fired())
+            .await
+            .expect("a fires again")
+            .expect("epoll");
+        assert_eq!(ids, vec![7]);
+        // A removed eventfd is not reported.
+        set.remove(b.as_fd());
+        signal(&b);
+        let quiet = tokio::time::timeout(Duration::from_millis(200), set.fired()).await;
+        assert!(quiet.is_err(), "removed eventfd fired: {quiet:?}");
+    }
 
     #[test]
     fn oom_kill_counts_read_from_v1_and_v2_files() {

@@ -267,7 +267,7 @@ impl OomWatcher {
         }
         self.next_id += 1;
         let id = self.next_id;
-        if let Some(Err(e)) = self.v1_poll.as_ref().map(|p| p.add(&w, id)) {
+        if let Some(Err(e)) = self.v1_poll.as_ref().map(|p| p.arm(w.eventfd(), id, false)) {
             debug!(cgroup = %path, error = %e, "no OOM watch");
             return;
         }
@@ -305,7 +305,7 @@ impl OomWatcher {
             match watch {
                 V1Watch::Idle(w) => {
                     if let Some(p) = &self.v1_poll {
-                        p.remove(&w);
+                        p.remove(w.eventfd());
                     }
                 }
                 V1Watch::Woken(abort) => abort.abort(),
@@ -429,7 +429,7 @@ impl OomWatcher {
             }
         }
         if !ended {
-            match self.v1_poll.as_ref().map(|p| p.rearm(&w, id)) {
+            match self.v1_poll.as_ref().map(|p| p.arm(w.eventfd(), id, true)) {
                 Some(Ok(())) => {
                     self.v1_watches.insert(id, (path, V1Watch::Idle(w)));
                     return;
