@@ -1060,3 +1060,123 @@ fn a_cgroups_io_is_the_kernels_from_the_throttle_files_or_from_bfq() {
         blkio_row(&throttle, &lo.dev_num, "Write")
     );
 }
+
+/// The descriptor limit lowered under a running exporter, below what it
+/// holds (kept stat files, kept directories): every new open fails with
+/// `EMFILE` until it gives descriptors back. The fd cache halves itself,
+/// the kept directories are closed and their bound halved, and within a
+/// few scrapes every cgroup is whole again, under the new limit.
+#[test]
+fn out_of_descriptors_the_fd_cache_and_kept_directories_give_back_and_scrapes_recover() {
+    if let Some(r) = common::kernel_unavailable() {
+        return common::skip(&r);
+    }
+    let _disks = HOST_DISKS.lock().unwrap_or_else(|e| e.into_inner());
+    const KIDS: u64 = 200;
+    let top = KernelCgroup::new("fdlimit");
+    let v2 = common::pure_v2();
+    let limit_file = if v2 {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    let mem_root = common::roots()
+        .into_iter()
+        .find(|r| v2 || r.ends_with("memory"))
+        .expect("a memory hierarchy");
+    let kids: Vec<KernelCgroup> = (0..KIDS)
+        .map(|i| {
+            let k = KernelCgroup::at(&format!("{}/c{i}", top.name));
+            if v2 {
+                for d in k.dirs.iter() {
+                    let _ = std::fs::write(
+                        d.parent().expect("parent").join("cgroup.subtree_control"),
+                        "+memory +pids +cpu +io",
+                    );
+                }
+            }
+            let dir = k
+                .dirs
+                .iter()
+                .find(|d| d.starts_with(&mem_root))
+                .expect("the kid's memory directory");
+            std::fs::write(dir.join(limit_file), ((64 + i) << 20).to_string())
+                .expect("write the memory limit");
+            k
+        })
+        .collect();
+    // An explicit cache: the default follows RLIMIT_NOFILE, which leaves
+    // no room for kept directories under the VM's low limit.
+    let cfg_dir = tempfile::tempdir().expect("tempdir");
+    let cfg = cfg_dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "metrics: { fd_cache: 600 }\nnamespaces: { enabled: false }\n",
+    )
+    .expect("write the config");
+    let ex = ExporterProcess::start(&["--config.file", cfg.to_str().expect("utf8")]);
+    let pid = ex.child.id();
+    let whole = |m: &common::Exposition| {
+        kids.iter().enumerate().all(|(i, k)| {
+            m.get(
+                "cgroup_memory_limit_bytes",
+                &[("cgroup", k.path().as_str())],
+            ) == Some(((64 + i as u64) << 20) as f64)
+        })
+    };
+    let t0 = std::time::Instant::now();
+    while !whole(&ex.scrape()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "kids not all exported"
+        );
+    }
+    // From the second scrape on, directories are kept too.
+    ex.scrape();
+    let held = common::open_fds(pid);
+    let dirs = common::open_dirs_into(pid, &top.name);
+    assert!(
+        held > 2 * KIDS as usize && dirs >= KIDS as usize,
+        "cached files and kept directories: {held} descriptors, {dirs} directories"
+    );
+    let limit = held / 2;
+    let st = std::process::Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .expect("prlimit");
+    assert!(st.success(), "prlimit --nofile={limit}");
+    let mut scrapes = 0;
+    let m = loop {
+        scrapes += 1;
+        let m = ex.scrape();
+        if whole(&m) && common::open_fds(pid) < limit {
+            break m;
+        }
+        assert!(
+            scrapes < 10,
+            "not whole under {limit} descriptors after {scrapes} scrapes ({} open)",
+            common::open_fds(pid)
+        );
+    };
+    assert!(
+        m.get("cgroup_psi_exporter_fd_cache_backoffs_total", &[])
+            .is_some_and(|n| n >= 1.0),
+        "the fd cache backed off"
+    );
+    let dirs_now = common::open_dirs_into(pid, &top.name);
+    assert!(
+        dirs_now <= dirs / 2,
+        "kept directories given back and their bound halved: {dirs} -> {dirs_now}"
+    );
+    // And it stays whole.
+    for _ in 0..3 {
+        let m = ex.scrape();
+        assert!(whole(&m), "a scrape after recovery is not whole");
+    }
+    eprintln!(
+        "EMFILE: {held} descriptors ({dirs} directories), limit {limit}: whole after {scrapes} scrapes, {} open ({} directories)",
+        common::open_fds(pid),
+        common::open_dirs_into(pid, &top.name)
+    );
+}

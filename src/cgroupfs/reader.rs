@@ -347,6 +347,11 @@ impl Shared {
     /// Out of descriptors: close every kept directory and halve the bound.
     fn dirs_back_off(&self) {
         let mut dirs = self.dirs.lock();
+        if dirs.fds == 0 {
+            // Another reader thread saw the same shortage and has given
+            // them back already: halving again would leave none.
+            return;
+        }
         let cap = dirs.fds / 2;
         self.dir_capacity
             .store(cap, std::sync::atomic::Ordering::Relaxed);

@@ -672,6 +672,14 @@ pub fn open_fds_into(pid: u32, needle: &str) -> usize {
     open_fds_where(pid, |target| target.to_string_lossy().contains(needle))
 }
 
+/// Open descriptors of `pid` on directories whose path contains `needle`
+/// (the reader's kept `O_PATH` cgroup directories).
+pub fn open_dirs_into(pid: u32, needle: &str) -> usize {
+    open_fds_where(pid, |target| {
+        target.to_string_lossy().contains(needle) && target.is_dir()
+    })
+}
+
 fn open_fds_where(pid: u32, keep: impl Fn(&Path) -> bool) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|rd| {
