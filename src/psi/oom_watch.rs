@@ -5,6 +5,11 @@
 //! cgroup, and tells the agent loop about OOM kills and `memory.events`
 //! limit counters.
 //!
+//! The v1 eventfds, thousands on a big hybrid node, wait one-shot in one
+//! epoll set (`oom::EventfdSet`): an idle watch is a struct in a map, not
+//! a task. One whose eventfd fired reads its counter in a short task and
+//! comes back through `v1_rx` to be armed again.
+//!
 //! A removed cgroup's watch stays for a grace (`oom::RETIRE_GRACE`): an OOM
 //! kill just before the removal (a container cleaned up after it) is still
 //! on its way. Arming (opens, writes, the first counter read) runs on the
