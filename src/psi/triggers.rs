@@ -538,9 +538,11 @@ impl Triggers {
                 }
                 FdDone::Gone { key, hidden: true } => {
                     // The cgroup is there, its pressure file is not:
-                    // hidden with `cgroup.pressure`, not removed.
+                    // hidden with `cgroup.pressure`, not removed. Counted
+                    // before the armed set is published without it, so
+                    // whoever sees the trigger gone also sees why.
+                    self.hide(key.clone());
                     self.disarm(&key, "pressure files hidden");
-                    self.hide(key);
                 }
                 FdDone::Gone { key, hidden: false } => {
                     debug!(rule = %key.0, cgroup = %key.1, "trigger reports its cgroup gone");
