@@ -194,16 +194,13 @@ fn dashboard_queries_return_data_from_a_real_prometheus() {
     let mut oom = KernelCgroup::new("dashoom");
     pressure::cap_memory(&oom, 32 << 20);
     oom.spawn("for i in 1 2 3 4 5 6; do python3 -c 'b = bytearray(200 << 20)' ; sleep 3; done");
-    let cfg = std::env::temp_dir().join(format!("cgpe-dash-{}.yaml", std::process::id()));
-    std::fs::write(
-        &cfg,
-        format!(
+    let ex = ExporterProcess::with_config(
+        &format!(
             "psi:\n  rules:\n    - name: DashMemoryPressure\n      cgroups: [\"{}\"]\n      resource: memory\n      threshold: 50ms\n      window: 2s\nalerting:\n  alertmanagers: [\"http://127.0.0.1:9\"]\n",
             cg.path()
         ),
-    )
-    .expect("config");
-    let ex = ExporterProcess::start(&["--config.file", cfg.to_str().expect("utf8")]);
+        &[],
+    );
     let Some(prom) = Prometheus::start(ex.port) else {
         return common::skip("prometheus not installed (apt-get install prometheus)");
     };

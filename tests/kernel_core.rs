@@ -511,7 +511,11 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_one_and_sizes_the_fd_cache() 
         .spawn()
         .expect("prlimit the exporter");
     // prlimit execs the exporter: same pid.
-    let ex = ExporterProcess { child, port };
+    let ex = ExporterProcess {
+        child,
+        port,
+        config_dir: None,
+    };
     common::wait_ok(port, "/readyz", Duration::from_secs(20));
     let limits =
         std::fs::read_to_string(format!("/proc/{}/limits", ex.child.id())).expect("limits");
@@ -1071,7 +1075,6 @@ fn out_of_descriptors_the_fd_cache_and_kept_directories_give_back_and_scrapes_re
     if let Some(r) = common::kernel_unavailable() {
         return common::skip(&r);
     }
-    let _disks = HOST_DISKS.lock().unwrap_or_else(|e| e.into_inner());
     const KIDS: u64 = 200;
     let top = KernelCgroup::new("fdlimit");
     let v2 = common::pure_v2();
@@ -1107,14 +1110,10 @@ fn out_of_descriptors_the_fd_cache_and_kept_directories_give_back_and_scrapes_re
         .collect();
     // An explicit cache: the default follows RLIMIT_NOFILE, which leaves
     // no room for kept directories under the VM's low limit.
-    let cfg_dir = tempfile::tempdir().expect("tempdir");
-    let cfg = cfg_dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
+    let ex = ExporterProcess::with_config(
         "metrics: { fd_cache: 600 }\nnamespaces: { enabled: false }\n",
-    )
-    .expect("write the config");
-    let ex = ExporterProcess::start(&["--config.file", cfg.to_str().expect("utf8")]);
+        &[],
+    );
     let pid = ex.child.id();
     let whole = |m: &common::Exposition| {
         kids.iter().enumerate().all(|(i, k)| {

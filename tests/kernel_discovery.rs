@@ -187,14 +187,10 @@ fn descriptors_of_a_removed_cgroup_are_closed_by_the_next_scrape() {
     }
     let _serial = serial();
     // An explicit cache size: the default depends on RLIMIT_NOFILE.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = dir.path().join("c.yaml");
-    std::fs::write(
-        &cfg,
+    let ex = ExporterProcess::with_config(
         "metrics: { fd_cache: 4000 }\nnamespaces: { enabled: false }\n",
-    )
-    .expect("write");
-    let ex = ExporterProcess::start(&["--config.file", cfg.to_str().expect("utf8")]);
+        &[],
+    );
     let pid = ex.child.id();
     let cg = KernelCgroup::new("fdgone");
     let (name, path) = (cg.name.clone(), cg.path());
@@ -310,10 +306,7 @@ fn a_scrape_lists_no_cgroup_directory() {
         return common::skip("strace not installed");
     }
     let _cg = KernelCgroup::new("strace");
-    let ex = ExporterProcess::start(&[
-        "--config.file",
-        &write_cfg("namespaces: { enabled: false }\n"),
-    ]);
+    let ex = ExporterProcess::with_config("namespaces: { enabled: false }\n", &[]);
     ex.scrape();
     let log = tempfile::NamedTempFile::new().expect("tmp");
     let mut st = std::process::Command::new("strace")
@@ -383,16 +376,6 @@ fn thread_ids(pid: u32, comm: &str) -> Vec<String> {
         })
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn write_cfg(text: &str) -> String {
-    let p = std::env::temp_dir().join(format!(
-        "cgpe-cfg-{}-{}.yaml",
-        std::process::id(),
-        text.len()
-    ));
-    std::fs::write(&p, text).expect("write config");
-    p.to_string_lossy().to_string()
 }
 
 #[test]

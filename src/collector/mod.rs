@@ -247,7 +247,7 @@ impl CgroupCollector {
         const CHUNK: usize = 32;
         let threads = self.threads.min(snapshot.len().div_ceil(CHUNK)).max(1);
         let mut plan = self.families.plan();
-        if plan.files.contains(File::BfqServiced) && !self.bfq_lists_a_device() {
+        if plan.files.contains(File::BfqServiced) && !self.root_bfq_lists_a_device() {
             plan.files = plan.files.minus(sample::BFQ_STATS);
         }
         self.shared.start_scrape();
@@ -353,7 +353,7 @@ impl CgroupCollector {
     /// scheduler is BFQ, so the root lists every disk any cgroup would.
     /// One read a scrape instead of one per cgroup; an unreadable root
     /// file keeps the per-cgroup probes.
-    fn bfq_lists_a_device(&self) -> bool {
+    fn root_bfq_lists_a_device(&self) -> bool {
         let Some(h) =
             self.shared.layout.hierarchies.iter().find(|h| {
                 !h.unified && h.controllers.contains(&crate::cgroupfs::Controller::Blkio)

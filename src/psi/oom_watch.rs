@@ -145,7 +145,7 @@ impl OomWatcher {
                     Input::Registry(batch) => self.on_registry(batch).await,
                     Input::Config(cfg) => self.reload(&cfg).await,
                 },
-                ids = fired(&mut self.v1_poll) => self.on_fired(ids),
+                ids = fired(&self.v1_poll) => self.on_fired(ids),
                 Some((id, w, ev)) = self.v1_rx.recv() => self.on_v1(id, w, ev),
                 Some((path, ev)) = self.v2_rx.recv() => self.on_v2(path, ev),
                 _ = super::sleep_until_opt(grace_end) => self.end_grace(),
@@ -507,7 +507,7 @@ fn limits_on(cfg: &Config) -> bool {
 /// The ids of fired v1 eventfds; never ready without a set. An epoll
 /// error (not expected: the set is ours) stops the v1 watches' wake-ups
 /// rather than spin.
-async fn fired(set: &mut Option<EventfdSet>) -> Vec<u64> {
+async fn fired(set: &Option<EventfdSet>) -> Vec<u64> {
     let Some(set) = set else {
         return std::future::pending().await;
     };

@@ -355,9 +355,25 @@ pub fn free_port() -> u16 {
 pub struct ExporterProcess {
     pub child: Child,
     pub port: u16,
+    /// The directory of the config file `with_config` wrote, removed with
+    /// the process.
+    pub config_dir: Option<tempfile::TempDir>,
 }
 
 impl ExporterProcess {
+    /// `start` with `--config.file` pointing at a file holding `yaml`.
+    pub fn with_config(yaml: &str, extra: &[&str]) -> ExporterProcess {
+        let dir = tempfile::tempdir().expect("tempdir for the config");
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, yaml).expect("write the config");
+        let cfg = cfg.to_str().expect("a UTF-8 temp path").to_string();
+        let mut args = vec!["--config.file", cfg.as_str()];
+        args.extend_from_slice(extra);
+        let mut p = ExporterProcess::start(&args);
+        p.config_dir = Some(dir);
+        p
+    }
+
     pub fn start(extra: &[&str]) -> ExporterProcess {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -370,7 +386,11 @@ impl ExporterProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the exporter");
-        let p = ExporterProcess { child, port };
+        let p = ExporterProcess {
+            child,
+            port,
+            config_dir: None,
+        };
         wait_ok(port, "/readyz", Duration::from_secs(20));
         p
     }
