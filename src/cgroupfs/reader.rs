@@ -92,9 +92,12 @@ struct Kept {
 /// A directory's kept settings texts, in one allocation: records of
 /// `[file][length, u32 LE][text]`, looked up by a scan (a directory has at
 /// most a handful). A `Box<str>` per text in a `Vec` cost ~250 bytes of
-/// allocations a directory, ~2 MiB of heap at 2,000 hybrid cgroups.
+/// allocations a directory, ~2 MiB of heap at 2,000 hybrid cgroups. A
+/// boxed slice, exactly as long as its records (8 bytes less than a `Vec`
+/// in every kept directory's map entry): texts are added only when
+/// settings are read afresh, after a write.
 #[derive(Debug, Default)]
-struct Texts(Vec<u8>);
+struct Texts(Box<[u8]>);
 
 impl Texts {
     fn push(&mut self, f: File, text: &str) {
@@ -102,9 +105,12 @@ impl Texts {
         let Ok(len) = u32::try_from(text.len()) else {
             return;
         };
-        self.0.push(f as u8);
-        self.0.extend_from_slice(&len.to_le_bytes());
-        self.0.extend_from_slice(text.as_bytes());
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.reserve_exact(5 + text.len());
+        v.push(f as u8);
+        v.extend_from_slice(&len.to_le_bytes());
+        v.extend_from_slice(text.as_bytes());
+        self.0 = v.into_boxed_slice();
     }
 
     fn get(&self, f: File) -> Option<&str> {
@@ -123,10 +129,6 @@ impl Texts {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    fn shrink_to_fit(&mut self) {
-        self.0.shrink_to_fit();
-    }
 }
 
 /// What a scrape keeps of one cgroup directory (in one hierarchy) for the
@@ -135,10 +137,11 @@ impl Texts {
 /// each way for both.
 #[derive(Debug)]
 struct DirState {
-    /// The scrape that last read the directory.
-    used: u64,
-    kept: Option<Kept>,
+    /// The scrape that last read the directory, modulo 2^32 (only ever
+    /// compared with the current one; 32 bits pack it with `fd`).
+    used: u32,
     fd: Option<rustix::fd::OwnedFd>,
+    kept: Option<Kept>,
 }
 
 /// The [`DirState`]s, and how many of them hold a descriptor (what
@@ -193,6 +196,11 @@ pub struct Shared {
     /// checks per component, was the largest part of an open's cost in a
     /// profile). `None` where the open failed: full paths.
     roots: Vec<Option<rustix::fd::OwnedFd>>,
+    /// Per hierarchy (by id), the files whose home it is: a directory's
+    /// read walks the plan's files of its hierarchy only, instead of every
+    /// file the exporter knows (~70) in each of a hybrid cgroup's 8
+    /// directories.
+    homes: Vec<FileSet>,
     /// What is kept per (hierarchy, cgroup) directory between scrapes.
     ///
     /// Settings: [`SETTINGS`] files' text (and on cgroup2
@@ -240,16 +248,27 @@ impl Shared {
                 .and_then(|u| std::fs::read_to_string(u.root.join("cgroup.controllers")).ok())
                 .is_some_and(|t| t.trim().is_empty());
         let mut roots = Vec::new();
+        let mut homes = Vec::new();
         for h in &layout.hierarchies {
             let i = usize::from(h.id.0);
             if roots.len() <= i {
                 roots.resize_with(i + 1, || None);
+                homes.resize(i + 1, FileSet::EMPTY);
             }
             roots[i] = open_dir(None, &h.root).ok();
+            homes[i] = ALL
+                .iter()
+                .copied()
+                .filter(|f| match f.info().home {
+                    Home::V2(_) => h.unified,
+                    Home::V1(c) => !h.unified && h.controllers.contains(&c),
+                })
+                .fold(FileSet::EMPTY, FileSet::with);
         }
         Shared {
             unified_without_controllers,
             roots,
+            homes,
             layout,
             hugetlb_sizes,
             fds: Arc::new(FdCache::new(fd_cache)),
@@ -320,14 +339,9 @@ impl Shared {
     ) {
         // A hierarchy without settings (cpuacct, freezer) has nothing to
         // keep but its descriptor.
-        let kept = kept
-            .filter(|k| !k.texts.is_empty() || k.controllers.is_some())
-            .map(|mut k| {
-                k.texts.shrink_to_fit();
-                k
-            });
+        let kept = kept.filter(|k| !k.texts.is_empty() || k.controllers.is_some());
         let cap = self.dir_capacity.load(std::sync::atomic::Ordering::Relaxed);
-        let used = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        let used = self.generation.load(std::sync::atomic::Ordering::Relaxed) as u32;
         let mut dirs = self.dirs.lock();
         let fd = fd.filter(|_| dirs.fds < cap);
         if kept.is_none() && fd.is_none() {
@@ -387,7 +401,7 @@ impl Shared {
     pub fn end_complete_scrape(&self) {
         self.fds.close_unread();
         let g = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-        self.dirs.lock().retain(|s| s.used == g);
+        self.dirs.lock().retain(|s| s.used == g as u32);
     }
 
     /// The files of `cg` in hierarchy `h` known to be absent: looked up
@@ -805,8 +819,14 @@ impl Reader {
         out: &mut CgroupFiles,
         soft: &mut Vec<SoftError>,
     ) -> Result<(), ReadError> {
-        for &f in ALL {
-            if !plan.files.contains(f) || f == File::CpuStat {
+        let home = self
+            .shared
+            .homes
+            .get(usize::from(h.id.0))
+            .copied()
+            .unwrap_or(FileSet::EMPTY);
+        for f in plan.files.intersect(home).iter() {
+            if f == File::CpuStat {
                 continue;
             }
             let info = f.info();
@@ -1020,7 +1040,6 @@ mod tests {
         t.push(File::MemoryLimit, "9223372036854771712\n");
         t.push(File::ThrottleReadBps, "");
         t.push(File::ThrottleWriteBps, "8:0 1048576\n8:16 2097152\n");
-        t.shrink_to_fit();
         assert_eq!(t.get(File::MemoryLimit), Some("9223372036854771712\n"));
         assert_eq!(
             t.get(File::ThrottleReadBps),

@@ -16,6 +16,53 @@ use crate::cgroupfs::parse::{self, BlkioEntry, DevNum, DeviceLimits, Limit, Numa
 
 use super::host::HostFiles;
 
+/// An optional value in `size_of::<T>() + 1` bytes, unaligned: an
+/// `Option<u64>` or `Option<f64>` takes 16 (the flag padded to the
+/// value's alignment), and a row holds 28 of them. Packed, the rows of a
+/// 2,000-cgroup scrape (all alive while the exposition is encoded) are
+/// ~0.4 MiB smaller. Read by value ([`Maybe::get`]): a field of a packed
+/// struct is never borrowed, so no unaligned reference is ever made.
+#[derive(Clone, Copy, Default)]
+#[repr(C, packed)]
+pub struct Maybe<T: Copy + Default> {
+    value: T,
+    some: bool,
+}
+
+impl<T: Copy + Default> Maybe<T> {
+    pub fn get(self) -> Option<T> {
+        let (value, some) = (self.value, self.some);
+        some.then_some(value)
+    }
+}
+
+impl<T: Copy + Default> From<Option<T>> for Maybe<T> {
+    fn from(v: Option<T>) -> Self {
+        match v {
+            Some(value) => Maybe { value, some: true },
+            None => Maybe::default(),
+        }
+    }
+}
+
+impl<T: Copy + Default + PartialEq> PartialEq for Maybe<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl<T: Copy + Default + PartialEq> PartialEq<Option<T>> for Maybe<T> {
+    fn eq(&self, other: &Option<T>) -> bool {
+        self.get() == *other
+    }
+}
+
+impl<T: Copy + Default + std::fmt::Debug> std::fmt::Debug for Maybe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IoDevice {
     pub dev: DevNum,
@@ -37,16 +84,16 @@ pub struct IoLimit {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pressure {
     /// µs of `some` stall (waiting).
-    pub some_total: Option<u64>,
+    pub some_total: Maybe<u64>,
     /// µs of `full` stall (stalled).
-    pub full_total: Option<u64>,
+    pub full_total: Maybe<u64>,
 }
 
 impl From<Psi> for Pressure {
     fn from(p: Psi) -> Pressure {
         Pressure {
-            some_total: p.some.map(|l| l.total),
-            full_total: p.full.map(|l| l.total),
+            some_total: p.some.map(|l| l.total).into(),
+            full_total: p.full.map(|l| l.total).into(),
         }
     }
 }
@@ -55,39 +102,39 @@ impl From<Psi> for Pressure {
 /// series.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CgroupStats {
-    pub cpu_usage_seconds: Option<f64>,
-    pub cpu_user_seconds: Option<f64>,
-    pub cpu_system_seconds: Option<f64>,
-    pub cpu_periods: Option<u64>,
-    pub cpu_throttled_periods: Option<u64>,
-    pub cpu_throttled_seconds: Option<f64>,
-    pub cpu_limit_cores: Option<f64>,
-    pub cpu_weight: Option<u64>,
-    pub cpu_shares: Option<u64>,
-    pub cpuset_cpus: Option<u32>,
+    pub cpu_usage_seconds: Maybe<f64>,
+    pub cpu_user_seconds: Maybe<f64>,
+    pub cpu_system_seconds: Maybe<f64>,
+    pub cpu_periods: Maybe<u64>,
+    pub cpu_throttled_periods: Maybe<u64>,
+    pub cpu_throttled_seconds: Maybe<f64>,
+    pub cpu_limit_cores: Maybe<f64>,
+    pub cpu_weight: Maybe<u64>,
+    pub cpu_shares: Maybe<u64>,
+    pub cpuset_cpus: Maybe<u32>,
 
-    pub memory_usage: Option<u64>,
-    pub memory_working_set: Option<u64>,
-    pub memory_peak: Option<u64>,
-    pub memory_limit: Option<u64>,
-    pub memory_high: Option<u64>,
-    pub memory_low: Option<u64>,
-    pub memory_min: Option<u64>,
+    pub memory_usage: Maybe<u64>,
+    pub memory_working_set: Maybe<u64>,
+    pub memory_peak: Maybe<u64>,
+    pub memory_limit: Maybe<u64>,
+    pub memory_high: Maybe<u64>,
+    pub memory_low: Maybe<u64>,
+    pub memory_min: Maybe<u64>,
     /// `(stat, bytes)` with the v2 names (v1 names are mapped).
     pub memory_stat: Vec<(&'static str, u64)>,
-    pub swap_usage: Option<u64>,
-    pub swap_limit: Option<u64>,
+    pub swap_usage: Maybe<u64>,
+    pub swap_limit: Maybe<u64>,
     /// `(event, count)`.
     pub memory_events: Vec<(&'static str, u64)>,
     /// `(node, stat, bytes)`.
     pub memory_numa: Vec<(u32, String, u64)>,
 
     pub io: Vec<IoDevice>,
-    pub io_weight: Option<u64>,
+    pub io_weight: Maybe<u64>,
     pub io_limits: Vec<IoLimit>,
 
-    pub pids_current: Option<u64>,
-    pub pids_limit: Option<u64>,
+    pub pids_current: Maybe<u64>,
+    pub pids_limit: Maybe<u64>,
     /// `(pagesize, usage, limit)`.
     pub hugetlb: Vec<(Arc<str>, Option<u64>, Option<u64>)>,
 
@@ -208,66 +255,81 @@ pub fn sample(f: &CgroupFiles, host: &HostFiles, page_size: u64) -> CgroupStats 
     let memory_limit_v1 = lim(f.memory_limit);
     let v2_stat = f.memory_stat.as_ref().filter(|s| !s.values.is_empty());
     CgroupStats {
-        cpu_usage_seconds: us(cpu.usage_usec).or(ns(f.cpuacct_usage)),
-        cpu_user_seconds: us(cpu.user_usec).or(if ns_split {
-            ns(f.cpuacct_usage_user)
-        } else {
-            ticks(acct.user)
-        }),
-        cpu_system_seconds: us(cpu.system_usec).or(if ns_split {
-            ns(f.cpuacct_usage_sys)
-        } else {
-            ticks(acct.system)
-        }),
-        cpu_periods: cpu.nr_periods.or(cpu1.nr_periods),
-        cpu_throttled_periods: cpu.nr_throttled.or(cpu1.nr_throttled),
-        cpu_throttled_seconds: us(cpu.throttled_usec).or(ns(cpu1.throttled_time)),
+        cpu_usage_seconds: us(cpu.usage_usec).or(ns(f.cpuacct_usage)).into(),
+        cpu_user_seconds: us(cpu.user_usec)
+            .or(if ns_split {
+                ns(f.cpuacct_usage_user)
+            } else {
+                ticks(acct.user)
+            })
+            .into(),
+        cpu_system_seconds: us(cpu.system_usec)
+            .or(if ns_split {
+                ns(f.cpuacct_usage_sys)
+            } else {
+                ticks(acct.system)
+            })
+            .into(),
+        cpu_periods: cpu.nr_periods.or(cpu1.nr_periods).into(),
+        cpu_throttled_periods: cpu.nr_throttled.or(cpu1.nr_throttled).into(),
+        cpu_throttled_seconds: us(cpu.throttled_usec).or(ns(cpu1.throttled_time)).into(),
         cpu_limit_cores: f
             .cpu_max
             .and_then(|m| quota_cores(Some(m.quota), Some(m.period)))
-            .or(quota_cores(f.cfs_quota, f.cfs_period)),
-        cpu_weight: f.cpu_weight,
-        cpu_shares: f.cpu_shares,
+            .or(quota_cores(f.cfs_quota, f.cfs_period))
+            .into(),
+        cpu_weight: f.cpu_weight.into(),
+        cpu_shares: f.cpu_shares.into(),
         cpuset_cpus: f
             .cpuset_cpus_effective
             .or(f.cpuset_effective_cpus)
-            .or(f.cpuset_cpus),
+            .or(f.cpuset_cpus)
+            .into(),
 
-        memory_usage,
+        memory_usage: memory_usage.into(),
         memory_working_set: working_set(memory_usage, v2_stat.and_then(|s| s.get("inactive_file")))
             .or(working_set(
                 memory_usage,
                 f.memory_stat_v1
                     .as_ref()
                     .and_then(|s| s.get("total_inactive_file")),
-            )),
-        memory_peak: f.memory_peak.or(f.memory_max_usage),
-        memory_limit: lim(f.memory_max).or(memory_limit_v1),
-        memory_high: lim(f.memory_high),
+            ))
+            .into(),
+        memory_peak: f.memory_peak.or(f.memory_max_usage).into(),
+        memory_limit: lim(f.memory_max).or(memory_limit_v1).into(),
+        memory_high: lim(f.memory_high).into(),
         // Kernel quirk: v1 has no memory.high; the soft limit is what runc
         // maps to v2's memory.low when converting, so it lands there.
-        memory_low: lim(f.memory_low).or(lim(f.memory_soft_limit)),
-        memory_min: lim(f.memory_min),
+        memory_low: lim(f.memory_low).or(lim(f.memory_soft_limit)).into(),
+        memory_min: lim(f.memory_min).into(),
         memory_stat: match (v2_stat, &f.memory_stat_v1) {
             (Some(s), _) => s.values.clone(),
-            (None, Some(s)) => s
-                .values
-                .iter()
-                .filter_map(|(k, v)| {
+            (None, Some(s)) => {
+                // Sized up front: collected from a `filter_map`, the rows
+                // of 2,000 cgroups had ~200 KiB of spare capacity at the
+                // scrape's peak.
+                let mut v = Vec::with_capacity(s.values.len());
+                v.extend(s.values.iter().filter_map(|(k, v)| {
                     MEMORY_STAT_V1_AS_V2
                         .iter()
                         .find(|(k1, _)| k1 == k)
                         .map(|(_, name)| (*name, *v))
-                })
-                .collect(),
+                }));
+                v
+            }
             (None, None) => Vec::new(),
         },
         // memsw = memory + swap; absent unless swap accounting is on.
-        swap_usage: f.memory_swap_current.or(f
-            .memsw_usage
-            .zip(memory_usage)
-            .map(|(m, u)| m.saturating_sub(u))),
-        swap_limit: lim(f.memory_swap_max).or(v1_swap_limit(lim(f.memsw_limit), memory_limit_v1)),
+        swap_usage: f
+            .memory_swap_current
+            .or(f
+                .memsw_usage
+                .zip(memory_usage)
+                .map(|(m, u)| m.saturating_sub(u)))
+            .into(),
+        swap_limit: lim(f.memory_swap_max)
+            .or(v1_swap_limit(lim(f.memsw_limit), memory_limit_v1))
+            .into(),
         memory_events: memory_events(f, host),
         memory_numa: match (&f.memory_numa_stat, &f.memory_numa_stat_v1) {
             (Some(rows), _) => numa_bytes(rows, 1),
@@ -276,15 +338,20 @@ pub fn sample(f: &CgroupFiles, host: &HostFiles, page_size: u64) -> CgroupStats 
         },
 
         io: io(f, host),
-        io_weight: f.io_weight.as_ref().and_then(|w| w.default).or(f
-            .bfq_weight
+        io_weight: f
+            .io_weight
             .as_ref()
-            .or(f.blkio_weight.as_ref())
-            .and_then(|w| w.default)),
+            .and_then(|w| w.default)
+            .or(f
+                .bfq_weight
+                .as_ref()
+                .or(f.blkio_weight.as_ref())
+                .and_then(|w| w.default))
+            .into(),
         io_limits: io_limits(f),
 
-        pids_current: f.pids_current.or(f.pids_current_v1),
-        pids_limit: lim(f.pids_max).or(lim(f.pids_max_v1)),
+        pids_current: f.pids_current.or(f.pids_current_v1).into(),
+        pids_limit: lim(f.pids_max).or(lim(f.pids_max_v1)).into(),
         hugetlb: f
             .hugetlb
             .iter()
@@ -340,25 +407,26 @@ pub fn numa_bytes(rows: &NumaRows, unit: u64) -> Vec<(u32, String, u64)> {
 /// v2 `memory.events`; v1: `failcnt` (hits of the limit: v2's `max`) and
 /// `oom_control`'s `oom_kill`; the root: the host's `oom_kill`.
 fn memory_events(f: &CgroupFiles, host: &HostFiles) -> Vec<(&'static str, u64)> {
-    let mut ev: Vec<(&'static str, u64)> = match &f.memory_events {
-        Some(e) => [
+    let present = |pairs: &[(&'static str, Option<u64>)]| {
+        // Room for the host's `oom_kill` below, and no more: collected
+        // from a `filter_map`, two events took room for four.
+        let mut ev = Vec::with_capacity(pairs.len() + 1);
+        ev.extend(pairs.iter().filter_map(|&(k, v)| v.map(|v| (k, v))));
+        ev
+    };
+    let mut ev = match &f.memory_events {
+        Some(e) => present(&[
             ("low", e.low),
             ("high", e.high),
             ("max", e.max),
             ("oom", e.oom),
             ("oom_kill", e.oom_kill),
             ("oom_group_kill", e.oom_group_kill),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect(),
-        None => [
+        ]),
+        None => present(&[
             ("max", f.memory_failcnt),
             ("oom_kill", f.memory_oom_control.and_then(|o| o.oom_kill)),
-        ]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect(),
+        ]),
     };
     if let Some(k) = host.oom_kill {
         if !ev.iter().any(|(e, _)| *e == "oom_kill") {

@@ -67,8 +67,11 @@ fn whole(r: Response<Full<Bytes>>) -> Response<Body> {
     r.map(Either::Left)
 }
 
-/// Bytes of exposition (compressed, with gzip) sent at a time.
-const CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes of exposition (compressed, with gzip) sent at a time. With the
+/// chunks ahead, the pending one and the one being written, about seven
+/// are alive at once: 32 KiB keeps that ~0.2 MiB under the 64 KiB chunks'
+/// at the scrape's peak RSS, for twice as many (cheap) channel sends.
+const CHUNK_BYTES: usize = 32 * 1024;
 /// Chunks encoded ahead of the client.
 const CHUNKS_AHEAD: usize = 4;
 /// How long the encoder waits for a client that does not read, past the
@@ -336,7 +339,7 @@ impl Server {
                 w.end(r);
             })
         });
-        // The first chunk comes once the collection is done and ~64 KiB is
+        // The first chunk comes once the collection is done and ~32 KiB is
         // encoded: wait for it, so a failure before it is still a 500.
         let first = match rx.recv().await {
             Some(Ok(b)) => b,

@@ -22,7 +22,7 @@
 //!   periodically: the exporter keeps working, a little later.
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use inotify::{Event, EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
+use inotify::{Event, EventMask, Inotify, WatchMask, Watches};
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags, Timespec};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -136,18 +136,73 @@ impl std::fmt::Debug for Shared {
 
 /// Discovery's own state, touched only under the turn.
 struct State {
-    inotify: Option<Inotify>,
     buf: Vec<u8>,
     w: Watched,
 }
 
 /// The watches held, both ways.
 struct Watched {
+    inotify: Option<Inotify>,
     watches: Option<Watches>,
-    /// The watched directory, and whether its hierarchy is cgroup2.
-    by_wd: HashMap<i32, (HierarchyId, CgroupPath, bool)>,
-    by_path: BTreeMap<(HierarchyId, CgroupPath), WatchDescriptor>,
+    /// The watched directories, looked up by watch descriptor.
+    by_wd: HashSet<WatchedDir>,
+    /// Per hierarchy (indexed by its id), the watched directories and
+    /// their watch descriptors. One ordered map per hierarchy, keyed by
+    /// the path alone and holding the bare descriptor number, instead of
+    /// one keyed by `(hierarchy, path)` holding the `inotify` crate's
+    /// `WatchDescriptor` (which carries a `Weak` of the instance): ~0.5 MiB
+    /// less at 2,000 hybrid cgroups (17,600 watches). Removal goes through
+    /// `inotify_rm_watch` on the instance's descriptor.
+    by_path: Vec<BTreeMap<CgroupPath, i32>>,
     limit_hit: bool,
+}
+
+/// A watched directory, and whether its hierarchy is cgroup2: an element
+/// of a set that hashes and compares by `wd` alone, so the set is a map
+/// from descriptor to directory in 24 bytes an entry. As a
+/// `HashMap<i32, (HierarchyId, CgroupPath, bool)>` it took 32 (the `i32`
+/// key padded to the value's alignment): 0.25 MiB more for the 17,600
+/// watches of 2,000 hybrid cgroups.
+#[derive(Debug)]
+struct WatchedDir {
+    path: CgroupPath,
+    wd: i32,
+    h: HierarchyId,
+    unified: bool,
+}
+
+impl PartialEq for WatchedDir {
+    fn eq(&self, other: &Self) -> bool {
+        self.wd == other.wd
+    }
+}
+
+impl Eq for WatchedDir {}
+
+impl std::hash::Hash for WatchedDir {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.wd.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<i32> for WatchedDir {
+    fn borrow(&self) -> &i32 {
+        &self.wd
+    }
+}
+
+impl Watched {
+    fn watched(&self) -> usize {
+        self.by_path.iter().map(BTreeMap::len).sum()
+    }
+
+    fn by_path_of(&mut self, h: HierarchyId) -> &mut BTreeMap<CgroupPath, i32> {
+        let i = usize::from(h.0);
+        if self.by_path.len() <= i {
+            self.by_path.resize_with(i + 1, BTreeMap::new);
+        }
+        &mut self.by_path[i]
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -215,12 +270,12 @@ impl Shared {
             busy: Mutex::new(false),
             free: Condvar::new(),
             state: Mutex::new(State {
-                inotify,
                 buf: vec![0u8; 64 * 1024],
                 w: Watched {
+                    inotify,
                     watches,
-                    by_wd: HashMap::new(),
-                    by_path: BTreeMap::new(),
+                    by_wd: HashSet::new(),
+                    by_path: Vec::new(),
                     limit_hit: false,
                 },
             }),
@@ -269,7 +324,7 @@ impl State {
     /// Reads and applies events until the descriptor has none left.
     fn drain(&mut self, registry: &Registry) {
         loop {
-            let Some(ino) = self.inotify.as_mut() else {
+            let Some(ino) = self.w.inotify.as_mut() else {
                 return;
             };
             let events = match ino.read_events(&mut self.buf) {
@@ -300,7 +355,11 @@ impl Watched {
             // Its children would be deeper than tracked.
             return Ok(());
         }
-        if self.by_path.contains_key(&(h, cg.clone())) {
+        if self
+            .by_path
+            .get(usize::from(h.0))
+            .is_some_and(|m| m.contains_key(cg))
+        {
             return Ok(());
         }
         let cg = &registry.intern(cg);
@@ -321,13 +380,18 @@ impl Watched {
         match watches.add(&dir, MASK | WatchMask::MODIFY) {
             Ok(wd) => {
                 registry.modified.watched(h, cg);
-                self.by_wd
-                    .insert(wd.get_watch_descriptor_id(), (h, cg.clone(), unified));
-                self.by_path.insert((h, cg.clone()), wd);
+                let wd = wd.get_watch_descriptor_id();
+                self.by_wd.replace(WatchedDir {
+                    path: cg.clone(),
+                    wd,
+                    h,
+                    unified,
+                });
+                self.by_path_of(h).insert(cg.clone(), wd);
                 registry
                     .stats
                     .watches
-                    .store(self.by_path.len() as u64, Ordering::Relaxed);
+                    .store(self.watched() as u64, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
@@ -338,7 +402,7 @@ impl Watched {
                         .watch_limit_reached
                         .store(true, Ordering::Relaxed);
                     warn!(
-                        watches = self.by_path.len(),
+                        watches = self.watched(),
                         "inotify watch limit reached (fs.inotify.max_user_watches): falling back to periodic rescans every {}s",
                         FALLBACK_RESCAN.as_secs()
                     );
@@ -367,27 +431,29 @@ impl Watched {
     }
 
     fn forget_subtree(&mut self, registry: &Registry, h: HierarchyId, top: &CgroupPath) {
-        let keys: Vec<(HierarchyId, CgroupPath)> = self
-            .by_path
-            .range((h, top.clone())..)
-            .take_while(|((hh, p), _)| *hh == h && p.as_str().starts_with(top.as_str()))
-            .filter(|((_, p), _)| p.is_within(top))
-            .map(|(k, _)| k.clone())
+        let Some(by_path) = self.by_path.get_mut(usize::from(h.0)) else {
+            return;
+        };
+        let keys: Vec<CgroupPath> = by_path
+            .range(top.clone()..)
+            .take_while(|(p, _)| p.as_str().starts_with(top.as_str()))
+            .filter(|(p, _)| p.is_within(top))
+            .map(|(p, _)| p.clone())
             .collect();
-        for k in keys {
-            registry.modified.unwatched(k.0, &k.1);
-            if let Some(wd) = self.by_path.remove(&k) {
-                self.by_wd.remove(&wd.get_watch_descriptor_id());
-                if let Some(w) = self.watches.as_mut() {
+        for p in keys {
+            registry.modified.unwatched(h, &p);
+            if let Some(wd) = by_path.remove(&p) {
+                self.by_wd.remove(&wd);
+                if let Some(ino) = self.inotify.as_ref() {
                     // EINVAL when the kernel already dropped it: fine.
-                    let _ = w.remove(wd);
+                    let _ = rustix::fs::inotify::remove_watch(ino.as_fd(), wd);
                 }
             }
         }
         registry
             .stats
             .watches
-            .store(self.by_path.len() as u64, Ordering::Relaxed);
+            .store(self.watched() as u64, Ordering::Relaxed);
     }
 
     /// Walks everything again (watching what is new), reconciles, and drops
@@ -397,9 +463,11 @@ impl Watched {
         for (h, found) in walked {
             let stale: Vec<CgroupPath> = self
                 .by_path
-                .keys()
-                .filter(|(hh, p)| *hh == h && !found.contains(p))
-                .map(|(_, p)| p.clone())
+                .get(usize::from(h.0))
+                .into_iter()
+                .flat_map(BTreeMap::keys)
+                .filter(|p| !found.contains(p))
+                .cloned()
                 .collect();
             for p in stale {
                 self.forget_subtree(registry, h, &p);
@@ -415,7 +483,10 @@ impl Watched {
             self.rescan(registry, RescanReason::Overflow);
             return;
         }
-        let Some((h, parent, unified)) = self.by_wd.get(&ev.wd.get_watch_descriptor_id()).cloned()
+        let Some((h, parent, unified)) = self
+            .by_wd
+            .get(&ev.wd.get_watch_descriptor_id())
+            .map(|w| (w.h, w.path.clone(), w.unified))
         else {
             return;
         };
@@ -460,7 +531,7 @@ fn run(registry: &Registry, shared: &Shared, stop: &OwnedFd, started: &watch::Se
     let watches = match shared.turn(None) {
         Some(mut t) => {
             t.w.rescan(registry, RescanReason::Initial);
-            t.w.by_path.len()
+            t.w.watched()
         }
         None => 0,
     };

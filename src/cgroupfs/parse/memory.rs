@@ -87,7 +87,9 @@ pub fn parse_memory_stat_v1(text: &str) -> Result<MemoryStat, ParseError> {
 /// ignored whatever their value; a known key whose value does not parse
 /// fails the file (a broken read, counted, not a series quietly gone).
 fn keyed_subset(text: &str, keys: &[&'static str]) -> Result<MemoryStat, ParseError> {
-    let mut out = MemoryStat::default();
+    let mut out = MemoryStat {
+        values: Vec::with_capacity(keys.len()),
+    };
     let mut bad = 0;
     flat_keyed_lines(text, |line, k, v| {
         if let Some(key) = keys.iter().find(|key| **key == k) {
