@@ -20,13 +20,18 @@ COPY Cargo.toml Cargo.lock ./
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo fetch --locked
 COPY . .
+# scripts/build-release: the release profile, statically linked against
+# glibc (static-pie): no shared library mapped at run time, ~1.6 MiB less
+# RSS (README, Performance).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin cgroup-psi-exporter \
- && install -D -m 0755 target/release/cgroup-psi-exporter /out/cgroup-psi-exporter \
+    bin=$(scripts/build-release) \
+ && install -D -m 0755 "$bin" /out/cgroup-psi-exporter \
  && /out/cgroup-psi-exporter --help >/dev/null
 
-# distroless/cc: glibc and libgcc, no shell, no package manager. The public
+# distroless/cc: glibc's files (nsswitch.conf, the static binary's name
+# resolution reads it; "files dns" are built into static glibc) and
+# libgcc, no shell, no package manager. The public
 # CA roots for HTTPS are compiled into the binary (webpki-roots); a private
 # CA comes from alerting.tls_config.ca_file or, for the kubelet, the service
 # account's ca.crt.
