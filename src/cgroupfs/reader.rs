@@ -750,8 +750,7 @@ impl Reader {
             if h.unified {
                 self.read_v2(h, cg, plan, &mut out, soft)?;
             } else {
-                let ours = |home| matches!(home, Home::V1(c) if h.controllers.contains(&c));
-                self.read_files(h, cg, plan, ours, &mut out, soft)?;
+                self.read_files(h, cg, plan, None, &mut out, soft)?;
             }
             self.leave(h, cg);
         }
@@ -800,22 +799,19 @@ impl Reader {
                 Err(_) => None,
             }
         };
-        let ours = |home| match home {
-            Home::V2(None) => true,
-            Home::V2(Some(c)) => ctl.is_none_or(|v| v.contains(c)),
-            Home::V1(_) => false,
-        };
-        self.read_files(h, cg, plan, ours, out, soft)
+        self.read_files(h, cg, plan, ctl, out, soft)
     }
 
-    /// Reads the planned files whose home is `ours`, in table order (the
-    /// v2 probe, `cpu.stat`, is read before and not again).
+    /// Reads the planned files whose home is `h` ([`Shared::homes`]), in
+    /// table order (the v2 probe, `cpu.stat`, is read before and not
+    /// again). `ctl`: on cgroup2, the controllers enabled in the directory,
+    /// which gate their files (`None`: not known, every file is tried).
     fn read_files(
         &mut self,
         h: &Hierarchy,
         cg: &CgroupPath,
         plan: &Plan,
-        ours: impl Fn(Home) -> bool,
+        ctl: Option<Controllers>,
         out: &mut CgroupFiles,
         soft: &mut Vec<SoftError>,
     ) -> Result<(), ReadError> {
@@ -830,7 +826,11 @@ impl Reader {
                 continue;
             }
             let info = f.info();
-            if !ours(info.home)
+            let gated_off = match (info.home, ctl) {
+                (Home::V2(Some(c)), Some(enabled)) => !enabled.contains(c),
+                _ => false,
+            };
+            if gated_off
                 || (cg.is_root() && !info.root)
                 || plan.skip_when.iter().any(|(g, skip)| *g == f && skip(out))
             {
