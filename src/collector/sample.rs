@@ -251,25 +251,18 @@ pub fn sample(f: &CgroupFiles, host: &HostFiles, page_size: u64) -> CgroupStats 
     // v1 takes user and system from cpuacct.usage_{user,sys} when either
     // exists, else from cpuacct.stat.
     let ns_split = f.cpuacct_usage_user.is_some() || f.cpuacct_usage_sys.is_some();
+    let user_or_system = |usec, nsec, ticks_v| {
+        us(usec)
+            .or(if ns_split { ns(nsec) } else { ticks(ticks_v) })
+            .into()
+    };
     let memory_usage = f.memory_current.or(f.memory_usage);
     let memory_limit_v1 = lim(f.memory_limit);
     let v2_stat = f.memory_stat.as_ref().filter(|s| !s.values.is_empty());
     CgroupStats {
         cpu_usage_seconds: us(cpu.usage_usec).or(ns(f.cpuacct_usage)).into(),
-        cpu_user_seconds: us(cpu.user_usec)
-            .or(if ns_split {
-                ns(f.cpuacct_usage_user)
-            } else {
-                ticks(acct.user)
-            })
-            .into(),
-        cpu_system_seconds: us(cpu.system_usec)
-            .or(if ns_split {
-                ns(f.cpuacct_usage_sys)
-            } else {
-                ticks(acct.system)
-            })
-            .into(),
+        cpu_user_seconds: user_or_system(cpu.user_usec, f.cpuacct_usage_user, acct.user),
+        cpu_system_seconds: user_or_system(cpu.system_usec, f.cpuacct_usage_sys, acct.system),
         cpu_periods: cpu.nr_periods.or(cpu1.nr_periods).into(),
         cpu_throttled_periods: cpu.nr_throttled.or(cpu1.nr_throttled).into(),
         cpu_throttled_seconds: us(cpu.throttled_usec).or(ns(cpu1.throttled_time)).into(),
