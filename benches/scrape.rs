@@ -7,8 +7,11 @@
 //! wall time and in CPU time, the exporter's CPU seconds per scrape, its
 //! peak RSS, and the memory charged to its own cgroup (the exporter runs in
 //! a memory cgroup of its own, so this counts RSS plus the kernel memory of
-//! cached descriptors and inotify watches); then node_exporter (pressure
-//! collector only) as the reference for one scrape's fixed cost.
+//! cached descriptors and inotify watches); the floor (what any reader pays
+//! for the files that must be read every scrape, with no work of its own,
+//! and how many kept descriptors would bring each ratio to 0.3); then
+//! node_exporter (pressure collector only) as the reference for one
+//! scrape's fixed cost.
 //!
 //! The plain loop runs once after each timed scrape, so each ratio compares
 //! the two under the same conditions (kernfs read speed on the development
@@ -95,6 +98,47 @@ const FILES: &[&str] = &[
     "freezer.state",
 ];
 
+/// The files of `FILES` whose values change only when something writes
+/// them (limits and settings: the issue lets a scrape keep those until an
+/// `IN_MODIFY` says otherwise) and `cgroup.controllers` (changed only by a
+/// write to the parent's `cgroup.subtree_control`). Every other file holds
+/// a value the kernel derives itself (counters, pressure, `*.events`,
+/// `cpuset.cpus.effective`, watermarks) and must be read every scrape: those
+/// make the floor below, what any reader that follows that rule pays.
+const WRITTEN_ONLY: &[&str] = &[
+    "cgroup.controllers",
+    "cpu.max",
+    "cpu.weight",
+    "memory.max",
+    "memory.high",
+    "memory.low",
+    "memory.min",
+    "memory.swap.max",
+    "io.weight",
+    "io.max",
+    "pids.max",
+    "cpu.cfs_quota_us",
+    "cpu.cfs_period_us",
+    "cpu.shares",
+    "memory.limit_in_bytes",
+    "memory.soft_limit_in_bytes",
+    "memory.memsw.limit_in_bytes",
+    "blkio.weight",
+    "blkio.throttle.read_bps_device",
+    "blkio.throttle.write_bps_device",
+    "blkio.throttle.read_iops_device",
+    "blkio.throttle.write_iops_device",
+];
+
+/// Kernel memory one kept kernfs descriptor pins once read: its `struct
+/// file`, `kernfs_open_file`, `seq_file` (~335 bytes together) and the
+/// seq_file's page-sized buffer, which the kernel allocates at the first
+/// read and frees only at close. Measured on Linux 6.18 (docs/
+/// performance.md, "The floor"): 15,000 descriptors held by a process in a
+/// v1 memory cgroup of its own moved `memory.kmem.usage_in_bytes` by 4,438
+/// bytes each once read (335 bytes each when only opened).
+const KEPT_FD_KERNEL_BYTES: f64 = 4438.0;
+
 /// On pure v2 every controller is handed down to the leaves, as on a
 /// Kubernetes node (the kubelet's pods and containers have them all), so a
 /// leaf has its memory, cpu, io and pids files to read.
@@ -172,19 +216,207 @@ fn plain_loop(files: &[PathBuf]) -> (Duration, f64) {
     (t.elapsed(), thread_cpu_seconds() - cpu0)
 }
 
-/// CPU seconds of the calling thread (the loop runs on it alone), from
-/// `/proc/self/task/<tid>/schedstat` (nanoseconds, finer than `stat`'s
-/// clock ticks).
-fn thread_cpu_seconds() -> f64 {
-    fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
+/// The files of `files` a scrape must read every time (see
+/// [`WRITTEN_ONLY`]).
+fn must_read(files: &[PathBuf]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !WRITTEN_ONLY.contains(&n))
         })
-        .map(|ns| ns / 1e9)
-        .unwrap_or(0.0)
+        .cloned()
+        .collect()
+}
+
+/// The must-read files grouped by directory, each directory held open
+/// (`O_PATH`) across passes, as the exporter keeps its directories: the
+/// cheapest way known to open a kernfs file is a one-component `openat`
+/// relative to its directory.
+struct ByDir {
+    /// A directory, held open if there was room, and its files' names.
+    dirs: Vec<(Option<rustix::fd::OwnedFd>, PathBuf, Vec<String>)>,
+}
+
+/// Directories the floor holds open: all of a hybrid tree of 2,000 cgroups
+/// (17,600), more than the exporter can keep besides its other descriptors
+/// (a floor may be optimistic); past that, files are opened by path, as
+/// the exporter does past its own bound. This process's descriptor limit
+/// is 20,000 here; the `pread` floor opens its 4,000 after these are
+/// closed.
+const FLOOR_KEPT_DIRS: usize = 18_000;
+
+impl ByDir {
+    fn new(files: &[PathBuf]) -> ByDir {
+        use rustix::fs::{Mode, OFlags};
+        let mut dirs: Vec<(Option<rustix::fd::OwnedFd>, PathBuf, Vec<String>)> = Vec::new();
+        for p in files {
+            let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str()))
+            else {
+                continue;
+            };
+            if dirs.last().map(|d| d.1.as_path()) != Some(dir) {
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                let fd = (dirs.len() < FLOOR_KEPT_DIRS)
+                    .then(|| rustix::fs::open(dir, flags, Mode::empty()).ok())
+                    .flatten();
+                dirs.push((fd, dir.to_path_buf(), Vec::new()));
+            }
+            if let Some(d) = dirs.last_mut() {
+                d.2.push(name.to_string());
+            }
+        }
+        ByDir { dirs }
+    }
+
+    /// One pass, directories split round-robin over `threads` threads,
+    /// each file opened relative to its directory, read with one `read`
+    /// (a kernfs file's whole text comes in one read into a buffer larger
+    /// than it) and closed: the wall time, and the CPU time of all the
+    /// threads together.
+    fn pass(&self, threads: usize) -> (Duration, f64) {
+        use rustix::fs::{Mode, OFlags};
+        let t = Instant::now();
+        let cpu: f64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|k| {
+                    s.spawn(move || {
+                        let mut buf = vec![0u8; 65536];
+                        let cpu0 = thread_cpu_seconds();
+                        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+                        for (fd, dir, names) in self.dirs.iter().skip(k).step_by(threads) {
+                            for name in names {
+                                let file = match fd {
+                                    Some(fd) => rustix::fs::openat(fd, name, flags, Mode::empty()),
+                                    None => rustix::fs::open(dir.join(name), flags, Mode::empty()),
+                                };
+                                if let Ok(file) = file {
+                                    let _ = rustix::io::read(&file, &mut buf[..]);
+                                }
+                            }
+                        }
+                        thread_cpu_seconds() - cpu0
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).sum()
+        });
+        (t.elapsed(), cpu)
+    }
+}
+
+/// CPU seconds per file of one `pread` at offset 0 on a kept descriptor
+/// (one thread), over up to 4,000 of `files` (well inside this process's
+/// descriptor limit), median of `passes`.
+fn pread_cost(files: &[PathBuf], passes: usize) -> f64 {
+    use std::os::unix::fs::FileExt;
+    let kept: Vec<fs::File> = files
+        .iter()
+        .step_by((files.len() / 4000).max(1))
+        .filter_map(|p| fs::File::open(p).ok())
+        .collect();
+    let mut buf = vec![0u8; 65536];
+    let mut per_file: Vec<f64> = (0..passes.max(1))
+        .map(|_| {
+            let cpu0 = thread_cpu_seconds();
+            for f in &kept {
+                let _ = f.read_at(&mut buf, 0);
+            }
+            (thread_cpu_seconds() - cpu0) / kept.len().max(1) as f64
+        })
+        .collect();
+    per_file.sort_by(f64::total_cmp);
+    per_file[per_file.len() / 2]
+}
+
+/// The floor at one N: what reading only the files a scrape must read
+/// costs, against the plain loop over the frozen list, passes interleaved.
+struct Floor {
+    files: usize,
+    /// One thread, open/read/close: CPU over the plain loop's CPU.
+    cpu_ratio: f64,
+    /// As many threads as the exporter uses: wall time over the plain
+    /// loop's.
+    time_ratio: f64,
+    threads: usize,
+    /// CPU per file, µs: open/read/close (one thread), and `pread` on a
+    /// kept descriptor.
+    open_us: f64,
+    pread_us: f64,
+    /// Kept descriptors a reader would need for a CPU ratio of 0.3, and
+    /// for a time ratio of 0.3 (estimated: `pread` assumed to scale over
+    /// the threads as open/read/close does); `None`: not even with every
+    /// file kept.
+    fds_for_cpu: Option<f64>,
+    fds_for_time: Option<f64>,
+}
+
+/// Kept descriptors, and the kernel memory they pin.
+fn kept_fds(k: Option<f64>) -> String {
+    match k {
+        Some(k) => format!("{k:.0} ({:.0} MiB)", k * KEPT_FD_KERNEL_BYTES / 1048576.0),
+        None => "none suffice".to_string(),
+    }
+}
+
+fn floor(files: &[PathBuf], passes: usize) -> Floor {
+    let must = must_read(files);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    let by_dir = ByDir::new(&must);
+    let (mut plain, mut one, mut many) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..passes {
+        plain.push(plain_loop(files));
+        one.push(by_dir.pass(1));
+        many.push(by_dir.pass(threads));
+    }
+    drop(by_dir);
+    let mid = |v: &mut Vec<(Duration, f64)>| {
+        v.sort_by_key(|p| p.0);
+        v[v.len() / 2]
+    };
+    let (plain, one, many) = (mid(&mut plain), mid(&mut one), mid(&mut many));
+    let m = must.len().max(1) as f64;
+    let open = one.1 / m;
+    let pread = pread_cost(&must, 2 * passes + 1);
+    // CPU: (m - k) * open + k * pread = 0.3 * plain.
+    let need = |total: f64, goal: f64, per_open: f64, per_pread: f64| {
+        let k = (total - goal) / (per_open - per_pread).max(1e-12);
+        let all = m * per_pread;
+        if all > goal {
+            None
+        } else {
+            Some(k.max(0.0))
+        }
+    };
+    let speedup = one.0.as_secs_f64() / many.0.as_secs_f64().max(1e-9);
+    Floor {
+        files: must.len(),
+        cpu_ratio: one.1 / plain.1.max(1e-9),
+        time_ratio: many.0.as_secs_f64() / plain.0.as_secs_f64().max(1e-9),
+        threads,
+        open_us: open * 1e6,
+        pread_us: pread * 1e6,
+        fds_for_cpu: need(one.1, 0.3 * plain.1, open, pread),
+        fds_for_time: need(
+            many.0.as_secs_f64(),
+            0.3 * plain.0.as_secs_f64(),
+            many.0.as_secs_f64() / m,
+            pread / speedup,
+        ),
+    }
+}
+
+/// CPU seconds of the calling thread (the loops run on it alone), from
+/// `CLOCK_THREAD_CPUTIME_ID`: exact, where `/proc/thread-self/schedstat`
+/// lags a running thread by up to a scheduler tick (4 ms here, more than
+/// a whole pass of the `pread` floor).
+fn thread_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// The memory cgroup the exporter runs in, of its own: `memory.current`
@@ -390,6 +622,7 @@ fn main() {
     destroy_tree();
     let mut rows = Vec::new();
     let mut big_rows: Vec<(usize, f64, Duration)> = Vec::new();
+    let mut floors: Vec<(usize, Floor)> = Vec::new();
     for &n in &ns {
         make_tree(n);
         let files = all_files();
@@ -458,6 +691,19 @@ fn main() {
             n,
             run.body_bytes as f64 / 1048576.0
         );
+        let fl = floor(&files, 5);
+        println!(
+            "N={n}: floor: must-read files={} cpu_ratio={:.2} time_ratio={:.2} ({} threads) open_read_close={:.2}us pread={:.2}us kept_fds_for_cpu_0.3={} kept_fds_for_time_0.3={}",
+            fl.files,
+            fl.cpu_ratio,
+            fl.time_ratio,
+            fl.threads,
+            fl.open_us,
+            fl.pread_us,
+            kept_fds(fl.fds_for_cpu),
+            kept_fds(fl.fds_for_time),
+        );
+        floors.push((n, fl));
         rows.push((n, files.len(), run, plain, ratio, plain_cpu, cpu_ratio));
         destroy_tree();
     }
@@ -492,6 +738,22 @@ fn main() {
             run.peak_rss_kb as f64 / 1024.0,
             run.charged_bytes as f64 / 1048576.0,
             run.cgroups_in_exposition,
+        );
+    }
+    println!();
+    println!("| N cgroups | must-read files | floor CPU ratio (1 thread, no kept fds) | floor time ratio (no kept fds) | open/read/close µs | pread µs | kept fds for CPU 0.3 | kept fds for time 0.3 |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (n, fl) in &floors {
+        println!(
+            "| {n} | {} | {:.2} | {:.2} ({} threads) | {:.2} | {:.2} | {} | {} |",
+            fl.files,
+            fl.cpu_ratio,
+            fl.time_ratio,
+            fl.threads,
+            fl.open_us,
+            fl.pread_us,
+            kept_fds(fl.fds_for_cpu),
+            kept_fds(fl.fds_for_time),
         );
     }
     // Growth: least-squares slope of peak RSS and of the own cgroup's
