@@ -378,6 +378,9 @@ fn floor(files: &[PathBuf], passes: usize) -> Floor {
         many.push(by_dir.pass(threads));
     }
     drop(by_dir);
+    // The pass of median wall time, with its own CPU time: wall and CPU
+    // of one pass belong together (a pass slowed by the machine is slow
+    // in both).
     let mid = |v: &mut Vec<(Duration, f64)>| {
         v.sort_by_key(|p| p.0);
         v[v.len() / 2]
