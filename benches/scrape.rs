@@ -356,6 +356,24 @@ struct Floor {
     fds_for_time: Option<f64>,
 }
 
+impl Floor {
+    /// The cells of its row in the floor table, after N.
+    fn row(&self) -> String {
+        format!(
+            "{} | {:.2} | {:.2} | {:.2} ({} threads) | {:.2} | {:.2} | {} | {}",
+            self.files,
+            self.cpu_ratio,
+            self.cpu_ratio_threads,
+            self.time_ratio,
+            self.threads,
+            self.open_us,
+            self.pread_us,
+            kept_fds(self.fds_for_cpu),
+            kept_fds(self.fds_for_time),
+        )
+    }
+}
+
 /// Kept descriptors, and the kernel memory they pin.
 fn kept_fds(k: Option<f64>) -> String {
     match k {
@@ -700,18 +718,7 @@ fn main() {
             run.body_bytes as f64 / 1048576.0
         );
         let fl = floor(&files, 5);
-        println!(
-            "N={n}: floor: must-read files={} cpu_ratio={:.2} (on the threads: {:.2}) time_ratio={:.2} ({} threads) open_read_close={:.2}us pread={:.2}us kept_fds_for_cpu_0.3={} kept_fds_for_time_0.3={}",
-            fl.files,
-            fl.cpu_ratio,
-            fl.cpu_ratio_threads,
-            fl.time_ratio,
-            fl.threads,
-            fl.open_us,
-            fl.pread_us,
-            kept_fds(fl.fds_for_cpu),
-            kept_fds(fl.fds_for_time),
-        );
+        println!("N={n}: floor (must-read files | CPU ratio, one thread | on the threads | time ratio | open/read/close µs | pread µs | kept fds for CPU 0.3 | for time 0.3): {}", fl.row());
         floors.push((n, fl));
         rows.push((n, files.len(), run, plain, ratio, plain_cpu, cpu_ratio));
         destroy_tree();
@@ -753,18 +760,7 @@ fn main() {
     println!("| N cgroups | must-read files | floor CPU ratio (1 thread, no kept fds) | on the time floor's threads | floor time ratio (no kept fds) | open/read/close µs | pread µs | kept fds for CPU 0.3 | kept fds for time 0.3 |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (n, fl) in &floors {
-        println!(
-            "| {n} | {} | {:.2} | {:.2} | {:.2} ({} threads) | {:.2} | {:.2} | {} | {} |",
-            fl.files,
-            fl.cpu_ratio,
-            fl.cpu_ratio_threads,
-            fl.time_ratio,
-            fl.threads,
-            fl.open_us,
-            fl.pread_us,
-            kept_fds(fl.fds_for_cpu),
-            kept_fds(fl.fds_for_time),
-        );
+        println!("| {n} | {} |", fl.row());
     }
     // Growth: least-squares slope of peak RSS and of the own cgroup's
     // memory over N, per 1,000 cgroups.
