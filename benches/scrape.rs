@@ -105,6 +105,8 @@ const FILES: &[&str] = &[
 /// a value the kernel derives itself (counters, pressure, `*.events`,
 /// `cpuset.cpus.effective`, watermarks) and must be read every scrape: those
 /// make the floor below, what any reader that follows that rule pays.
+/// Written out here rather than taken from the reader's `SETTINGS`: the
+/// floor states the rule, so a reader that kept more would show below it.
 const WRITTEN_ONLY: &[&str] = &[
     "cgroup.controllers",
     "cpu.max",
