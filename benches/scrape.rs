@@ -132,14 +132,9 @@ const WRITTEN_ONLY: &[&str] = &[
     "blkio.throttle.write_iops_device",
 ];
 
-/// Kernel memory one kept kernfs descriptor pins once read: its `struct
-/// file`, `kernfs_open_file`, `seq_file` (~335 bytes together) and the
-/// seq_file's page-sized buffer, which the kernel allocates at the first
-/// read and frees only at close. Measured on Linux 6.18 (docs/
-/// performance.md, "The floor"): 15,000 descriptors held by a process in a
-/// v1 memory cgroup of its own moved `memory.kmem.usage_in_bytes` by 4,438
-/// bytes each once read (335 bytes each when only opened).
-const KEPT_FD_KERNEL_BYTES: f64 = 4438.0;
+/// Set in the child that [`kept_fd_bytes`] starts: the file listing the
+/// paths it is to hold open.
+const HOLD_ENV: &str = "CGPE_BENCH_HOLD";
 
 /// On pure v2 every controller is handed down to the leaves, as on a
 /// Kubernetes node (the kubelet's pods and containers have them all), so a
@@ -356,13 +351,15 @@ struct Floor {
     /// file kept.
     fds_for_cpu: Option<f64>,
     fds_for_time: Option<f64>,
+    /// Kernel memory a kept descriptor pins ([`kept_fd_bytes`]).
+    fd_bytes: Option<f64>,
 }
 
 impl Floor {
     /// The cells of its row in the floor table, after N.
     fn row(&self) -> String {
         format!(
-            "{} | {:.2} | {:.2} | {:.2} ({} threads) | {:.2} | {:.2} | {} | {}",
+            "{} | {:.2} | {:.2} | {:.2} ({} threads) | {:.2} | {:.2} | {} | {} | {}",
             self.files,
             self.cpu_ratio,
             self.cpu_ratio_threads,
@@ -370,18 +367,92 @@ impl Floor {
             self.threads,
             self.open_us,
             self.pread_us,
-            kept_fds(self.fds_for_cpu),
-            kept_fds(self.fds_for_time),
+            kept_fds(self.fds_for_cpu, self.fd_bytes),
+            kept_fds(self.fds_for_time, self.fd_bytes),
+            self.fd_bytes
+                .map_or("n/a".to_string(), |b| format!("{b:.0}")),
         )
     }
 }
 
-/// Kept descriptors, and the kernel memory they pin.
-fn kept_fds(k: Option<f64>) -> String {
-    match k {
-        Some(k) => format!("{k:.0} ({:.0} MiB)", k * KEPT_FD_KERNEL_BYTES / 1048576.0),
-        None => "none suffice".to_string(),
+/// Kept descriptors, and the kernel memory they pin at `bytes` each.
+fn kept_fds(k: Option<f64>, bytes: Option<f64>) -> String {
+    match (k, bytes) {
+        (Some(k), Some(b)) => format!("{k:.0} ({:.0} MiB)", k * b / 1048576.0),
+        (Some(k), None) => format!("{k:.0}"),
+        (None, _) => "none suffice".to_string(),
     }
+}
+
+/// Kernel memory one kept kernfs descriptor pins once read, measured: a
+/// child (this bench, run again with [`HOLD_ENV`]) in a memory cgroup of
+/// its own opens up to 10,000 of `files` and reads each once, and the
+/// cgroup's charge (`memory.current`, or v1 `memory.usage_in_bytes`,
+/// kernel memory included) is read before and after. What it measures:
+/// the `struct file`, `kernfs_open_file` and `seq_file` of each, and the
+/// seq_file's page-sized buffer, which the kernel allocates at the first
+/// read and frees only at close (4,438 bytes a descriptor on Linux 6.18,
+/// 335 without the read). `None` if the child could not be run.
+fn kept_fd_bytes(files: &[PathBuf]) -> Option<f64> {
+    use std::io::{BufRead, BufReader, Write};
+    let list = std::env::temp_dir().join("cgpe-bench-hold.list");
+    let sample: Vec<String> = files
+        .iter()
+        .step_by((files.len() / 10_000).max(1))
+        .map(|p| p.display().to_string())
+        .collect();
+    fs::write(&list, sample.join("\n")).ok()?;
+    let own = OwnCgroup::named("cgpe-bench-hold");
+    let exe = std::env::current_exe().ok()?;
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{} '{}'", own.enter(), exe.display()))
+        .env(HOLD_ENV, &list)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut lines = BufReader::new(child.stdout.take()?).lines();
+    let mut stdin = child.stdin.take()?;
+    let measured = (|| {
+        (lines.next()?.ok()? == "ready").then_some(())?;
+        let before = own.charged_bytes();
+        writeln!(stdin).ok()?;
+        let held: f64 = lines.next()?.ok()?.strip_prefix("held ")?.parse().ok()?;
+        let after = own.charged_bytes();
+        (held > 0.0).then(|| after.saturating_sub(before) as f64 / held)
+    })();
+    drop(stdin);
+    let _ = child.wait();
+    let _ = fs::remove_file(&list);
+    measured
+}
+
+/// The child of [`kept_fd_bytes`]: says it is ready, waits for a line,
+/// opens and reads every file listed, says how many it holds, and keeps
+/// them until its stdin closes.
+fn hold(list: &Path) {
+    use std::io::{BufRead, Write};
+    let paths = fs::read_to_string(list).unwrap_or_default();
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "ready");
+    let _ = out.flush();
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    let _ = stdin.read_line(&mut line);
+    let mut buf = Vec::with_capacity(65536);
+    let held: Vec<fs::File> = paths
+        .lines()
+        .filter_map(|p| {
+            let mut f = fs::File::open(p).ok()?;
+            buf.clear();
+            f.read_to_end(&mut buf).ok()?;
+            Some(f)
+        })
+        .collect();
+    let _ = writeln!(out, "held {}", held.len());
+    let _ = out.flush();
+    let _ = stdin.read_line(&mut line);
 }
 
 fn floor(files: &[PathBuf], passes: usize) -> Floor {
@@ -409,6 +480,7 @@ fn floor(files: &[PathBuf], passes: usize) -> Floor {
     let m = must.len().max(1) as f64;
     let open = one.1 / m;
     let pread = pread_cost(&must, 2 * passes + 1);
+    let fd_bytes = kept_fd_bytes(&must);
     // CPU: (m - k) * open + k * pread = 0.3 * plain.
     let need = |total: f64, goal: f64, per_open: f64, per_pread: f64| {
         let k = (total - goal) / (per_open - per_pread).max(1e-12);
@@ -435,6 +507,7 @@ fn floor(files: &[PathBuf], passes: usize) -> Floor {
             many.0.as_secs_f64() / m,
             pread / speedup,
         ),
+        fd_bytes,
     }
 }
 
@@ -456,13 +529,17 @@ struct OwnCgroup {
 
 impl OwnCgroup {
     fn new() -> OwnCgroup {
+        OwnCgroup::named("cgpe-bench-exporter")
+    }
+
+    fn named(name: &str) -> OwnCgroup {
         let v1 = Path::new(BASE).join("memory");
         let parent = if v1.join("memory.usage_in_bytes").exists() {
             v1
         } else {
             PathBuf::from(BASE)
         };
-        let dir = parent.join("cgpe-bench-exporter");
+        let dir = parent.join(name);
         if dir.exists() {
             common::kill_and_remove(&dir);
         }
@@ -614,6 +691,10 @@ fn bench_server(
 }
 
 fn main() {
+    if let Some(list) = std::env::var_os(HOLD_ENV) {
+        hold(Path::new(&list));
+        return;
+    }
     if fs::read_to_string("/proc/self/status")
         .map(|s| !s.lines().any(|l| l.starts_with("Uid:\t0")))
         .unwrap_or(true)
@@ -720,7 +801,7 @@ fn main() {
             run.body_bytes as f64 / 1048576.0
         );
         let fl = floor(&files, 5);
-        println!("N={n}: floor (must-read files | CPU ratio, one thread | on the threads | time ratio | open/read/close µs | pread µs | kept fds for CPU 0.3 | for time 0.3): {}", fl.row());
+        println!("N={n}: floor (must-read files | CPU ratio, one thread | on the threads | time ratio | open/read/close µs | pread µs | kept fds for CPU 0.3 | for time 0.3 | kernel bytes a kept fd): {}", fl.row());
         floors.push((n, fl));
         rows.push((n, files.len(), run, plain, ratio, plain_cpu, cpu_ratio));
         destroy_tree();
@@ -759,8 +840,8 @@ fn main() {
         );
     }
     println!();
-    println!("| N cgroups | must-read files | floor CPU ratio (1 thread, no kept fds) | on the time floor's threads | floor time ratio (no kept fds) | open/read/close µs | pread µs | kept fds for CPU 0.3 | kept fds for time 0.3 |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| N cgroups | must-read files | floor CPU ratio (1 thread, no kept fds) | on the time floor's threads | floor time ratio (no kept fds) | open/read/close µs | pread µs | kept fds for CPU 0.3 | kept fds for time 0.3 | kernel bytes a kept fd |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (n, fl) in &floors {
         println!("| {n} | {} |", fl.row());
     }
