@@ -238,8 +238,9 @@ struct ByDir {
 
 /// Directories the floor holds open: all of a hybrid tree of 2,000 cgroups
 /// (17,600), more than the exporter can keep besides its other descriptors
-/// (a floor may be optimistic); past that, files are opened by path, as
-/// the exporter does past its own bound. This process's descriptor limit
+/// (a floor may be optimistic); past that, files are opened by their full
+/// path (the exporter, past its own bound, opens relative to the
+/// hierarchy's root: a few components fewer). This process's descriptor limit
 /// is 20,000 here; the `pread` floor opens its 4,000 after these are
 /// closed.
 const FLOOR_KEPT_DIRS: usize = 18_000;
@@ -352,7 +353,7 @@ struct Floor {
     fds_for_cpu: Option<f64>,
     fds_for_time: Option<f64>,
     /// Kernel memory a kept descriptor pins ([`kept_fd_bytes`]).
-    fd_bytes: Option<f64>,
+    fd_bytes: Option<KeptFdBytes>,
 }
 
 impl Floor {
@@ -367,12 +368,21 @@ impl Floor {
             self.threads,
             self.open_us,
             self.pread_us,
-            kept_fds(self.fds_for_cpu, self.fd_bytes),
-            kept_fds(self.fds_for_time, self.fd_bytes),
-            self.fd_bytes
-                .map_or("n/a".to_string(), |b| format!("{b:.0}")),
+            kept_fds(self.fds_for_cpu, self.fd_bytes.map(|b| b.read)),
+            kept_fds(self.fds_for_time, self.fd_bytes.map(|b| b.read)),
+            self.fd_bytes.map_or("n/a".to_string(), |b| format!(
+                "{:.0} ({:.0} if only opened)",
+                b.read, b.opened
+            )),
         )
     }
+}
+
+/// Kernel bytes per descriptor, once opened and once also read.
+#[derive(Clone, Copy)]
+struct KeptFdBytes {
+    opened: f64,
+    read: f64,
 }
 
 /// Kept descriptors, and the kernel memory they pin at `bytes` each.
@@ -384,16 +394,16 @@ fn kept_fds(k: Option<f64>, bytes: Option<f64>) -> String {
     }
 }
 
-/// Kernel memory one kept kernfs descriptor pins once read, measured: a
-/// child (this bench, run again with [`HOLD_ENV`]) in a memory cgroup of
-/// its own opens up to 10,000 of `files` and reads each once, and the
-/// cgroup's charge (`memory.current`, or v1 `memory.usage_in_bytes`,
-/// kernel memory included) is read before and after. What it measures:
-/// the `struct file`, `kernfs_open_file` and `seq_file` of each, and the
-/// seq_file's page-sized buffer, which the kernel allocates at the first
-/// read and frees only at close (4,438 bytes a descriptor on Linux 6.18,
-/// 335 without the read). `None` if the child could not be run.
-fn kept_fd_bytes(files: &[PathBuf]) -> Option<f64> {
+/// Kernel memory one kept kernfs descriptor pins, measured: a child (this
+/// bench, run again with [`HOLD_ENV`]) in a memory cgroup of its own opens
+/// up to 10,000 of `files`, then reads each once, and the cgroup's charge
+/// (`memory.current`, or v1 `memory.usage_in_bytes`, kernel memory
+/// included) is read before, after the opens and after the reads. Opened:
+/// the `struct file`, `kernfs_open_file` and `seq_file` of each (~335
+/// bytes on Linux 6.18); read: plus the seq_file's page-sized buffer,
+/// which the kernel allocates at the first read and frees only at close
+/// (~4,450 bytes). `None` if the child could not be run.
+fn kept_fd_bytes(files: &[PathBuf]) -> Option<KeptFdBytes> {
     use std::io::{BufRead, BufReader, Write};
     let list = std::env::temp_dir().join("cgpe-bench-hold.list");
     let sample: Vec<String> = files
@@ -418,9 +428,15 @@ fn kept_fd_bytes(files: &[PathBuf]) -> Option<f64> {
         (lines.next()?.ok()? == "ready").then_some(())?;
         let before = own.charged_bytes();
         writeln!(stdin).ok()?;
-        let held: f64 = lines.next()?.ok()?.strip_prefix("held ")?.parse().ok()?;
-        let after = own.charged_bytes();
-        (held > 0.0).then(|| after.saturating_sub(before) as f64 / held)
+        let opened: f64 = lines.next()?.ok()?.strip_prefix("opened ")?.parse().ok()?;
+        let after_open = own.charged_bytes();
+        writeln!(stdin).ok()?;
+        (lines.next()?.ok()? == "read").then_some(())?;
+        let after_read = own.charged_bytes();
+        (opened > 0.0).then(|| KeptFdBytes {
+            opened: after_open.saturating_sub(before) as f64 / opened,
+            read: after_read.saturating_sub(before) as f64 / opened,
+        })
     })();
     drop(stdin);
     let _ = child.wait();
@@ -429,8 +445,8 @@ fn kept_fd_bytes(files: &[PathBuf]) -> Option<f64> {
 }
 
 /// The child of [`kept_fd_bytes`]: says it is ready, waits for a line,
-/// opens and reads every file listed, says how many it holds, and keeps
-/// them until its stdin closes.
+/// opens every file listed and says how many, waits for a line, reads
+/// each once and says so, and keeps them open until its stdin closes.
 fn hold(list: &Path) {
     use std::io::{BufRead, Write};
     let paths = fs::read_to_string(list).unwrap_or_default();
@@ -443,20 +459,23 @@ fn hold(list: &Path) {
     let mut buf = Vec::with_capacity(65536);
     let held: Vec<fs::File> = paths
         .lines()
-        .filter_map(|p| {
-            let mut f = fs::File::open(p).ok()?;
-            buf.clear();
-            f.read_to_end(&mut buf).ok()?;
-            Some(f)
-        })
+        .filter_map(|p| fs::File::open(p).ok())
         .collect();
-    let _ = writeln!(out, "held {}", held.len());
+    let _ = writeln!(out, "opened {}", held.len());
+    let _ = out.flush();
+    let _ = stdin.read_line(&mut line);
+    for mut f in &held {
+        buf.clear();
+        let _ = f.read_to_end(&mut buf);
+    }
+    let _ = writeln!(out, "read");
     let _ = out.flush();
     let _ = stdin.read_line(&mut line);
 }
 
 fn floor(files: &[PathBuf], passes: usize) -> Floor {
     let must = must_read(files);
+    // The exporter's own rule for its reader threads (`CgroupCollector::new`).
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
